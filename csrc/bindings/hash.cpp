@@ -1,0 +1,7 @@
+#include "bindings/common.h"
+
+namespace embedrt {
+
+void register_hash(py::module_& m) {}
+
+}  // namespace embedrt

@@ -1,0 +1,65 @@
+"""embedrt: an on-device embedding runtime.
+
+SIMD kernels for binary, multi-bit binary and int8 embeddings, hash embeddings, flat indexes,
+and a CPU text encoder for exported (ONNX) sentence-transformers models.
+
+Heavy parts (the encoder, onnxruntime, tokenizers) are imported on first use.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._runtime import cpu_info, get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    # bit codes
+    "pack_bits": ".kernels",
+    "unpack_bits": ".kernels",
+    "hamming": ".kernels",
+    "hamming_topk": ".kernels",
+    "binary_matmul": ".kernels",
+    # int8
+    "int8_matmul": ".kernels",
+    "Int8Matrix": ".kernels",
+    "pack_int8": ".kernels",
+    "quantize": ".quantize",
+    # indexes
+    "BinaryIndex": ".index",
+    "Int8Index": ".index",
+    "Index": ".index",
+    # multi-bit binary codes
+    "ResidualBinarizer": ".sdc",
+    "sdc": ".sdc",
+    "sdc_topk": ".sdc",
+    "SDCIndex": ".sdc",
+    # hash embeddings
+    "murmurhash3_128": ".hashing",
+    "hash_string": ".hashing",
+    "HashEmbed": ".hashing",
+    "MultiHashEmbed": ".hashing",
+    "fasttext_subword_ids": ".hashing",
+    "embedding_bag": ".hashing",
+    "QREmbed": ".hashing",
+    # encoder
+    "Encoder": ".encoder",
+    "export": ".encoder",
+    "convert": ".encoder",
+}
+
+__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedrt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

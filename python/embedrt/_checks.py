@@ -1,0 +1,60 @@
+"""Argument checks shared by the Python layer. Every message names the argument."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_array(x, name: str, dtype, ndim=None, allow_1d: bool = False) -> np.ndarray:
+    """A C-contiguous array of exactly `dtype` (TypeError if the dtype differs).
+
+    ndim: required number of dimensions; with allow_1d a 1-D input is taken as one row.
+    Non-contiguous inputs are copied.
+    """
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple)):
+            x = np.asarray(x)
+            if x.dtype != np.dtype(dtype) and not (x.size == 0):
+                raise TypeError(f"{name}: expected a numpy array of dtype {np.dtype(dtype).name}, "
+                                f"got a {type(x).__name__} of {x.dtype}")
+            x = x.astype(dtype, copy=False)
+        else:
+            raise TypeError(f"{name}: expected a numpy array of dtype {np.dtype(dtype).name}, "
+                            f"got {type(x).__name__}")
+    if x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {x.dtype}")
+    if ndim is not None:
+        if allow_1d and x.ndim == 1 and ndim == 2:
+            x = x.reshape(1, -1)
+        if x.ndim != ndim:
+            raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def as_float32(x, name: str, ndim=2, allow_1d: bool = False, finite: bool = True) -> np.ndarray:
+    """Float input (float16/32/64) as C-contiguous float32; rejects integer and bool arrays,
+    and NaN or inf when `finite`."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+        if x.size == 0 and x.dtype == np.float64:
+            x = x.astype(np.float32)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype}")
+    if allow_1d and x.ndim == 1 and ndim == 2:
+        x = x.reshape(1, -1)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if finite and x.size and not np.isfinite(x).all():
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return x
+
+
+def as_int(v, name: str, minimum=None) -> int:
+    if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    v = int(v)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v

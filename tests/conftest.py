@@ -1,0 +1,81 @@
+"""Shared fixtures: the reference data beside the repository, and ISA levels."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("EMBEDRT_SHARED")
+    return Path(env) if env else REPO.parent / "shared"
+
+
+SHARED = _shared_dir()
+MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+REFERENCE = SHARED / "fixtures" / "minilm-reference"
+CORPUS = SHARED / "fixtures" / "corpus"
+
+_NO_SHARED = ("the reference model and fixtures (../shared beside the repository, or "
+              "EMBEDRT_SHARED) are not present")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    if not (MINILM / "onnx" / "model.onnx").is_file():
+        pytest.skip(_NO_SHARED)
+    return MINILM
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE / "embeddings.npy").is_file():
+        pytest.skip(_NO_SHARED)
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not (CORPUS / "stdlib_docstrings.minilm.npy").is_file():
+        pytest.skip(_NO_SHARED)
+    return CORPUS
+
+
+def isa_levels() -> list:
+    """The ISA levels this CPU can run, highest first (what EMBEDRT_ISA allows is the top)."""
+    import embedrt._core as core
+
+    order = ["avx512", "avx2", "neon", "scalar"]
+    best = core.best_isa()
+    compiled = set(core.compiled_isas())
+    arm = best == "neon"
+    out = []
+    for level in order[order.index(best):]:
+        if level in compiled and (level == "scalar" or (level == "neon") == arm):
+            out.append(level)
+    return out
+
+
+@contextlib.contextmanager
+def forced_isa(level: str):
+    """Runs the body with kernels forced to `level`, then restores the previous level."""
+    import embedrt._core as core
+
+    before = core.isa()
+    got = core.set_isa(level)
+    assert got == level, f"could not force ISA {level} (got {got})"
+    try:
+        yield
+    finally:
+        core.set_isa(before)
+
+
+@pytest.fixture(params=isa_levels())
+def isa(request):
+    """Parametrizes a test over every ISA level this CPU can run."""
+    with forced_isa(request.param):
+        yield request.param
