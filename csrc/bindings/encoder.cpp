@@ -1,7 +1,163 @@
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
 #include "bindings/common.h"
+#include "encoder/bert.h"
 
 namespace embedrt {
+namespace {
 
-void register_encoder(py::module_& m) {}
+using encoder::BertConfig;
+using encoder::BertModel;
+
+const char* kSlots[4] = {"qkv", "attn_out", "up", "down"};
+
+// A BertModel plus the numpy arrays it references (the embedding tables).
+class NativeEncoder {
+public:
+    NativeEncoder(int64_t vocab, int64_t hidden, int64_t heads, int64_t intermediate, int64_t layers,
+                  int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays) {
+        BertConfig cfg;
+        cfg.vocab = vocab;
+        cfg.hidden = hidden;
+        cfg.heads = heads;
+        cfg.intermediate = intermediate;
+        cfg.layers = layers;
+        cfg.max_position = max_position;
+        cfg.type_vocab = type_vocab;
+        cfg.eps = static_cast<float>(eps);
+        model_ = std::make_unique<BertModel>(cfg);  // validates the sizes
+
+        auto word = f32(arrays, "word_embeddings", {vocab, hidden});
+        auto pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        auto type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
+        auto g = f32(arrays, "embeddings_ln_g", {hidden});
+        auto b = f32(arrays, "embeddings_ln_b", {hidden});
+        keep_ = {word, pos, type};
+        model_->set_embeddings(word.data(), pos.data(), type.data(), g.data(), b.data());
+
+        const int64_t ns[4] = {3 * hidden, hidden, intermediate, hidden};
+        const int64_t ks[4] = {hidden, hidden, hidden, intermediate};
+        for (int64_t l = 0; l < layers; ++l) {
+            std::string pre = std::to_string(l) + ".";
+            for (int s = 0; s < 4; ++s) {
+                std::string base = pre + kSlots[s] + ".";
+                int64_t n = ns[s], k = ks[s];
+                py::object w = get(arrays, base + "weight");
+                auto bias = f32(arrays, base + "bias", {n});
+                py::dtype dt = py::reinterpret_borrow<py::array>(w).dtype();
+                if (dt.kind() == 'i' && dt.itemsize() == 1) {
+                    auto wq = bind::as_array<int8_t>(w, (base + "weight").c_str(), 2);
+                    check_shape(wq, base + "weight", {n, k});
+                    auto scale = f32(arrays, base + "scale", {n});
+                    py::array_t<float, py::array::c_style> shift, mul;
+                    bool has_shift = arrays.contains(base + "in_shift");
+                    bool has_mul = arrays.contains(base + "in_mul");
+                    if (has_shift) shift = f32(arrays, base + "in_shift", {k});
+                    if (has_mul) mul = f32(arrays, base + "in_mul", {k});
+                    model_->set_linear_int8(l, s, wq.data(), scale.data(), bias.data(),
+                                            has_shift ? shift.data() : nullptr,
+                                            has_mul ? mul.data() : nullptr);
+                } else {
+                    auto wf = f32(arrays, base + "weight", {n, k});
+                    model_->set_linear_f32(l, s, wf.data(), bias.data());
+                }
+            }
+            auto g1 = f32(arrays, pre + "ln1_g", {hidden});
+            auto b1 = f32(arrays, pre + "ln1_b", {hidden});
+            auto g2 = f32(arrays, pre + "ln2_g", {hidden});
+            auto b2 = f32(arrays, pre + "ln2_b", {hidden});
+            model_->set_layernorms(l, g1.data(), b1.data(), g2.data(), b2.data());
+        }
+        model_->finalize();
+    }
+
+    py::array_t<float> embed(const py::handle& ids_obj, const py::handle& offsets_obj,
+                             const py::handle& types_obj, const std::string& pooling_name,
+                             int64_t layers) {
+        encoder::Pooling pooling;
+        if (!encoder::parse_pooling(pooling_name, &pooling))
+            throw py::value_error("unknown pooling " + pooling_name +
+                                  "; choose mean, cls, max, mean_sqrt_len, lasttoken or weightedmean");
+        auto ids = bind::as_array<int64_t>(ids_obj, "ids", 1);
+        auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
+        if (offsets.shape(0) < 1) throw py::value_error("offsets: expected at least one entry");
+        int64_t nseq = offsets.shape(0) - 1;
+        const int64_t* off = offsets.data();
+        for (int64_t s = 0; s < nseq; ++s)
+            if (off[s + 1] < off[s]) throw py::value_error("offsets must not decrease");
+        if (off[0] != 0 || off[nseq] != ids.shape(0))
+            throw py::value_error("offsets must run from 0 to len(ids)");
+        py::array_t<int64_t, py::array::c_style> types;
+        const int64_t* tp = nullptr;
+        if (!types_obj.is_none()) {
+            types = bind::as_array<int64_t>(types_obj, "type_ids", 1);
+            if (types.shape(0) != ids.shape(0))
+                throw py::value_error("type_ids must have one entry per token");
+            tp = types.data();
+        }
+        const int64_t h = model_->config().hidden;
+        py::array_t<float> out({nseq, h});
+        float* o = out.mutable_data();
+        const int64_t* ip = ids.data();
+        {
+            py::gil_scoped_release release;
+            model_->embed(ip, tp, off, nseq, pooling, layers, o);
+        }
+        return out;
+    }
+
+    int64_t max_chunk_tokens() const { return model_->max_chunk_tokens; }
+    void set_max_chunk_tokens(int64_t v) {
+        if (v < 1) throw py::value_error("max_chunk_tokens must be >= 1");
+        model_->max_chunk_tokens = v;
+    }
+    const BertConfig& config() const { return model_->config(); }
+
+private:
+    static py::object get(const py::dict& arrays, const std::string& name) {
+        if (!arrays.contains(name)) throw py::value_error("encoder weights: missing array " + name);
+        return arrays[py::str(name)];
+    }
+    template <class A>
+    static void check_shape(const A& a, const std::string& name, std::vector<int64_t> shape) {
+        bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+        for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+        if (!ok) {
+            std::string want = "(";
+            for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+            throw py::value_error("encoder weights: " + name + " must have shape " + want + ")");
+        }
+    }
+    static py::array_t<float, py::array::c_style> f32(const py::dict& arrays, const std::string& name,
+                                                      std::vector<int64_t> shape) {
+        auto a = bind::as_array<float>(get(arrays, name), name.c_str(), static_cast<int>(shape.size()));
+        check_shape(a, name, shape);
+        return a;
+    }
+
+    std::unique_ptr<BertModel> model_;
+    std::vector<py::array_t<float, py::array::c_style>> keep_;
+};
+
+}  // namespace
+
+void register_encoder(py::module_& m) {
+    py::class_<NativeEncoder>(m, "NativeEncoder",
+                              "The native BERT-family forward pass (weights as prepared by "
+                              "embedrt.encoder.native).")
+        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&>(),
+             py::arg("vocab"), py::arg("hidden"), py::arg("heads"), py::arg("intermediate"),
+             py::arg("layers"), py::arg("max_position"), py::arg("type_vocab"), py::arg("eps"),
+             py::arg("arrays"))
+        .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
+             py::arg("pooling"), py::arg("layers"),
+             "Pooled embeddings [n, hidden] of the sequences ids[offsets[s]:offsets[s+1]].")
+        .def_property("max_chunk_tokens", &NativeEncoder::max_chunk_tokens,
+                      &NativeEncoder::set_max_chunk_tokens)
+        .def_property_readonly("hidden", [](const NativeEncoder& e) { return e.config().hidden; })
+        .def_property_readonly("layers", [](const NativeEncoder& e) { return e.config().layers; });
+}
 
 }  // namespace embedrt

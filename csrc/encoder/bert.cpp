@@ -1,0 +1,360 @@
+#include "encoder/bert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "kernels/encoder_ops.h"
+#include "parallel.h"
+
+namespace embedrt {
+namespace encoder {
+
+bool parse_pooling(const std::string& name, Pooling* out) {
+    if (name == "mean") *out = Pooling::mean;
+    else if (name == "cls") *out = Pooling::cls;
+    else if (name == "max") *out = Pooling::max;
+    else if (name == "mean_sqrt_len") *out = Pooling::mean_sqrt_len;
+    else if (name == "lasttoken") *out = Pooling::lasttoken;
+    else if (name == "weightedmean") *out = Pooling::weightedmean;
+    else return false;
+    return true;
+}
+
+BertModel::BertModel(const BertConfig& cfg) : cfg_(cfg) {
+    if (cfg.vocab <= 0 || cfg.hidden <= 0 || cfg.heads <= 0 || cfg.intermediate <= 0 ||
+        cfg.layers < 0 || cfg.max_position <= 0 || cfg.type_vocab <= 0)
+        throw std::invalid_argument("encoder config: every size must be positive");
+    if (cfg.hidden % cfg.heads != 0)
+        throw std::invalid_argument("encoder config: hidden size is not a multiple of the heads");
+    if (!(cfg.eps > 0.0f)) throw std::invalid_argument("encoder config: eps must be positive");
+    layers_.resize(static_cast<size_t>(cfg.layers));
+    for (auto& l : layers_) {
+        l.qkv.n = 3 * cfg.hidden;
+        l.qkv.k = cfg.hidden;
+        l.attn_out.n = cfg.hidden;
+        l.attn_out.k = cfg.hidden;
+        l.up.n = cfg.intermediate;
+        l.up.k = cfg.hidden;
+        l.down.n = cfg.hidden;
+        l.down.k = cfg.intermediate;
+    }
+}
+
+Linear& BertModel::linear(int64_t layer, int slot) {
+    if (layer < 0 || layer >= cfg_.layers) throw std::invalid_argument("layer index out of range");
+    BertLayer& l = layers_[static_cast<size_t>(layer)];
+    switch (slot) {
+        case 0: return l.qkv;
+        case 1: return l.attn_out;
+        case 2: return l.up;
+        case 3: return l.down;
+        default: throw std::invalid_argument("linear slot out of range");
+    }
+}
+
+void BertModel::set_embeddings(const float* word, const float* position, const float* token_type,
+                               const float* ln_g, const float* ln_b) {
+    word_ = word;
+    pos_ = position;
+    type_ = token_type;
+    emb_g_.assign(ln_g, ln_g + cfg_.hidden);
+    emb_b_.assign(ln_b, ln_b + cfg_.hidden);
+}
+
+void BertModel::set_linear_f32(int64_t layer, int slot, const float* w, const float* bias) {
+    Linear& L = linear(layer, slot);
+    L.int8 = false;
+    L.wf.assign(static_cast<size_t>(enc_packed_f32_size(L.n, L.k)), 0.0f);
+    enc_pack_f32(w, L.n, L.k, L.k, L.wf.data());
+    L.wq = Int8Packed();
+    L.scale.clear();
+    L.in_shift.clear();
+    L.in_mul.clear();
+    if (bias) L.bias.assign(bias, bias + L.n);
+    else L.bias.clear();
+}
+
+void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
+                                const float* bias, const float* in_shift, const float* in_mul) {
+    Linear& L = linear(layer, slot);
+    if (L.k > kInt8MaxK) throw std::invalid_argument("int8 linear: input width exceeds the int8 limit");
+    L.int8 = true;
+    L.wf.clear();
+    int8_pack(w, L.n, L.k, L.k, &L.wq);
+    L.scale.assign(scale, scale + L.n);
+    if (bias) L.bias.assign(bias, bias + L.n);
+    else L.bias.clear();
+    if (in_shift) L.in_shift.assign(in_shift, in_shift + L.k);
+    else L.in_shift.clear();
+    if (in_mul) L.in_mul.assign(in_mul, in_mul + L.k);
+    else L.in_mul.clear();
+}
+
+void BertModel::set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b,
+                               const float* ln2_g, const float* ln2_b) {
+    if (layer < 0 || layer >= cfg_.layers) throw std::invalid_argument("layer index out of range");
+    BertLayer& l = layers_[static_cast<size_t>(layer)];
+    int64_t h = cfg_.hidden;
+    l.ln1_g.assign(ln1_g, ln1_g + h);
+    l.ln1_b.assign(ln1_b, ln1_b + h);
+    l.ln2_g.assign(ln2_g, ln2_g + h);
+    l.ln2_b.assign(ln2_b, ln2_b + h);
+}
+
+void BertModel::finalize() {
+    if (!word_ || !pos_ || !type_ || emb_g_.empty())
+        throw std::invalid_argument("encoder: embeddings were not set");
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const BertLayer& l = layers_[i];
+        for (const Linear* L : {&l.qkv, &l.attn_out, &l.up, &l.down})
+            if (L->wf.empty() && L->wq.data.empty())
+                throw std::invalid_argument("encoder: layer " + std::to_string(i) + " is incomplete");
+        if (l.ln1_g.empty() || l.ln2_g.empty())
+            throw std::invalid_argument("encoder: layer " + std::to_string(i) + " has no LayerNorm");
+    }
+    finalized_ = true;
+}
+
+struct Workspace {
+    std::vector<float> x, x1, qkv, ctx, hf;
+    std::vector<int8_t> xq, cq, x1q, hq;
+    std::vector<float> xs, cs, x1s, hs;
+    std::vector<int64_t> pos;
+};
+
+namespace {
+
+constexpr int64_t kRowBlock = 32;
+
+template <class T>
+T* grow(std::vector<T>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+}
+
+float quantize_input(const Linear& L, const float* src, int8_t* q, float* tmp) {
+    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
+                            L.in_mul.empty() ? nullptr : L.in_mul.data(), q, tmp);
+}
+
+// Runs y = W x + b over T rows in row blocks across the pool. For each row i the result is
+// written to out_row(i, tmp) (tmp: a scratch row of n floats) and then post(i, row, scratch)
+// runs while the row is cache-hot (scratch: max(n, k) floats, for quantizing the next input).
+template <class OutRow, class Post>
+void run_linear(const Linear& L, const float* xf, int64_t ldx, const int8_t* xq, const float* xs,
+                int64_t T, int64_t scratch_n, OutRow out_row, Post post) {
+    const int64_t n = L.n, k = L.k;
+    const float* bias = L.bias.empty() ? nullptr : L.bias.data();
+    int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
+    parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+        thread_local std::vector<int32_t> ti;
+        thread_local std::vector<float> tf, row, scratch;
+        float* rowp = grow(row, n);
+        float* scr = grow(scratch, std::max(scratch_n, std::max(n, k)));
+        for (int64_t b = b0; b < b1; ++b) {
+            int64_t r0 = b * kRowBlock;
+            int64_t rb = std::min(kRowBlock, T - r0);
+            if (L.int8) {
+                int32_t* c = grow(ti, kRowBlock * n);
+                int8_gemm_packed(xq + r0 * k, rb, k, L.wq, 0, n, c, n);
+                for (int64_t r = 0; r < rb; ++r) {
+                    int64_t i = r0 + r;
+                    float* y = out_row(i, rowp);
+                    enc_dequant_row(c + r * n, n, xs[i], L.scale.data(), bias, y);
+                    post(i, y, scr);
+                }
+            } else {
+                float* c = grow(tf, kRowBlock * n);
+                enc_sgemm_packed(xf + r0 * ldx, rb, ldx, L.wf.data(), n, k, 0, (n + 15) / 16, c, n);
+                for (int64_t r = 0; r < rb; ++r) {
+                    int64_t i = r0 + r;
+                    float* y = out_row(i, rowp);
+                    enc_bias_row(c + r * n, n, bias, y);
+                    post(i, y, scr);
+                }
+            }
+        }
+    });
+}
+
+}  // namespace
+
+void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
+                      int64_t nseq, Pooling pooling, int64_t num_layers, float* out) const {
+    if (!finalized_) throw std::invalid_argument("encoder: the model is not complete");
+    if (num_layers < 0 || num_layers > cfg_.layers)
+        throw std::invalid_argument("layers must be between 0 and " + std::to_string(cfg_.layers));
+    if (nseq <= 0) return;
+    if (offsets[0] != 0) throw std::invalid_argument("offsets must start at 0");
+    for (int64_t s = 0; s < nseq; ++s) {
+        int64_t len = offsets[s + 1] - offsets[s];
+        if (len <= 0)
+            throw std::invalid_argument("sequence " + std::to_string(s) + " is empty");
+        if (len > cfg_.max_position)
+            throw std::invalid_argument("sequence " + std::to_string(s) + " has " + std::to_string(len) +
+                                        " tokens; the model takes at most " +
+                                        std::to_string(cfg_.max_position));
+    }
+    int64_t total = offsets[nseq];
+    for (int64_t t = 0; t < total; ++t) {
+        if (ids[t] < 0 || ids[t] >= cfg_.vocab)
+            throw std::invalid_argument("token id " + std::to_string(ids[t]) +
+                                        " is outside the vocabulary (size " + std::to_string(cfg_.vocab) + ")");
+        if (type_ids && (type_ids[t] < 0 || type_ids[t] >= cfg_.type_vocab))
+            throw std::invalid_argument("token type id " + std::to_string(type_ids[t]) +
+                                        " is outside [0, " + std::to_string(cfg_.type_vocab) + ")");
+    }
+    Workspace ws;
+    std::vector<int64_t> offs;
+    int64_t s0 = 0;
+    while (s0 < nseq) {
+        int64_t s1 = s0 + 1;
+        while (s1 < nseq && offsets[s1 + 1] - offsets[s0] <= max_chunk_tokens) ++s1;
+        offs.resize(static_cast<size_t>(s1 - s0 + 1));
+        for (int64_t s = s0; s <= s1; ++s) offs[static_cast<size_t>(s - s0)] = offsets[s] - offsets[s0];
+        forward_chunk(ids + offsets[s0], type_ids ? type_ids + offsets[s0] : nullptr, offs.data(),
+                      s1 - s0, pooling, num_layers, out + s0 * cfg_.hidden, ws);
+        s0 = s1;
+    }
+}
+
+void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
+                              int64_t nseq, Pooling pooling, int64_t num_layers, float* out,
+                              Workspace& ws) const {
+    const int64_t h = cfg_.hidden, h3 = 3 * h, I = cfg_.intermediate;
+    const int64_t heads = cfg_.heads, d = h / heads;
+    const int64_t T = offsets[nseq];
+    const float eps = cfg_.eps;
+
+    float* x = grow(ws.x, T * h);
+    float* x1 = grow(ws.x1, T * h);
+    float* qkv = grow(ws.qkv, T * h3);
+    float* ctx = grow(ws.ctx, T * h);
+    int8_t* xq = grow(ws.xq, T * h);
+    int8_t* cq = grow(ws.cq, T * h);
+    int8_t* x1q = grow(ws.x1q, T * h);
+    float* xs = grow(ws.xs, T);
+    float* cs = grow(ws.cs, T);
+    float* x1s = grow(ws.x1s, T);
+    float* hs = grow(ws.hs, T);
+    int8_t* hq = nullptr;
+    float* hf = nullptr;
+    bool any_int8_down = false, any_f32_down = false;
+    for (int64_t l = 0; l < num_layers; ++l) {
+        if (layers_[static_cast<size_t>(l)].down.int8) any_int8_down = true;
+        else any_f32_down = true;
+    }
+    if (any_int8_down) hq = grow(ws.hq, T * I);
+    if (any_f32_down) hf = grow(ws.hf, T * I);
+    int64_t* pos = grow(ws.pos, T);
+    for (int64_t s = 0; s < nseq; ++s)
+        for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
+
+    // Embeddings + LayerNorm (+ the first layer's quantized input).
+    const Linear* first = num_layers > 0 ? &layers_[0].qkv : nullptr;
+    parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
+        thread_local std::vector<float> scratch;
+        float* scr = grow(scratch, h);
+        for (int64_t t = t0; t < t1; ++t) {
+            float* row = x + t * h;
+            const float* w = word_ + ids[t] * h;
+            const float* p = pos_ + pos[t] * h;
+            const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
+            for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
+            enc_add_layernorm_row(row, nullptr, h, emb_g_.data(), emb_b_.data(), eps, row);
+            if (first && first->int8) xs[t] = quantize_input(*first, row, xq + t * h, scr);
+        }
+    });
+
+    for (int64_t l = 0; l < num_layers; ++l) {
+        const BertLayer& Ly = layers_[static_cast<size_t>(l)];
+        const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
+
+        // Q, K, V in one product.
+        run_linear(Ly.qkv, x, h, xq, xs, T, 0,
+                   [&](int64_t i, float*) { return qkv + i * h3; },
+                   [&](int64_t, float*, float*) {});
+
+        // Attention per (sequence, head).
+        parallel_for(nseq * heads, 1, [&](int64_t a0, int64_t a1) {
+            thread_local std::vector<float> scratch;
+            for (int64_t a = a0; a < a1; ++a) {
+                int64_t s = a / heads, hd = a % heads;
+                int64_t off = offsets[s], L = offsets[s + 1] - off;
+                float* scr = grow(scratch, enc_attention_scratch(L, d));
+                const float* base = qkv + off * h3 + hd * d;
+                enc_attention_head(base, base + h, base + 2 * h, h3, L, d, ctx + off * h + hd * d, h,
+                                   scr);
+            }
+        });
+        if (Ly.attn_out.int8) {
+            parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
+                thread_local std::vector<float> scratch;
+                float* scr = grow(scratch, h);
+                for (int64_t t = t0; t < t1; ++t)
+                    cs[t] = quantize_input(Ly.attn_out, ctx + t * h, cq + t * h, scr);
+            });
+        }
+
+        // Attention output + residual + LayerNorm -> x1 (+ the up projection's input).
+        run_linear(Ly.attn_out, ctx, h, cq, cs, T, 0,
+                   [&](int64_t, float* tmp) { return tmp; },
+                   [&](int64_t i, float* y, float* scr) {
+                       float* dst = x1 + i * h;
+                       enc_add_layernorm_row(y, x + i * h, h, Ly.ln1_g.data(), Ly.ln1_b.data(), eps, dst);
+                       if (Ly.up.int8) x1s[i] = quantize_input(Ly.up, dst, x1q + i * h, scr);
+                   });
+
+        // Up projection + GELU (+ the down projection's input).
+        run_linear(Ly.up, x1, h, x1q, x1s, T, I,
+                   [&](int64_t i, float* tmp) { return Ly.down.int8 ? tmp : hf + i * I; },
+                   [&](int64_t i, float* y, float* scr) {
+                       enc_gelu_row(y, I);
+                       if (Ly.down.int8) hs[i] = quantize_input(Ly.down, y, hq + i * I, scr);
+                   });
+
+        // Down projection + residual + LayerNorm -> x (+ the next layer's input).
+        run_linear(Ly.down, hf, I, hq, hs, T, 0,
+                   [&](int64_t, float* tmp) { return tmp; },
+                   [&](int64_t i, float* y, float* scr) {
+                       float* dst = x + i * h;
+                       enc_add_layernorm_row(y, x1 + i * h, h, Ly.ln2_g.data(), Ly.ln2_b.data(), eps, dst);
+                       if (next && next->int8) xs[i] = quantize_input(*next, dst, xq + i * h, scr);
+                   });
+    }
+
+    // Pooling.
+    for (int64_t s = 0; s < nseq; ++s) {
+        int64_t off = offsets[s], L = offsets[s + 1] - off;
+        float* o = out + s * h;
+        const float* rows = x + off * h;
+        switch (pooling) {
+            case Pooling::cls: std::memcpy(o, rows, sizeof(float) * h); break;
+            case Pooling::lasttoken: std::memcpy(o, rows + (L - 1) * h, sizeof(float) * h); break;
+            case Pooling::max:
+                std::memcpy(o, rows, sizeof(float) * h);
+                for (int64_t t = 1; t < L; ++t)
+                    for (int64_t j = 0; j < h; ++j) o[j] = std::max(o[j], rows[t * h + j]);
+                break;
+            case Pooling::mean:
+            case Pooling::mean_sqrt_len:
+            case Pooling::weightedmean: {
+                std::vector<double> acc(static_cast<size_t>(h), 0.0);
+                double wsum = 0.0;
+                for (int64_t t = 0; t < L; ++t) {
+                    double w = pooling == Pooling::weightedmean ? double(t + 1) : 1.0;
+                    wsum += w;
+                    for (int64_t j = 0; j < h; ++j) acc[j] += w * rows[t * h + j];
+                }
+                double div = pooling == Pooling::mean_sqrt_len ? std::sqrt(double(L)) : wsum;
+                for (int64_t j = 0; j < h; ++j) o[j] = static_cast<float>(acc[j] / div);
+                break;
+            }
+        }
+    }
+}
+
+}  // namespace encoder
+}  // namespace embedrt

@@ -1,0 +1,95 @@
+// The native forward pass of BERT-family text encoders (BertModel: absolute position
+// embeddings, token types, post-LayerNorm blocks, erf GELU), followed by pooling.
+//
+// Sequences are never padded: a batch is one [total_tokens, hidden] activation matrix with the
+// sequences back to back; attention runs per sequence and head. Every linear layer is either
+// int8 (weights symmetric per output channel, packed once; activations quantized per token on
+// the fly, symmetric, one scale per row) or fp32. Bias, GELU, residual, LayerNorm and the
+// quantization of the next layer's input are fused into one pass over each output row block.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/int8_gemm.h"
+
+namespace embedrt {
+namespace encoder {
+
+struct BertConfig {
+    int64_t vocab = 0, hidden = 0, heads = 0, intermediate = 0, layers = 0;
+    int64_t max_position = 0, type_vocab = 0;
+    float eps = 1e-12f;
+};
+
+enum class Pooling { mean, cls, max, mean_sqrt_len, lasttoken, weightedmean };
+
+// Returns false for an unknown name.
+bool parse_pooling(const std::string& name, Pooling* out);
+
+// y = W x + b for W [n, k].
+struct Linear {
+    int64_t n = 0, k = 0;
+    bool int8 = false;
+    std::vector<float> wf;         // fp32: packed panels (enc_pack_f32)
+    Int8Packed wq;                 // int8: packed weights
+    std::vector<float> scale;      // int8: per-output-channel weight scale [n]
+    std::vector<float> bias;       // [n] (may be empty)
+    // int8: the input is quantized as (x - in_shift) * in_mul (each [k], may be empty); the
+    // weights and bias are expected to have been adjusted for it.
+    std::vector<float> in_shift, in_mul;
+};
+
+struct BertLayer {
+    Linear qkv;       // [3 * hidden, hidden]: query (pre-scaled by 1/sqrt(head_dim)), key, value
+    Linear attn_out;  // [hidden, hidden]
+    Linear up;        // [intermediate, hidden]
+    Linear down;      // [hidden, intermediate]
+    std::vector<float> ln1_g, ln1_b, ln2_g, ln2_b;
+};
+
+class BertModel {
+public:
+    explicit BertModel(const BertConfig& cfg);
+
+    const BertConfig& config() const { return cfg_; }
+
+    // Embedding tables are referenced, not copied: the caller keeps them alive.
+    void set_embeddings(const float* word, const float* position, const float* token_type,
+                        const float* ln_g, const float* ln_b);
+    // slot: 0 qkv, 1 attn_out, 2 up, 3 down. w: [n, k] row-major (PyTorch layout).
+    void set_linear_f32(int64_t layer, int slot, const float* w, const float* bias);
+    void set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
+                         const float* bias, const float* in_shift, const float* in_mul);
+    void set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b, const float* ln2_g,
+                        const float* ln2_b);
+
+    // Checks that every part was set; throws std::invalid_argument otherwise.
+    void finalize();
+
+    // ids: the sequences back to back; offsets[nseq + 1] (offsets[0] = 0, increasing);
+    // type_ids: like ids or null (all 0). Runs the first num_layers layers, pools each sequence
+    // into out[s * hidden ...]. Throws std::invalid_argument on bad input (ids outside the
+    // vocabulary, empty or too long sequences).
+    void embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets, int64_t nseq,
+               Pooling pooling, int64_t num_layers, float* out) const;
+
+    // Token budget of one forward chunk (bounds the activation memory).
+    int64_t max_chunk_tokens = 2048;
+
+private:
+    Linear& linear(int64_t layer, int slot);
+    void forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
+                       int64_t nseq, Pooling pooling, int64_t num_layers, float* out,
+                       struct Workspace& ws) const;
+
+    BertConfig cfg_;
+    const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr;
+    std::vector<float> emb_g_, emb_b_;
+    std::vector<BertLayer> layers_;
+    bool finalized_ = false;
+};
+
+}  // namespace encoder
+}  // namespace embedrt

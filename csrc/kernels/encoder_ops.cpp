@@ -1,0 +1,68 @@
+#include "kernels/encoder_ops.h"
+
+#include <cstring>
+
+#include "dispatch.h"
+
+namespace embedrt {
+
+int64_t enc_packed_f32_size(int64_t n, int64_t k) { return (n + 15) / 16 * 16 * k; }
+
+void enc_pack_f32(const float* b, int64_t n, int64_t k, int64_t ldb, float* out) {
+    int64_t np = (n + 15) / 16 * 16;
+    std::memset(out, 0, sizeof(float) * static_cast<size_t>(np * k));
+    for (int64_t j = 0; j < n; ++j) {
+        float* panel = out + (j / 16) * 16 * k;
+        int64_t lane = j % 16;
+        const float* row = b + j * ldb;
+        for (int64_t kk = 0; kk < k; ++kk) panel[kk * 16 + lane] = row[kk];
+    }
+}
+
+int64_t enc_attention_scratch(int64_t L, int64_t d) { return d * L + 2 * L + 64; }
+
+#if defined(EMBEDRT_HAVE_X86)
+#define ENC_DISPATCH(name, ...)                                 \
+    switch (active_isa()) {                                     \
+        case Isa::avx512: return name##_avx512(__VA_ARGS__);    \
+        case Isa::avx2: return name##_avx2(__VA_ARGS__);        \
+        default: return name##_scalar(__VA_ARGS__);             \
+    }
+#else
+#define ENC_DISPATCH(name, ...) return name##_scalar(__VA_ARGS__);
+#endif
+
+void enc_sgemm_packed(const float* a, int64_t m, int64_t lda, const float* bp, int64_t n, int64_t k,
+                      int64_t p0, int64_t p1, float* c, int64_t ldc) {
+    if (m <= 0 || p1 <= p0) return;
+    ENC_DISPATCH(enc_sgemm_packed, a, m, lda, bp, n, k, p0, p1, c, ldc)
+}
+
+void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, const float* bias,
+                     float* out) {
+    ENC_DISPATCH(enc_dequant_row, c, n, rs, cs, bias, out)
+}
+
+void enc_bias_row(const float* y, int64_t n, const float* bias, float* out) {
+    ENC_DISPATCH(enc_bias_row, y, n, bias, out)
+}
+
+void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const float* g,
+                           const float* b, float eps, float* out) {
+    ENC_DISPATCH(enc_add_layernorm_row, y, res, n, g, b, eps, out)
+}
+
+void enc_gelu_row(float* x, int64_t n) { ENC_DISPATCH(enc_gelu_row, x, n) }
+
+float enc_quantize_row(const float* x, int64_t n, const float* shift, const float* mul, int8_t* q,
+                       float* tmp) {
+    ENC_DISPATCH(enc_quantize_row, x, n, shift, mul, q, tmp)
+}
+
+void enc_attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
+                        int64_t d, float* out, int64_t ldo, float* scratch) {
+    if (L <= 0) return;
+    ENC_DISPATCH(enc_attention_head, q, k, v, ld, L, d, out, ldo, scratch)
+}
+
+}  // namespace embedrt

@@ -1,0 +1,64 @@
+// Float building blocks of the native encoder forward pass: a packed fp32 matrix product,
+// the int32 -> float epilogue of the int8 matrix product, LayerNorm, GELU (erf form),
+// per-row symmetric int8 quantization and one attention head.
+//
+// Results agree across ISA paths to float rounding (they are not bit-exact: the vector paths
+// contract multiply-adds and reorder sums).
+#pragma once
+
+#include <cstdint>
+
+namespace embedrt {
+
+// ---- fp32 matrix product C = A . B^T with B packed once --------------------------------
+// Packed B: panels of 16 rows of B (outputs), each panel [k][16] floats, zero padded.
+int64_t enc_packed_f32_size(int64_t n, int64_t k);  // floats
+void enc_pack_f32(const float* b, int64_t n, int64_t k, int64_t ldb, float* out);
+// C[i, j] for i < m, 16 * p0 <= j < min(n, 16 * p1). Overwrites C.
+void enc_sgemm_packed(const float* a, int64_t m, int64_t lda, const float* bp, int64_t n, int64_t k,
+                      int64_t p0, int64_t p1, float* c, int64_t ldc);
+
+// ---- row operations ----------------------------------------------------------------------
+// out[j] = c[j] * rs * cs[j] + bias[j] (bias may be null).
+void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, const float* bias,
+                     float* out);
+// out[j] = y[j] + bias[j] (bias may be null); out may equal y.
+void enc_bias_row(const float* y, int64_t n, const float* bias, float* out);
+// v = y + res (res may be null); out = (v - mean) / sqrt(var + eps) * g + b. out may equal y.
+void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const float* g,
+                           const float* b, float eps, float* out);
+// x = x * (1 + erf(x / sqrt 2)) / 2, in place.
+void enc_gelu_row(float* x, int64_t n);
+// t = (x - shift) * mul (shift, mul may be null); q = round(t / s) with s = max|t| / 127.
+// Returns s (0 for an all-zero row). tmp: n floats of scratch.
+float enc_quantize_row(const float* x, int64_t n, const float* shift, const float* mul, int8_t* q,
+                       float* tmp);
+// One attention head over one sequence of L tokens: out[i] = softmax(q_i . K^T) V, with the
+// 1/sqrt(d) scale already folded into q. Token t of q, k, v starts at q + t * ld (d floats);
+// out + t * ldo. scratch: enc_attention_scratch(L, d) floats.
+int64_t enc_attention_scratch(int64_t L, int64_t d);
+void enc_attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
+                        int64_t d, float* out, int64_t ldo, float* scratch);
+
+// ---- per-ISA entry points -------------------------------------------------------------------
+#define EMBEDRT_ENC_OPS_DECL(isa)                                                                 \
+    void enc_sgemm_packed_##isa(const float* a, int64_t m, int64_t lda, const float* bp,          \
+                                int64_t n, int64_t k, int64_t p0, int64_t p1, float* c,           \
+                                int64_t ldc);                                                     \
+    void enc_dequant_row_##isa(const int32_t* c, int64_t n, float rs, const float* cs,            \
+                               const float* bias, float* out);                                    \
+    void enc_bias_row_##isa(const float* y, int64_t n, const float* bias, float* out);            \
+    void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \
+                                     const float* b, float eps, float* out);                      \
+    void enc_gelu_row_##isa(float* x, int64_t n);                                                 \
+    float enc_quantize_row_##isa(const float* x, int64_t n, const float* shift, const float* mul, \
+                                 int8_t* q, float* tmp);                                          \
+    void enc_attention_head_##isa(const float* q, const float* k, const float* v, int64_t ld,     \
+                                  int64_t L, int64_t d, float* out, int64_t ldo, float* scratch);
+
+EMBEDRT_ENC_OPS_DECL(scalar)
+EMBEDRT_ENC_OPS_DECL(avx2)
+EMBEDRT_ENC_OPS_DECL(avx512)
+#undef EMBEDRT_ENC_OPS_DECL
+
+}  // namespace embedrt
