@@ -3,6 +3,7 @@
 
 #include "bindings/common.h"
 #include "kernels/int8_gemm.h"
+#include "kernels/int8_scan.h"
 
 namespace embedrt {
 
@@ -124,6 +125,100 @@ void register_int8(py::module_& m) {
     }, py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("b_scale"), py::arg("bias"), py::arg("out"),
     py::arg("threaded") = true,
     "out[i, j] = a_scale[i] * b_scale[j] * (a . b^T)[i, j] (+ bias[j]) in float32.");
+    // ---- int8 vectors with per-vector scales, scored against 16-bit fixed-point queries ----
+    m.def("int8_stream_read", [](const py::handle& obj) {
+        auto a = bind::as_array<uint8_t>(obj, "data", 1);
+        const uint8_t* p = a.data();
+        int64_t nb = a.shape(0);
+        py::gil_scoped_release nogil;
+        return int8_stream_read(p, nb);
+    }, py::arg("data"), "Reads every byte once (threaded); for measuring memory read bandwidth.");
+    m.def("int8_q16_max", &int8_q16_max, py::arg("dim"),
+          "Largest |q16| for exact int32 dot products with int8 vectors of this dim.");
+    m.def("int8_q16_stride", &int8_q16_stride, py::arg("dim"), "Row stride of q16 query arrays.");
+
+    m.def("int8_dot_q16", [](const py::handle& q_obj, const py::handle& docs_obj, const py::handle& ids_obj) {
+        auto docs = bind::as_array<int8_t>(docs_obj, "docs", 2);
+        int64_t n = docs.shape(0), dim = docs.shape(1);
+        auto q = bind::as_array<int16_t>(q_obj, "q16", 2);
+        if (q.shape(1) != int8_q16_stride(dim))
+            throw py::value_error("q16: expected rows of " + std::to_string(int8_q16_stride(dim)) + " entries");
+        py::array_t<int64_t, py::array::c_style> ids;
+        const int64_t* idp = nullptr;
+        int64_t cnt = n;
+        if (!ids_obj.is_none()) {
+            ids = bind::as_array<int64_t>(ids_obj, "ids", 1);
+            cnt = ids.shape(0);
+            for (int64_t t = 0; t < cnt; ++t)
+                if (ids.data()[t] < 0 || ids.data()[t] >= n) throw py::index_error("ids: out of range");
+            idp = ids.data();
+        }
+        int64_t nq = q.shape(0);
+        py::array_t<int32_t> out({nq, cnt});
+        int32_t* op = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            int8_dot_q16(q.data(), nq, docs.data(), dim, idp, cnt, op, cnt);
+        }
+        return out;
+    }, py::arg("q16"), py::arg("docs"), py::arg("ids") = py::none(),
+    "Exact int32 dot products of 16-bit queries [nq, stride] with int8 rows (all, or ids).");
+
+    auto check_scan_args = [](const py::array_t<int16_t, py::array::c_style>& q,
+                              const py::array_t<float, py::array::c_style>& qs,
+                              const py::array_t<int8_t, py::array::c_style>& docs,
+                              const py::array_t<float, py::array::c_style>& ds) {
+        int64_t dim = docs.shape(1);
+        if (q.shape(1) != int8_q16_stride(dim))
+            throw py::value_error("q16: expected rows of " + std::to_string(int8_q16_stride(dim)) + " entries");
+        if (qs.shape(0) != q.shape(0)) throw py::value_error("q_scale: expected one scale per query");
+        if (ds.shape(0) != docs.shape(0)) throw py::value_error("doc_scale: expected one scale per vector");
+    };
+
+    m.def("int8_search", [check_scan_args](const py::handle& q_obj, const py::handle& qs_obj, const py::handle& docs_obj,
+                                           const py::handle& ds_obj, int64_t k) {
+        auto q = bind::as_array<int16_t>(q_obj, "q16", 2);
+        auto qs = bind::as_array<float>(qs_obj, "q_scale", 1);
+        auto docs = bind::as_array<int8_t>(docs_obj, "docs", 2);
+        auto ds = bind::as_array<float>(ds_obj, "doc_scale", 1);
+        check_scan_args(q, qs, docs, ds);
+        int64_t nq = q.shape(0), n = docs.shape(0), dim = docs.shape(1);
+        if (k < 0 || k > n) throw py::value_error("k: must be in [0, " + std::to_string(n) + "]");
+        py::array_t<float> scores({nq, k});
+        py::array_t<int64_t> ids({nq, k});
+        float* sp = scores.mutable_data();
+        int64_t* ip = ids.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            int8_search_q16(q.data(), qs.data(), nq, docs.data(), ds.data(), n, dim, k, sp, ip);
+        }
+        return py::make_tuple(scores, ids);
+    }, py::arg("q16"), py::arg("q_scale"), py::arg("docs"), py::arg("doc_scale"), py::arg("k"),
+    "Top-k (scores, ids) of every int8 row for each query: one threaded pass over the rows.");
+
+    m.def("int8_rescore", [check_scan_args](const py::handle& q_obj, const py::handle& qs_obj, const py::handle& docs_obj,
+                                            const py::handle& ds_obj, const py::handle& cand_obj, int64_t k) {
+        auto q = bind::as_array<int16_t>(q_obj, "q16", 2);
+        auto qs = bind::as_array<float>(qs_obj, "q_scale", 1);
+        auto docs = bind::as_array<int8_t>(docs_obj, "docs", 2);
+        auto ds = bind::as_array<float>(ds_obj, "doc_scale", 1);
+        auto cand = bind::as_array<int64_t>(cand_obj, "candidates", 2);
+        check_scan_args(q, qs, docs, ds);
+        int64_t nq = q.shape(0), n = docs.shape(0), dim = docs.shape(1);
+        if (cand.shape(0) != nq) throw py::value_error("candidates: expected one row per query");
+        if (k < 0) throw py::value_error("k: must be >= 0");
+        int64_t c = cand.shape(1);
+        py::array_t<float> scores({nq, k});
+        py::array_t<int64_t> ids({nq, k});
+        float* sp = scores.mutable_data();
+        int64_t* ip = ids.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            int8_rescore_q16(q.data(), qs.data(), nq, docs.data(), ds.data(), n, dim, cand.data(), c, k, sp, ip);
+        }
+        return py::make_tuple(scores, ids);
+    }, py::arg("q16"), py::arg("q_scale"), py::arg("docs"), py::arg("doc_scale"), py::arg("candidates"), py::arg("k"),
+    "Rescores candidate ids [nq, c] (ids < 0 skipped) and keeps the top k per query.");
 }
 
 }  // namespace embedrt
