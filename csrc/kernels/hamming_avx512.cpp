@@ -63,25 +63,60 @@ inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, i
     }
 }
 
-// Codes of W <= 8 words: the transposed block lives in registers.
-template <int W>
+// Offers the hits of one query against codes jb + r (r set in `hit`) to its heap.
+inline void offer_hits(HammingHeaps* h, int64_t i, __m512i acc, unsigned hit, int64_t jb) {
+    alignas(64) uint64_t d[8];
+    _mm512_store_si512(reinterpret_cast<__m512i*>(d), acc);
+    while (hit) {
+        const int r = __builtin_ctz(hit);
+        hit &= hit - 1;
+        if (d[r] < h->thr[i]) heapdetail::heap_offer(h, i, static_cast<int32_t>(d[r]), jb + r);
+    }
+}
+
+// Codes of W <= 8 words, 16 codes per step: the two transposed blocks live in registers and
+// each query word is broadcast once for both. TOPK: offer to heaps, else store distances.
+template <int W, bool TOPK>
 void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
     const bool prefetch = s.m <= 4;  // streaming one or few queries: stay ahead of memory
-    for (int64_t jb = j0; jb < j1; jb += 8) {
-        const int64_t cnt = j1 - jb < 8 ? j1 - jb : 8;
-        const uint8_t* base = s.db + jb * s.ldb;
+    const int64_t m = s.m, ldb = s.ldb, ldo = s.ldo;
+    const uint64_t* const q = s.q;
+    uint32_t* const out = s.out;
+    HammingHeaps* const heaps = s.heaps;
+    for (int64_t jb = j0; jb < j1; jb += 16) {
+        const int64_t cnt = j1 - jb < 16 ? j1 - jb : 16;
+        const uint8_t* base = s.db + jb * ldb;
         if (prefetch)
-            for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(base + (64 + r) * s.ldb), _MM_HINT_T0);
-        __m512i t[8];
-        load_transpose(base, s.ldb, cnt, 0, s.nbytes, s.lastmask, t);
-        const __mmask8 valid = static_cast<__mmask8>((1u << cnt) - 1);
-        const uint64_t* qi = s.q;
-        for (int64_t i = 0; i < s.m; ++i, qi += W) {
-            __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(t[0], _mm512_set1_epi64(static_cast<long long>(qi[0]))));
-            for (int w = 1; w < W; ++w)
-                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
-                                                t[w], _mm512_set1_epi64(static_cast<long long>(qi[w])))));
-            emit(s, i, acc, valid, jb, j0);
+            for (int r = 0; r < 16; ++r)
+                _mm_prefetch(reinterpret_cast<const char*>(base + (128 + r) * ldb), _MM_HINT_T0);
+        __m512i t0[8], t1[8];
+        load_transpose(base, ldb, cnt < 8 ? cnt : 8, 0, s.nbytes, s.lastmask, t0);
+        load_transpose(base + 8 * ldb, ldb, cnt > 8 ? cnt - 8 : 0, 0, s.nbytes, s.lastmask, t1);
+        const __mmask8 v0 = static_cast<__mmask8>(cnt >= 8 ? 0xFFu : (1u << cnt) - 1);
+        const __mmask8 v1 = static_cast<__mmask8>(cnt >= 16 ? 0xFFu : cnt > 8 ? (1u << (cnt - 8)) - 1 : 0u);
+        const uint64_t* qi = q;
+        for (int64_t i = 0; i < m; ++i, qi += W) {
+            __m512i b = _mm512_set1_epi64(static_cast<long long>(qi[0]));
+            __m512i a0 = _mm512_popcnt_epi64(_mm512_xor_si512(t0[0], b));
+            __m512i a1 = _mm512_popcnt_epi64(_mm512_xor_si512(t1[0], b));
+            for (int w = 1; w < W; ++w) {
+                b = _mm512_set1_epi64(static_cast<long long>(qi[w]));
+                a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(t0[w], b)));
+                a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(t1[w], b)));
+            }
+            if (TOPK) {
+                const __m512i thr = _mm512_set1_epi64(static_cast<long long>(heaps->thr[i]));
+                const unsigned h0 = _mm512_mask_cmplt_epu64_mask(v0, a0, thr);
+                const unsigned h1 = _mm512_mask_cmplt_epu64_mask(v1, a1, thr);
+                if (__builtin_expect((h0 | h1) != 0, 0)) {
+                    if (h0) offer_hits(heaps, i, a0, h0, jb);
+                    if (h1) offer_hits(heaps, i, a1, h1, jb + 8);
+                }
+            } else {
+                uint32_t* o = out + i * ldo + (jb - j0);
+                _mm256_mask_storeu_epi32(o, v0, _mm512_cvtepi64_epi32(a0));
+                _mm256_mask_storeu_epi32(o + 8, v1, _mm512_cvtepi64_epi32(a1));
+            }
         }
     }
 }
@@ -118,19 +153,34 @@ void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
     }
 }
 
+template <bool TOPK>
+void scan_dispatch(const HammingScan& s, int64_t j0, int64_t j1) {
+    switch (s.W) {
+        case 1: scan_small<1, TOPK>(s, j0, j1); break;
+        case 2: scan_small<2, TOPK>(s, j0, j1); break;
+        case 3: scan_small<3, TOPK>(s, j0, j1); break;
+        case 4: scan_small<4, TOPK>(s, j0, j1); break;
+        case 5: scan_small<5, TOPK>(s, j0, j1); break;
+        case 6: scan_small<6, TOPK>(s, j0, j1); break;
+        case 7: scan_small<7, TOPK>(s, j0, j1); break;
+        case 8: scan_small<8, TOPK>(s, j0, j1); break;
+        default: scan_wide(s, j0, j1); break;
+    }
+}
+
 }  // namespace
 
 void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1) {
-    switch (s.W) {
-        case 1: scan_small<1>(s, j0, j1); break;
-        case 2: scan_small<2>(s, j0, j1); break;
-        case 3: scan_small<3>(s, j0, j1); break;
-        case 4: scan_small<4>(s, j0, j1); break;
-        case 5: scan_small<5>(s, j0, j1); break;
-        case 6: scan_small<6>(s, j0, j1); break;
-        case 7: scan_small<7>(s, j0, j1); break;
-        case 8: scan_small<8>(s, j0, j1); break;
-        default: scan_wide(s, j0, j1); break;
+    // one mode per call: distances out, or top-k heaps (the heap path needs ids in order)
+    if (s.heaps) {
+        scan_dispatch<true>(s, j0, j1);
+        if (s.out) {
+            HammingScan o = s;
+            o.heaps = nullptr;
+            scan_dispatch<false>(o, j0, j1);
+        }
+    } else if (s.out) {
+        scan_dispatch<false>(s, j0, j1);
     }
 }
 
