@@ -19,7 +19,7 @@ void enc_pack_f32(const float* b, int64_t n, int64_t k, int64_t ldb, float* out)
     }
 }
 
-int64_t enc_attention_scratch(int64_t L, int64_t d) { return d * L + 2 * L + 64; }
+int64_t enc_attention_scratch(int64_t L, int64_t d) { return (d + 8) * ((L + 15) / 16 * 16) + 64; }
 
 #if defined(EMBEDRT_HAVE_X86)
 #define ENC_DISPATCH(name, ...)                                 \

@@ -7,6 +7,7 @@
 namespace embedrt {
 
 #define ENC_FN(name) name##_avx512
+#define ENC_OWN_ATTENTION 1
 #include "kernels/encoder_ops_generic.inc"
 
 namespace {
@@ -58,7 +59,121 @@ void sgemm_rows_avx512(const float* a, int64_t m, int64_t lda, const float* b0, 
     }
 }
 
+
+// exp(x) on 16 lanes (same polynomial as gen_exp).
+inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+inline __mmask16 tail_mask(int64_t left) {
+    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+}
+
+void softmax512(float* s, int64_t n) {
+    __m512 mx = _mm512_set1_ps(-3.4e38f);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, s + j));
+    }
+    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmax));
+        e = _mm512_maskz_mov_ps(m, e);
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(s + j, m, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        _mm512_mask_storeu_ps(s + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), inv));
+    }
+}
+
+// R query rows [i0, i0 + R) of one head: scores, softmax, context.
+template <int R>
+void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64_t Lp, int64_t d,
+                    const float* kt, float* S, float* out, int64_t ldo) {
+    for (int64_t j = 0; j < Lp; j += 16) {
+        __m512 acc[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < d; ++c) {
+            __m512 kv = _mm512_loadu_ps(kt + c * Lp + j);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r)
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r * ld + c]), kv, acc[r]);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) _mm512_storeu_ps(S + r * Lp + j, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) softmax512(S + r * Lp, L);
+    for (int64_t c0 = 0; c0 < d; c0 += 32) {
+        __mmask16 m0 = tail_mask(d - c0), m1 = tail_mask(d - c0 - 16 > 0 ? d - c0 - 16 : 0);
+        __m512 a0[R], a1[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < L; ++j) {
+            const float* vr = v + j * ld + c0;
+            __m512 v0 = _mm512_maskz_loadu_ps(m0, vr);
+            __m512 v1 = _mm512_maskz_loadu_ps(m1, vr + 16);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+                __m512 p = _mm512_set1_ps(S[r * Lp + j]);
+                a0[r] = _mm512_fmadd_ps(p, v0, a0[r]);
+                a1[r] = _mm512_fmadd_ps(p, v1, a1[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            _mm512_mask_storeu_ps(out + r * ldo + c0, m0, a0[r]);
+            _mm512_mask_storeu_ps(out + r * ldo + c0 + 16, m1, a1[r]);
+        }
+    }
+}
+
 }  // namespace
+
+void enc_attention_head_avx512(const float* q, const float* k, const float* v, int64_t ld,
+                               int64_t L, int64_t d, float* out, int64_t ldo, float* scratch) {
+    const int64_t Lp = (L + 15) / 16 * 16;
+    float* kt = scratch;       // [d][Lp]
+    float* S = kt + d * Lp;    // [8][Lp]
+    for (int64_t t = 0; t < L; ++t) {
+        const float* kr = k + t * ld;
+        for (int64_t c = 0; c < d; ++c) kt[c * Lp + t] = kr[c];
+    }
+    for (int64_t c = 0; c < d; ++c)
+        for (int64_t t = L; t < Lp; ++t) kt[c * Lp + t] = 0.0f;
+    int64_t i = 0;
+    for (; i + 8 <= L; i += 8)
+        attention_rows<8>(q + i * ld, v, ld, L, Lp, d, kt, S, out + i * ldo, ldo);
+    const float* qi = q + i * ld;
+    float* oi = out + i * ldo;
+    switch (L - i) {
+        case 7: attention_rows<7>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 6: attention_rows<6>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 5: attention_rows<5>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 4: attention_rows<4>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 3: attention_rows<3>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        default: break;
+    }
+}
 
 void enc_sgemm_packed_avx512(const float* a, int64_t m, int64_t lda, const float* bp, int64_t n,
                              int64_t k, int64_t p0, int64_t p1, float* c, int64_t ldc) {
