@@ -56,9 +56,20 @@ public:
                     bool has_mul = arrays.contains(base + "in_mul");
                     if (has_shift) shift = f32(arrays, base + "in_shift", {k});
                     if (has_mul) mul = f32(arrays, base + "in_mul", {k});
+                    py::array_t<int64_t, py::array::c_style> oidx;
+                    py::array_t<float, py::array::c_style> ow;
+                    int64_t nout = 0;
+                    if (arrays.contains(base + "outlier_idx")) {
+                        oidx = bind::as_array<int64_t>(get(arrays, base + "outlier_idx"),
+                                                       (base + "outlier_idx").c_str(), 1);
+                        nout = oidx.shape(0);
+                        ow = f32(arrays, base + "outlier_w", {nout, n});
+                    }
                     model_->set_linear_int8(l, s, wq.data(), scale.data(), bias.data(),
                                             has_shift ? shift.data() : nullptr,
-                                            has_mul ? mul.data() : nullptr);
+                                            has_mul ? mul.data() : nullptr,
+                                            nout ? oidx.data() : nullptr, nout,
+                                            nout ? ow.data() : nullptr);
                 } else {
                     auto wf = f32(arrays, base + "weight", {n, k});
                     model_->set_linear_f32(l, s, wf.data(), bias.data());

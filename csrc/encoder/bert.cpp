@@ -77,8 +77,16 @@ void BertModel::set_linear_f32(int64_t layer, int slot, const float* w, const fl
 }
 
 void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
-                                const float* bias, const float* in_shift, const float* in_mul) {
+                                const float* bias, const float* in_shift, const float* in_mul,
+                                const int64_t* outlier_idx, int64_t n_outliers,
+                                const float* outlier_w) {
     Linear& L = linear(layer, slot);
+    if (n_outliers < 0 || n_outliers > L.k) throw std::invalid_argument("int8 linear: bad outlier count");
+    for (int64_t o = 0; o < n_outliers; ++o)
+        if (outlier_idx[o] < 0 || outlier_idx[o] >= L.k)
+            throw std::invalid_argument("int8 linear: outlier channel out of range");
+    L.out_idx.assign(outlier_idx, outlier_idx + n_outliers);
+    L.out_w.assign(outlier_w, outlier_w + n_outliers * L.n);
     if (L.k > kInt8MaxK) throw std::invalid_argument("int8 linear: input width exceeds the int8 limit");
     L.int8 = true;
     L.wf.clear();
@@ -121,6 +129,7 @@ struct Workspace {
     std::vector<float> x, x1, qkv, ctx, hf;
     std::vector<int8_t> xq, cq, x1q, hq;
     std::vector<float> xs, cs, x1s, hs;
+    std::vector<float> xo, co, x1o, ho;  // outlier channel values per row
     std::vector<int64_t> pos;
 };
 
@@ -134,35 +143,52 @@ T* grow(std::vector<T>& v, int64_t n) {
     return v.data();
 }
 
-float quantize_input(const Linear& L, const float* src, int8_t* q, float* tmp) {
-    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
+// Quantizes one input row of L (outlier channels saved to xo[0 .. nout) and left out).
+// tmp: 2 * k floats.
+float quantize_input(const Linear& L, const float* src, int8_t* q, float* tmp, float* xo) {
+    const int64_t nout = static_cast<int64_t>(L.out_idx.size());
+    if (nout == 0)
+        return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
+                                L.in_mul.empty() ? nullptr : L.in_mul.data(), q, tmp);
+    float* t = tmp + L.k;
+    std::memcpy(t, src, sizeof(float) * static_cast<size_t>(L.k));
+    for (int64_t o = 0; o < nout; ++o) {
+        int64_t c = L.out_idx[static_cast<size_t>(o)];
+        xo[o] = t[c];
+        t[c] = 0.0f;
+    }
+    return enc_quantize_row(t, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
                             L.in_mul.empty() ? nullptr : L.in_mul.data(), q, tmp);
 }
+
+int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size()); }
 
 // Runs y = W x + b over T rows in row blocks across the pool. For each row i the result is
 // written to out_row(i, tmp) (tmp: a scratch row of n floats) and then post(i, row, scratch)
 // runs while the row is cache-hot (scratch: max(n, k) floats, for quantizing the next input).
 template <class OutRow, class Post>
 void run_linear(const Linear& L, const float* xf, int64_t ldx, const int8_t* xq, const float* xs,
-                int64_t T, int64_t scratch_n, OutRow out_row, Post post) {
+                const float* xo, int64_t T, int64_t scratch_n, OutRow out_row, Post post) {
+    const int64_t nout = nout_of(L);
     const int64_t n = L.n, k = L.k;
     const float* bias = L.bias.empty() ? nullptr : L.bias.data();
     int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
     parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-        thread_local std::vector<int32_t> ti;
         thread_local std::vector<float> tf, row, scratch;
         float* rowp = grow(row, n);
-        float* scr = grow(scratch, std::max(scratch_n, std::max(n, k)));
+        float* scr = grow(scratch, 2 * std::max(scratch_n, std::max(n, k)));
         for (int64_t b = b0; b < b1; ++b) {
             int64_t r0 = b * kRowBlock;
             int64_t rb = std::min(kRowBlock, T - r0);
             if (L.int8) {
-                int32_t* c = grow(ti, kRowBlock * n);
-                int8_gemm_packed(xq + r0 * k, rb, k, L.wq, 0, n, c, n);
+                float* c = grow(tf, kRowBlock * n);
+                int8_gemm_packed_f32(xq + r0 * k, false, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
+                                     bias, c, n);
                 for (int64_t r = 0; r < rb; ++r) {
                     int64_t i = r0 + r;
                     float* y = out_row(i, rowp);
-                    enc_dequant_row(c + r * n, n, xs[i], L.scale.data(), bias, y);
+                    if (nout) enc_outlier_row(c + r * n, n, xo + i * nout, nout, L.out_w.data(), y);
+                    else if (y != c + r * n) std::memcpy(y, c + r * n, sizeof(float) * n);
                     post(i, y, scr);
                 }
             } else {
@@ -249,6 +275,15 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     if (any_int8_down) hq = grow(ws.hq, T * I);
     if (any_f32_down) hf = grow(ws.hf, T * I);
     int64_t* pos = grow(ws.pos, T);
+    int64_t maxout = 1;
+    for (int64_t l = 0; l < num_layers; ++l) {
+        const BertLayer& Ly = layers_[static_cast<size_t>(l)];
+        for (const Linear* L : {&Ly.qkv, &Ly.attn_out, &Ly.up, &Ly.down}) maxout = std::max(maxout, nout_of(*L));
+    }
+    float* xo = grow(ws.xo, T * maxout);
+    float* co = grow(ws.co, T * maxout);
+    float* x1o = grow(ws.x1o, T * maxout);
+    float* ho = grow(ws.ho, T * maxout);
     for (int64_t s = 0; s < nseq; ++s)
         for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
 
@@ -256,7 +291,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     const Linear* first = num_layers > 0 ? &layers_[0].qkv : nullptr;
     parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
         thread_local std::vector<float> scratch;
-        float* scr = grow(scratch, h);
+        float* scr = grow(scratch, 2 * h);
         for (int64_t t = t0; t < t1; ++t) {
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
@@ -264,7 +299,8 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
             const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
             for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
             enc_add_layernorm_row(row, nullptr, h, emb_g_.data(), emb_b_.data(), eps, row);
-            if (first && first->int8) xs[t] = quantize_input(*first, row, xq + t * h, scr);
+            if (first && first->int8)
+                xs[t] = quantize_input(*first, row, xq + t * h, scr, xo + t * nout_of(*first));
         }
     });
 
@@ -273,7 +309,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
 
         // Q, K, V in one product.
-        run_linear(Ly.qkv, x, h, xq, xs, T, 0,
+        run_linear(Ly.qkv, x, h, xq, xs, xo, T, 0,
                    [&](int64_t i, float*) { return qkv + i * h3; },
                    [&](int64_t, float*, float*) {});
 
@@ -292,36 +328,40 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         if (Ly.attn_out.int8) {
             parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
                 thread_local std::vector<float> scratch;
-                float* scr = grow(scratch, h);
+                float* scr = grow(scratch, 2 * h);
                 for (int64_t t = t0; t < t1; ++t)
-                    cs[t] = quantize_input(Ly.attn_out, ctx + t * h, cq + t * h, scr);
+                    cs[t] = quantize_input(Ly.attn_out, ctx + t * h, cq + t * h, scr,
+                                           co + t * nout_of(Ly.attn_out));
             });
         }
 
         // Attention output + residual + LayerNorm -> x1 (+ the up projection's input).
-        run_linear(Ly.attn_out, ctx, h, cq, cs, T, 0,
+        run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, 0,
                    [&](int64_t, float* tmp) { return tmp; },
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x1 + i * h;
                        enc_add_layernorm_row(y, x + i * h, h, Ly.ln1_g.data(), Ly.ln1_b.data(), eps, dst);
-                       if (Ly.up.int8) x1s[i] = quantize_input(Ly.up, dst, x1q + i * h, scr);
+                       if (Ly.up.int8)
+                           x1s[i] = quantize_input(Ly.up, dst, x1q + i * h, scr, x1o + i * nout_of(Ly.up));
                    });
 
         // Up projection + GELU (+ the down projection's input).
-        run_linear(Ly.up, x1, h, x1q, x1s, T, I,
+        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, I,
                    [&](int64_t i, float* tmp) { return Ly.down.int8 ? tmp : hf + i * I; },
                    [&](int64_t i, float* y, float* scr) {
                        enc_gelu_row(y, I);
-                       if (Ly.down.int8) hs[i] = quantize_input(Ly.down, y, hq + i * I, scr);
+                       if (Ly.down.int8)
+                           hs[i] = quantize_input(Ly.down, y, hq + i * I, scr, ho + i * nout_of(Ly.down));
                    });
 
         // Down projection + residual + LayerNorm -> x (+ the next layer's input).
-        run_linear(Ly.down, hf, I, hq, hs, T, 0,
+        run_linear(Ly.down, hf, I, hq, hs, ho, T, 0,
                    [&](int64_t, float* tmp) { return tmp; },
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x + i * h;
                        enc_add_layernorm_row(y, x1 + i * h, h, Ly.ln2_g.data(), Ly.ln2_b.data(), eps, dst);
-                       if (next && next->int8) xs[i] = quantize_input(*next, dst, xq + i * h, scr);
+                       if (next && next->int8)
+                           xs[i] = quantize_input(*next, dst, xq + i * h, scr, xo + i * nout_of(*next));
                    });
     }
 

@@ -43,6 +43,11 @@ void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, con
     ENC_DISPATCH(enc_dequant_row, c, n, rs, cs, bias, out)
 }
 
+void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, const float* w,
+                     float* out) {
+    ENC_DISPATCH(enc_outlier_row, y, n, xo, nout, w, out)
+}
+
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out) {
     ENC_DISPATCH(enc_bias_row, y, n, bias, out)
 }

@@ -22,6 +22,9 @@ void enc_sgemm_packed(const float* a, int64_t m, int64_t lda, const float* bp, i
 // out[j] = c[j] * rs * cs[j] + bias[j] (bias may be null).
 void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, const float* bias,
                      float* out);
+// out[j] = y[j] + sum_o xo[o] * w[o * n + j] (fp32 outlier channels); out may equal y.
+void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, const float* w,
+                     float* out);
 // out[j] = y[j] + bias[j] (bias may be null); out may equal y.
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out);
 // v = y + res (res may be null); out = (v - mean) / sqrt(var + eps) * g + b. out may equal y.
@@ -48,6 +51,8 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     void enc_dequant_row_##isa(const int32_t* c, int64_t n, float rs, const float* cs,            \
                                const float* bias, float* out);                                    \
     void enc_bias_row_##isa(const float* y, int64_t n, const float* bias, float* out);            \
+    void enc_outlier_row_##isa(const float* y, int64_t n, const float* xo, int64_t nout,          \
+                               const float* w, float* out);                                       \
     void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \
                                      const float* b, float eps, float* out);                      \
     void enc_gelu_row_##isa(float* x, int64_t n);                                                 \

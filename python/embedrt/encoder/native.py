@@ -6,10 +6,10 @@
 
 Sequences are never padded: a batch is one [total_tokens, hidden] activation matrix and
 attention runs per sequence. In int8 mode every linear layer runs on the int8 matrix product
-(weights symmetric per output channel, activations quantized per token on the fly); the input of
-the layers that read a LayerNorm output is quantized before the LayerNorm's scale and shift are
-applied (they are folded into the weights and bias), which keeps the LayerNorm outlier channels
-out of the activation scales. precision="fp32" runs the same graph in float, for exactness.
+(weights symmetric per output channel, activations quantized per token on the fly), except
+the few input channels that carry activation outliers (found once, on fixed synthetic sequences):
+those stay in fp32 and are added back after the int8 product, so they do not inflate the
+per-token scales. precision="fp32" runs the same graph in float, for exactness.
 
 Weights come from, in this order: a converted file written by convert() (memory-mapped, loads in
 a fraction of a second), an ONNX export of BertModel (fp32, or onnxruntime's dynamic int8
@@ -17,7 +17,6 @@ quantization of it), or a safetensors checkpoint with config.json.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +51,115 @@ def _quantize_rows(w: np.ndarray):
     return q, scale
 
 
-def _fold_layernorm(w, b, gamma, beta):
-    """W (gamma * n + beta) + b = (W diag(gamma)) n + (b + W beta): the input is quantized as
-    n = (x - beta) / gamma. Channels with a tiny gamma are left unfolded."""
-    gamma = np.asarray(gamma, np.float64)
-    ok = np.abs(gamma) > 1e-3
-    g = np.where(ok, gamma, 1.0)
-    shift = np.where(ok, beta, 0.0)
-    w64 = np.asarray(w, np.float64)
-    w2 = w64 * g[None, :]
-    b2 = np.asarray(b, np.float64) + w64 @ shift
-    return (w2.astype(np.float32), b2.astype(np.float32), shift.astype(np.float32),
-            (1.0 / g).astype(np.float32))
+def _special_ids(model_dir) -> tuple:
+    """([CLS], [SEP]) ids from tokenizer.json / vocab.txt when they can be found, else None."""
+    import json
+
+    cls_id = sep_id = None
+    if model_dir is not None:
+        tj = Path(model_dir) / "tokenizer.json"
+        try:
+            if tj.is_file():
+                vocab = json.loads(tj.read_text(encoding="utf-8")).get("model", {}).get("vocab", {})
+                if isinstance(vocab, dict):
+                    cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
+        except (OSError, ValueError):
+            pass
+        vt = Path(model_dir) / "vocab.txt"
+        if (cls_id is None or sep_id is None) and vt.is_file():
+            words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
+            if "[CLS]" in words and "[SEP]" in words:
+                cls_id, sep_id = words.index("[CLS]"), words.index("[SEP]")
+    return cls_id, sep_id
 
 
-def prepare_arrays(cfg: dict, params: dict, precision: str) -> dict:
-    """The arrays the C++ engine takes (see csrc/bindings/encoder.cpp) for one precision."""
+def _calibration_seqs(cfg: dict, model_dir=None) -> list:
+    """Fixed synthetic token sequences (random word pieces between [CLS] and [SEP]) of several
+    lengths: enough to find the activation channels that carry outliers, which are a property
+    of the model rather than of the text."""
+    rng = np.random.default_rng(12345)
+    vocab = cfg["vocab"]
+    cls_id, sep_id = _special_ids(model_dir)
+    lo = min(1000, vocab // 2)
+    seqs = []
+    for n in (2, 2, 3, 4, 6, 9, 14, 20, 32, 48, 64, 100):
+        n = min(n, cfg["max_position"])
+        s = rng.integers(lo, vocab, size=n)
+        if cls_id is not None and sep_id is not None and n >= 2:
+            s[0], s[-1] = cls_id, sep_id
+        seqs.append(s)
+    return seqs
+
+
+def _layer_norm(x, g, b, eps):
+    m = x.mean(axis=1, keepdims=True)
+    v = ((x - m) ** 2).mean(axis=1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * g + b
+
+
+def calibrate(cfg: dict, params: dict, seqs) -> dict:
+    """Per-channel max |input| of every linear layer over `seqs` (fp32 numpy forward pass):
+    {"<layer>.<slot>": array[k]}."""
+    from math import erf
+
+    verf = np.vectorize(erf, otypes=[np.float64])
+    try:
+        from scipy.special import erf as verf  # noqa: F811
+    except ImportError:
+        pass
+    h, heads, eps = cfg["hidden"], cfg["heads"], cfg["eps"]
+    d = h // heads
+    stats = {}
+
+    def upd(key, x):
+        m = np.abs(x).max(axis=0)
+        stats[key] = np.maximum(stats.get(key, 0), m)
+
+    for seq in seqs:
+        L = len(seq)
+        x = params["word"][seq] + params["pos"][:L] + params["type"][0]
+        x = _layer_norm(x.astype(np.float64), params["emb_g"], params["emb_b"], eps)
+        for i in range(cfg["layers"]):
+            p = lambda k: params[f"{i}.{k}"]  # noqa: E731
+            upd(f"{i}.qkv", x)
+            q = (x @ p("q_w").T + p("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
+            k = (x @ p("k_w").T + p("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
+            v = (x @ p("v_w").T + p("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
+            s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            c = (s @ v).transpose(1, 0, 2).reshape(L, h)
+            upd(f"{i}.attn_out", c)
+            x1 = _layer_norm(c @ p("ao_w").T + p("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
+            upd(f"{i}.up", x1)
+            u = x1 @ p("up_w").T + p("up_b")
+            u = 0.5 * u * (1.0 + verf(u / np.sqrt(2.0)))
+            upd(f"{i}.down", u)
+            x = _layer_norm(u @ p("down_w").T + p("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+    return stats
+
+
+def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np.ndarray:
+    """Channels whose calibrated max |x| exceeds `ratio` times the median (at most
+    max_outliers, largest first)."""
+    if max_outliers <= 0:
+        return np.zeros(0, np.int64)
+    med = float(np.median(absmax))
+    order = np.argsort(absmax)[::-1][:max_outliers]
+    keep = [int(c) for c in order if absmax[c] > ratio * med]
+    return np.array(sorted(keep), np.int64)
+
+
+# Outlier channels kept in fp32 per linear layer input (at most), and the threshold.
+MAX_OUTLIERS = {"qkv": 8, "attn_out": 4, "up": 8, "down": 8}
+OUTLIER_RATIO = 2.5
+
+
+def prepare_arrays(cfg: dict, params: dict, precision: str, model_dir=None) -> dict:
+    """The arrays the C++ engine takes (see csrc/bindings/encoder.cpp) for one precision.
+
+    int8: weights quantized per output channel; the input channels that carry activation
+    outliers (found by calibrate() on fixed synthetic sequences) are kept in fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     h, heads = cfg["hidden"], cfg["heads"]
@@ -75,33 +167,32 @@ def prepare_arrays(cfg: dict, params: dict, precision: str) -> dict:
     out = {"word_embeddings": params["word"], "position_embeddings": params["pos"],
            "token_type_embeddings": params["type"], "embeddings_ln_g": params["emb_g"],
            "embeddings_ln_b": params["emb_b"]}
+    stats = calibrate(cfg, params, _calibration_seqs(cfg, model_dir)) if precision == "int8" else {}
     for i in range(cfg["layers"]):
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
-        if i == 0:
-            ln_g, ln_b = params["emb_g"], params["emb_b"]
-        else:
-            ln_g, ln_b = params[f"{i - 1}.ln2_g"], params[f"{i - 1}.ln2_b"]
         lin = {
             "qkv": (np.concatenate([p("q_w") * qscale, p("k_w"), p("v_w")]),
-                    np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")]), (ln_g, ln_b)),
-            "attn_out": (p("ao_w"), p("ao_b"), None),
-            "up": (p("up_w"), p("up_b"), (p("ln1_g"), p("ln1_b"))),
-            "down": (p("down_w"), p("down_b"), None),
+                    np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")])),
+            "attn_out": (p("ao_w"), p("ao_b")),
+            "up": (p("up_w"), p("up_b")),
+            "down": (p("down_w"), p("down_b")),
         }
-        for slot, (w, b, ln) in lin.items():
+        for slot, (w, b) in lin.items():
             base = f"{i}.{slot}."
+            w = np.ascontiguousarray(w, np.float32)
+            out[base + "bias"] = np.ascontiguousarray(b, np.float32)
             if precision == "fp32":
-                out[base + "weight"] = np.ascontiguousarray(w, np.float32)
-                out[base + "bias"] = np.ascontiguousarray(b, np.float32)
+                out[base + "weight"] = w
                 continue
-            if ln is not None:
-                w, b, shift, mul = _fold_layernorm(w, b, ln[0], ln[1])
-                out[base + "in_shift"] = shift
-                out[base + "in_mul"] = mul
-            q, s = _quantize_rows(w)
+            idx = _outlier_channels(stats[f"{i}.{slot}"], MAX_OUTLIERS[slot], OUTLIER_RATIO)
+            wi = w.copy()
+            if idx.size:
+                out[base + "outlier_idx"] = idx
+                out[base + "outlier_w"] = np.ascontiguousarray(w[:, idx].T)
+                wi[:, idx] = 0.0
+            q, s = _quantize_rows(wi)
             out[base + "weight"] = q
             out[base + "scale"] = s
-            out[base + "bias"] = np.ascontiguousarray(b, np.float32)
         for key in ("ln1_g", "ln1_b", "ln2_g", "ln2_b"):
             out[f"{i}.{key}"] = np.ascontiguousarray(p(key), np.float32)
     return out
@@ -173,7 +264,7 @@ def convert(model_dir, out=None, precision: str = "int8", onnx_file=None) -> Pat
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model_dir = Path(model_dir)
     cfg, params, source = _load_source(model_dir, onnx_file)
-    arrays = prepare_arrays(cfg, params, precision)
+    arrays = prepare_arrays(cfg, params, precision, model_dir)
     out = Path(out) if out is not None else _converted_path(model_dir, precision)
     meta = {"config": {k: int(cfg[k]) for k in _CFG_KEYS}, "eps": float(cfg["eps"]),
             "precision": precision, "source": Path(source).name}
@@ -242,7 +333,7 @@ class NativeBackend:
                 cfg["eps"] = float(meta["eps"])
                 return cls.from_arrays(cfg, f.arrays, precision, layers, str(conv))
         cfg, params, source = _load_source(model_dir, onnx_file)
-        arrays = prepare_arrays(cfg, params, precision)
+        arrays = prepare_arrays(cfg, params, precision, model_dir)
         return cls.from_arrays(cfg, arrays, precision, layers, source)
 
     def embed(self, ids, type_ids=None, pooling: str = "mean") -> np.ndarray:
