@@ -135,7 +135,7 @@ struct Workspace {
 
 namespace {
 
-constexpr int64_t kRowBlock = 32;
+constexpr int64_t kRowBlock = 64;
 
 template <class T>
 T* grow(std::vector<T>& v, int64_t n) {
