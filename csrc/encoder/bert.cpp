@@ -163,44 +163,42 @@ float quantize_input(const Linear& L, const float* src, int8_t* q, float* tmp, f
 
 int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size()); }
 
-// Runs y = W x + b over T rows in row blocks across the pool. For each row i the result is
-// written to out_row(i, tmp) (tmp: a scratch row of n floats) and then post(i, row, scratch)
-// runs while the row is cache-hot (scratch: max(n, k) floats, for quantizing the next input).
-template <class OutRow, class Post>
+// Runs y = W x + b over T rows in row blocks across the pool. Rows go to dst + i * ld_dst
+// when dst is given, else to a scratch tile; then post(i, row, scratch) runs for each row while
+// it is cache-hot (scratch: 2 * max(n, k, scratch_n) floats, for quantizing the next input).
+template <class Post>
 void run_linear(const Linear& L, const float* xf, int64_t ldx, const int8_t* xq, const float* xs,
-                const float* xo, int64_t T, int64_t scratch_n, OutRow out_row, Post post) {
+                const float* xo, int64_t T, int64_t scratch_n, float* dst, int64_t ld_dst,
+                Post post) {
     const int64_t nout = nout_of(L);
     const int64_t n = L.n, k = L.k;
     const float* bias = L.bias.empty() ? nullptr : L.bias.data();
     int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
     parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-        thread_local std::vector<float> tf, row, scratch;
-        float* rowp = grow(row, n);
+        thread_local std::vector<float> tf, scratch;
         float* scr = grow(scratch, 2 * std::max(scratch_n, std::max(n, k)));
         for (int64_t b = b0; b < b1; ++b) {
             int64_t r0 = b * kRowBlock;
             int64_t rb = std::min(kRowBlock, T - r0);
-            if (L.int8) {
-                float* c = grow(tf, kRowBlock * n);
-                int8_gemm_packed_f32(xq + r0 * k, false, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
-                                     bias, c, n);
-                for (int64_t r = 0; r < rb; ++r) {
-                    int64_t i = r0 + r;
-                    float* y = out_row(i, rowp);
-                    if (nout) enc_outlier_row(c + r * n, n, xo + i * nout, nout, L.out_w.data(), y);
-                    else if (y != c + r * n) std::memcpy(y, c + r * n, sizeof(float) * n);
-                    post(i, y, scr);
-                }
+            float* c;
+            int64_t ldc;
+            if (dst) {
+                c = dst + r0 * ld_dst;
+                ldc = ld_dst;
             } else {
-                float* c = grow(tf, kRowBlock * n);
-                enc_sgemm_packed(xf + r0 * ldx, rb, ldx, L.wf.data(), n, k, 0, (n + 15) / 16, c, n);
-                for (int64_t r = 0; r < rb; ++r) {
-                    int64_t i = r0 + r;
-                    float* y = out_row(i, rowp);
-                    enc_bias_row(c + r * n, n, bias, y);
-                    post(i, y, scr);
-                }
+                c = grow(tf, kRowBlock * n);
+                ldc = n;
             }
+            if (L.int8) {
+                int8_gemm_packed_f32(xq + r0 * k, false, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
+                                     bias, c, ldc);
+                if (nout) enc_outlier_block(c, rb, ldc, n, xo + r0 * nout, nout, L.out_w.data());
+            } else {
+                enc_sgemm_packed(xf + r0 * ldx, rb, ldx, L.wf.data(), n, k, 0, (n + 15) / 16, c, ldc);
+                if (bias)
+                    for (int64_t r = 0; r < rb; ++r) enc_bias_row(c + r * ldc, n, bias, c + r * ldc);
+            }
+            for (int64_t r = 0; r < rb; ++r) post(r0 + r, c + r * ldc, scr);
         }
     });
 }
@@ -309,9 +307,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
 
         // Q, K, V in one product.
-        run_linear(Ly.qkv, x, h, xq, xs, xo, T, 0,
-                   [&](int64_t i, float*) { return qkv + i * h3; },
-                   [&](int64_t, float*, float*) {});
+        run_linear(Ly.qkv, x, h, xq, xs, xo, T, 0, qkv, h3, [&](int64_t, float*, float*) {});
 
         // Attention per (sequence, head).
         parallel_for(nseq * heads, 1, [&](int64_t a0, int64_t a1) {
@@ -336,8 +332,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         }
 
         // Attention output + residual + LayerNorm -> x1 (+ the up projection's input).
-        run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, 0,
-                   [&](int64_t, float* tmp) { return tmp; },
+        run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, 0, nullptr, 0,
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x1 + i * h;
                        enc_add_layernorm_row(y, x + i * h, h, Ly.ln1_g.data(), Ly.ln1_b.data(), eps, dst);
@@ -346,8 +341,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                    });
 
         // Up projection + GELU (+ the down projection's input).
-        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, I,
-                   [&](int64_t i, float* tmp) { return Ly.down.int8 ? tmp : hf + i * I; },
+        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, I, Ly.down.int8 ? nullptr : hf, I,
                    [&](int64_t i, float* y, float* scr) {
                        enc_gelu_row(y, I);
                        if (Ly.down.int8)
@@ -355,8 +349,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                    });
 
         // Down projection + residual + LayerNorm -> x (+ the next layer's input).
-        run_linear(Ly.down, hf, I, hq, hs, ho, T, 0,
-                   [&](int64_t, float* tmp) { return tmp; },
+        run_linear(Ly.down, hf, I, hq, hs, ho, T, 0, nullptr, 0,
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x + i * h;
                        enc_add_layernorm_row(y, x1 + i * h, h, Ly.ln2_g.data(), Ly.ln2_b.data(), eps, dst);

@@ -48,6 +48,12 @@ void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, c
     ENC_DISPATCH(enc_outlier_row, y, n, xo, nout, w, out)
 }
 
+void enc_outlier_block(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
+                       int64_t nout, const float* w) {
+    if (rows <= 0 || nout <= 0) return;
+    ENC_DISPATCH(enc_outlier_block, c, rows, ldc, n, xo, nout, w)
+}
+
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out) {
     ENC_DISPATCH(enc_bias_row, y, n, bias, out)
 }

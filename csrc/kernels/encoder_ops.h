@@ -25,6 +25,10 @@ void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, con
 // out[j] = y[j] + sum_o xo[o] * w[o * n + j] (fp32 outlier channels); out may equal y.
 void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, const float* w,
                      float* out);
+// c[r, :] += xo[r, :] . w for r < rows (xo: [rows, nout], w: [nout, n]): the fp32 outlier
+// channels of a row block, in place.
+void enc_outlier_block(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
+                       int64_t nout, const float* w);
 // out[j] = y[j] + bias[j] (bias may be null); out may equal y.
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out);
 // v = y + res (res may be null); out = (v - mean) / sqrt(var + eps) * g + b. out may equal y.
@@ -51,6 +55,8 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     void enc_dequant_row_##isa(const int32_t* c, int64_t n, float rs, const float* cs,            \
                                const float* bias, float* out);                                    \
     void enc_bias_row_##isa(const float* y, int64_t n, const float* bias, float* out);            \
+    void enc_outlier_block_##isa(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo, \
+                                 int64_t nout, const float* w);                                   \
     void enc_outlier_row_##isa(const float* y, int64_t n, const float* xo, int64_t nout,          \
                                const float* w, float* out);                                       \
     void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \

@@ -8,6 +8,7 @@ namespace embedrt {
 
 #define ENC_FN(name) name##_avx512
 #define ENC_OWN_ATTENTION 1
+#define ENC_OWN_OUTLIER_BLOCK 1
 #include "kernels/encoder_ops_generic.inc"
 
 namespace {
@@ -172,6 +173,26 @@ void enc_attention_head_avx512(const float* q, const float* k, const float* v, i
         case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
         case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
         default: break;
+    }
+}
+
+void enc_outlier_block_avx512(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
+                              int64_t nout, const float* w) {
+    for (int64_t o0 = 0; o0 < nout; o0 += 8) {
+        const int64_t no = nout - o0 < 8 ? nout - o0 : 8;
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = tail_mask(n - j);
+            __m512 wv[8];
+            for (int64_t o = 0; o < no; ++o) wv[o] = _mm512_maskz_loadu_ps(m, w + (o0 + o) * n + j);
+            for (int64_t r = 0; r < rows; ++r) {
+                float* cr = c + r * ldc + j;
+                const float* xr = xo + r * nout + o0;
+                __m512 acc = _mm512_maskz_loadu_ps(m, cr);
+                for (int64_t o = 0; o < no; ++o)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(xr[o]), wv[o], acc);
+                _mm512_mask_storeu_ps(cr, m, acc);
+            }
+        }
     }
 }
 
