@@ -127,7 +127,7 @@ void BertModel::finalize() {
 
 struct Workspace {
     std::vector<float> x, x1, qkv, ctx, hf;
-    std::vector<int8_t> xq, cq, x1q, hq;
+    std::vector<uint8_t> xq, cq, x1q, hq;  // uint8 codes q + 128
     std::vector<float> xs, cs, x1s, hs;
     std::vector<float> xo, co, x1o, ho;  // outlier channel values per row
     std::vector<int64_t> pos;
@@ -145,7 +145,7 @@ T* grow(std::vector<T>& v, int64_t n) {
 
 // Quantizes one input row of L (outlier channels saved to xo[0 .. nout) and left out).
 // tmp: 2 * k floats.
-float quantize_input(const Linear& L, const float* src, int8_t* q, float* tmp, float* xo) {
+float quantize_input(const Linear& L, const float* src, uint8_t* q, float* tmp, float* xo) {
     const int64_t nout = static_cast<int64_t>(L.out_idx.size());
     if (nout == 0)
         return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
@@ -167,7 +167,7 @@ int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size())
 // when dst is given, else to a scratch tile; then post(i, row, scratch) runs for each row while
 // it is cache-hot (scratch: 2 * max(n, k, scratch_n) floats, for quantizing the next input).
 template <class Post>
-void run_linear(const Linear& L, const float* xf, int64_t ldx, const int8_t* xq, const float* xs,
+void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq, const float* xs,
                 const float* xo, int64_t T, int64_t scratch_n, float* dst, int64_t ld_dst,
                 Post post) {
     const int64_t nout = nout_of(L);
@@ -190,7 +190,7 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const int8_t* xq,
                 ldc = n;
             }
             if (L.int8) {
-                int8_gemm_packed_f32(xq + r0 * k, false, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
+                int8_gemm_packed_f32(xq + r0 * k, true, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
                                      bias, c, ldc);
                 if (nout) enc_outlier_block(c, rb, ldc, n, xo + r0 * nout, nout, L.out_w.data());
             } else {
@@ -256,14 +256,14 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     float* x1 = grow(ws.x1, T * h);
     float* qkv = grow(ws.qkv, T * h3);
     float* ctx = grow(ws.ctx, T * h);
-    int8_t* xq = grow(ws.xq, T * h);
-    int8_t* cq = grow(ws.cq, T * h);
-    int8_t* x1q = grow(ws.x1q, T * h);
+    uint8_t* xq = grow(ws.xq, T * h);
+    uint8_t* cq = grow(ws.cq, T * h);
+    uint8_t* x1q = grow(ws.x1q, T * h);
     float* xs = grow(ws.xs, T);
     float* cs = grow(ws.cs, T);
     float* x1s = grow(ws.x1s, T);
     float* hs = grow(ws.hs, T);
-    int8_t* hq = nullptr;
+    uint8_t* hq = nullptr;
     float* hf = nullptr;
     bool any_int8_down = false, any_f32_down = false;
     for (int64_t l = 0; l < num_layers; ++l) {

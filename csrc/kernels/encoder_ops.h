@@ -36,9 +36,10 @@ void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const fl
                            const float* b, float eps, float* out);
 // x = x * (1 + erf(x / sqrt 2)) / 2, in place.
 void enc_gelu_row(float* x, int64_t n);
-// t = (x - shift) * mul (shift, mul may be null); q = round(t / s) with s = max|t| / 127.
+// t = (x - shift) * mul (shift, mul may be null); q = round(t / s) + 128 (uint8 codes of the
+// int8 values, as the int8 GEMM's a_u8 form takes them) with s = max|t| / 127.
 // Returns s (0 for an all-zero row). tmp: n floats of scratch.
-float enc_quantize_row(const float* x, int64_t n, const float* shift, const float* mul, int8_t* q,
+float enc_quantize_row(const float* x, int64_t n, const float* shift, const float* mul, uint8_t* q,
                        float* tmp);
 // One attention head over one sequence of L tokens: out[i] = softmax(q_i . K^T) V, with the
 // 1/sqrt(d) scale already folded into q. Token t of q, k, v starts at q + t * ld (d floats);
@@ -63,7 +64,7 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
                                      const float* b, float eps, float* out);                      \
     void enc_gelu_row_##isa(float* x, int64_t n);                                                 \
     float enc_quantize_row_##isa(const float* x, int64_t n, const float* shift, const float* mul, \
-                                 int8_t* q, float* tmp);                                          \
+                                 uint8_t* q, float* tmp);                                          \
     void enc_attention_head_##isa(const float* q, const float* k, const float* v, int64_t ld,     \
                                   int64_t L, int64_t d, float* out, int64_t ldo, float* scratch);
 

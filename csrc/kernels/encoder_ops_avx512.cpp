@@ -9,6 +9,7 @@ namespace embedrt {
 #define ENC_FN(name) name##_avx512
 #define ENC_OWN_ATTENTION 1
 #define ENC_OWN_OUTLIER_BLOCK 1
+#define ENC_OWN_QUANTIZE_GELU 1
 #include "kernels/encoder_ops_generic.inc"
 
 namespace {
@@ -173,6 +174,62 @@ void enc_attention_head_avx512(const float* q, const float* k, const float* v, i
         case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
         case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
         default: break;
+    }
+}
+
+float enc_quantize_row_avx512(const float* x, int64_t n, const float* shift, const float* mul,
+                              uint8_t* q, float* tmp) {
+    const float* t = x;
+    if (shift || mul) {
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = tail_mask(n - j);
+            __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+            if (shift) v = _mm512_sub_ps(v, _mm512_maskz_loadu_ps(m, shift + j));
+            if (mul) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, mul + j));
+            _mm512_mask_storeu_ps(tmp + j, m, v);
+        }
+        t = tmp;
+    }
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, t + j)));
+    }
+    float a = _mm512_reduce_max_ps(amax);
+    if (!(a > 0.0f)) {
+        for (int64_t j = 0; j < n; ++j) q[j] = 128;
+        return 0.0f;
+    }
+    __m512 inv = _mm512_set1_ps(127.0f / a);
+    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, t + j), inv));
+        i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
+        _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
+    }
+    return a / 127.0f;
+}
+
+void enc_gelu_row_avx512(float* x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+        __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+        __m512 az = _mm512_abs_ps(z);
+        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one));
+        __m512 p = _mm512_set1_ps(1.061405429f);
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+        __m512 e = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)), one);
+        // erf(z) carries the sign of z
+        __m512i zs = _mm512_and_si512(_mm512_castps_si512(z), sign);
+        e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), zs));
+        _mm512_mask_storeu_ps(x + j, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
     }
 }
 
