@@ -153,8 +153,8 @@ def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np
 
 
 # Outlier channels kept in fp32 per linear layer input (at most), and the threshold.
-MAX_OUTLIERS = {"qkv": 8, "attn_out": 4, "up": 8, "down": 8}
-OUTLIER_RATIO = 2.5
+MAX_OUTLIERS = {"qkv": 4, "attn_out": 0, "up": 4, "down": 4}
+OUTLIER_RATIO = 4.0
 
 
 def prepare_arrays(cfg: dict, params: dict, precision: str, model_dir=None) -> dict:
