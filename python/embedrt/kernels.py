@@ -15,6 +15,104 @@ from ._checks import as_array, as_float32, as_int
 # ----------------------------------------------------------------------------------------
 
 
+def _codes(x, name: str):
+    """uint8 codes as a C-contiguous 2-D array; a 1-D input is one row."""
+    return as_array(x, name, np.uint8, ndim=2, allow_1d=True)
+
+
+def _pair(a, b, an: str, bn: str):
+    a, b = _codes(a, an), _codes(b, bn)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{an} and {bn} must have the same code width, got {a.shape[1]} and "
+                         f"{b.shape[1]} bytes")
+    if a.shape[1] < 1:
+        raise ValueError(f"{an}: codes must be at least 1 byte wide")
+    return a, b
+
+
+def pack_bits(x) -> np.ndarray:
+    """Binarizes embeddings by sign and packs them, 8 dimensions per byte.
+
+    Bit = ``x > 0``, packed MSB-first along the last axis, unused low bits of the last byte
+    zero: the same bytes as ``np.packbits(x > 0, axis=-1)`` and as sentence-transformers'
+    ``quantize_embeddings(..., precision="ubinary")``.
+
+    x: float16, float32, float64 or bool array with at least one dimension; ``[..., d]``
+    gives uint8 ``[..., ceil(d / 8)]`` (a 1-D input gives one 1-D code). NaN raises
+    ValueError; integer arrays raise TypeError.
+    """
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype.kind not in "fb" or x.dtype.itemsize not in (1, 2, 4, 8):
+        raise TypeError(f"x: expected a float16/32/64 or bool array, got dtype {x.dtype}")
+    if x.ndim < 1:
+        raise ValueError("x: expected at least a 1-D array, got a scalar")
+    shape = x.shape
+    d = shape[-1]
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)  # exact: every float16 is a float32 with the same sign
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    flat = np.ascontiguousarray(x).reshape(rows, d)
+    out = _core.pack_bits(flat)
+    return out.reshape(shape[:-1] + ((d + 7) // 8,))
+
+
+def unpack_bits(codes, d: int) -> np.ndarray:
+    """The inverse of pack_bits: uint8 codes ``[..., B]`` -> 0/1 uint8 ``[..., d]``.
+
+    Same as ``np.unpackbits(codes, axis=-1, count=d)``; d must be in [0, 8 * B].
+    """
+    if not isinstance(codes, np.ndarray):
+        raise TypeError(f"codes: expected a numpy array of dtype uint8, got {type(codes).__name__}")
+    if codes.dtype != np.uint8:
+        raise TypeError(f"codes: expected dtype uint8, got {codes.dtype}")
+    if codes.ndim < 1:
+        raise ValueError("codes: expected at least a 1-D array, got a scalar")
+    d = as_int(d, "d", minimum=0)
+    shape = codes.shape
+    if d > 8 * shape[-1]:
+        raise ValueError(f"d must be <= 8 * code width ({8 * shape[-1]}), got {d}")
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    flat = np.ascontiguousarray(codes).reshape(rows, shape[-1])
+    return _core.unpack_bits(flat, d).reshape(shape[:-1] + (d,))
+
+
+def hamming(a, b) -> np.ndarray:
+    """All-pairs Hamming distances between packed codes.
+
+    a: uint8 ``[m, B]``, b: uint8 ``[n, B]`` (1-D inputs are one row; any width B >= 1).
+    Returns uint32 ``[m, n]`` with ``out[i, j] = popcount(a[i] ^ b[j])``. Threaded.
+    """
+    a, b = _pair(a, b, "a", "b")
+    return _core.hamming(a, b, 8 * a.shape[1])
+
+
+def hamming_topk(queries, codes, k: int):
+    """The k nearest codes of each query by Hamming distance (exact).
+
+    queries: uint8 ``[m, B]``; codes: uint8 ``[n, B]``. Returns ``(distances, ids)``:
+    int32 and int64 arrays ``[m, k']`` with ``k' = min(k, n)``, each row by ascending
+    distance, ties broken by the smaller id. The result does not depend on the thread count
+    or the ISA level. Threaded over queries and, for few queries, over blocks of codes.
+    """
+    queries, codes = _pair(queries, codes, "queries", "codes")
+    k = as_int(k, "k", minimum=1)
+    return _core.hamming_topk(queries, codes, k, 8 * queries.shape[1])
+
+
+def binary_matmul(a, b, nbits: int | None = None) -> np.ndarray:
+    """Dot products of codes read as +/-1 vectors (bit 1 -> +1, bit 0 -> -1).
+
+    Uses the first ``nbits`` bits of each code (default: all ``8 * B``):
+    ``out[i, j] = nbits - 2 * hamming(a[i][:nbits], b[j][:nbits])``, int32 ``[m, n]``.
+    nbits must be in [1, 8 * B].
+    """
+    a, b = _pair(a, b, "a", "b")
+    nbits = 8 * a.shape[1] if nbits is None else as_int(nbits, "nbits", minimum=1)
+    if nbits > 8 * a.shape[1]:
+        raise ValueError(f"nbits must be <= 8 * code width ({8 * a.shape[1]}), got {nbits}")
+    return _core.binary_matmul(a, b, nbits)
+
 
 # ----------------------------------------------------------------------------------------
 # (end of bit codes)
