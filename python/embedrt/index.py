@@ -425,19 +425,9 @@ class Int8Index:
 
 def _hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int):
     """(distances int32 [m, k], ids int64 [m, k]): smallest Hamming distance, ties by id."""
-    from . import kernels
+    from .kernels import hamming_topk
 
-    native = getattr(kernels, "hamming_topk", None)
-    if native is not None:
-        return native(queries, codes, k)
-    # Portable fallback: popcount of the xor through a byte table.
-    table = np.array([bin(i).count("1") for i in range(256)], np.int32)
-    m = queries.shape[0]
-    dist = np.zeros((m, codes.shape[0]), np.int32)
-    for j in range(m):
-        dist[j] = table[np.bitwise_xor(codes, queries[j])].sum(axis=1)
-    ids = np.argsort(dist, axis=1, kind="stable")[:, :k].astype(np.int64)
-    return np.take_along_axis(dist, ids, axis=1), ids
+    return hamming_topk(queries, codes, k)
 
 
 class _BinaryCoarse:
