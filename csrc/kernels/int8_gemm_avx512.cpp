@@ -27,6 +27,40 @@ void pack_a(const Int8GemmArgs& g, uint8_t* dst) {
     for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
         uint8_t* panel = dst + i0 * kp;  // kMR * kp bytes
         int64_t rows = g.m - i0 < kMR ? g.m - i0 : kMR;
+        int64_t kdone = 0;
+        if (rows == kMR) {
+            // 8 groups of 4 k's at a time: an 8 x 8 transpose of 32-bit words.
+            const uint8_t* src = static_cast<const uint8_t*>(g.a) + i0 * g.lda;
+            const __m256i fl = _mm256_set1_epi32(int(flip));
+            for (; kdone + 32 <= k; kdone += 32) {
+                __m256i r0 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 0 * g.lda + kdone)));
+                __m256i r1 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 1 * g.lda + kdone)));
+                __m256i r2 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * g.lda + kdone)));
+                __m256i r3 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 3 * g.lda + kdone)));
+                __m256i r4 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 4 * g.lda + kdone)));
+                __m256i r5 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 5 * g.lda + kdone)));
+                __m256i r6 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 6 * g.lda + kdone)));
+                __m256i r7 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 7 * g.lda + kdone)));
+                __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
+                __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+                __m256i t4 = _mm256_unpacklo_epi32(r4, r5), t5 = _mm256_unpackhi_epi32(r4, r5);
+                __m256i t6 = _mm256_unpacklo_epi32(r6, r7), t7 = _mm256_unpackhi_epi32(r6, r7);
+                __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+                __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+                __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+                __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+                // u0: groups 0 | 4 of rows 0-3; u4: the same for rows 4-7 (and so on).
+                uint8_t* d = panel + (kdone / 4) * 4 * kMR;
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 0 * 32), _mm256_permute2x128_si256(u0, u4, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 1 * 32), _mm256_permute2x128_si256(u1, u5, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 2 * 32), _mm256_permute2x128_si256(u2, u6, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 3 * 32), _mm256_permute2x128_si256(u3, u7, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 4 * 32), _mm256_permute2x128_si256(u0, u4, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 5 * 32), _mm256_permute2x128_si256(u1, u5, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 6 * 32), _mm256_permute2x128_si256(u2, u6, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 7 * 32), _mm256_permute2x128_si256(u3, u7, 0x31));
+            }
+        }
         for (int r = 0; r < kMR; ++r) {
             uint8_t* d = panel + r * 4;
             if (r >= rows) {
@@ -34,7 +68,7 @@ void pack_a(const Int8GemmArgs& g, uint8_t* dst) {
                 continue;
             }
             const uint8_t* src = static_cast<const uint8_t*>(g.a) + (i0 + r) * g.lda;
-            int64_t kk = 0;
+            int64_t kk = kdone;
             for (; kk < k4; kk += 4) {
                 uint32_t v;
                 std::memcpy(&v, src + kk, 4);
@@ -106,6 +140,26 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
     const __m512i comp0 = _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16));
     const __m512i comp1 = NP > 1 ? _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16 + 16)) : comp0;
     const __m512i comp2 = NP > 2 ? _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16 + 32)) : comp0;
+    if (!first && j0 <= p0 * 16 && (p0 + NP) * 16 <= j1) {
+        // A later k block over whole panels: C += acc straight from registers.
+        int32_t* c = g.c32 + i0 * g.ldc + p0 * 16;
+#define EMBEDRT_ADD1(r, p, acc)                                                                  \
+        {                                                                                       \
+            void* dst = reinterpret_cast<void*>(c + r * g.ldc + p * 16);                        \
+            _mm512_storeu_si512(dst, _mm512_add_epi32(_mm512_loadu_si512(dst), acc));          \
+        }
+#define EMBEDRT_ADD(r)                                                                           \
+        if (MR > r) {                                                                           \
+            EMBEDRT_ADD1(r, 0, c##r##0)                                                         \
+            if (NP > 1) EMBEDRT_ADD1(r, 1, c##r##1)                                             \
+            if (NP > 2) EMBEDRT_ADD1(r, 2, c##r##2)                                             \
+        }
+        EMBEDRT_ADD(0) EMBEDRT_ADD(1) EMBEDRT_ADD(2) EMBEDRT_ADD(3)
+        EMBEDRT_ADD(4) EMBEDRT_ADD(5) EMBEDRT_ADD(6) EMBEDRT_ADD(7)
+#undef EMBEDRT_ADD
+#undef EMBEDRT_ADD1
+        return;
+    }
     if (!first) {
         // A later k block: C += acc over the columns of [j0, j1).
         alignas(64) int32_t part[8][48];
