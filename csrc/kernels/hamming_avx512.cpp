@@ -18,8 +18,18 @@ inline void load_transpose(const uint8_t* base, int64_t ldb, int64_t cnt, int64_
     const int64_t nb = nbytes - b0 < 64 ? nbytes - b0 : 64;
     const __mmask64 lm = nb == 64 ? ~__mmask64(0) : ((__mmask64(1) << nb) - 1);
     __m512i v[8];
-    for (int r = 0; r < 8; ++r)
-        v[r] = r < cnt ? _mm512_maskz_loadu_epi8(lm, base + r * ldb + b0) : _mm512_setzero_si512();
+    // Plain loads where the width allows (masked loads are slower on some cores).
+    if (nb == 64) {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_loadu_si512(base + r * ldb + b0) : _mm512_setzero_si512();
+    } else if (nb == 32) {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + r * ldb + b0)))
+                           : _mm512_setzero_si512();
+    } else {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_maskz_loadu_epi8(lm, base + r * ldb + b0) : _mm512_setzero_si512();
+    }
     if (lastmask != 0xFF && b0 + nb == nbytes) {
         // every byte 0xFF except the last used one, which keeps only the first bits
         const __m512i mv = _mm512_mask_set1_epi8(_mm512_set1_epi8(-1), __mmask64(1) << (nb - 1),
@@ -45,8 +55,13 @@ inline void load_transpose(const uint8_t* base, int64_t ldb, int64_t cnt, int64_
 }
 
 inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, int64_t jb, int64_t j0) {
-    if (s.out)
-        _mm256_mask_storeu_epi32(s.out + i * s.ldo + (jb - j0), valid, _mm512_cvtepi64_epi32(acc));
+    if (s.out) {
+        uint32_t* o = s.out + i * s.ldo + (jb - j0);
+        if (valid == 0xFF)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(acc));
+        else
+            _mm256_mask_storeu_epi32(o, valid, _mm512_cvtepi64_epi32(acc));
+    }
     if (s.heaps) {
         const __mmask8 hit = _mm512_mask_cmplt_epu64_mask(valid, acc, _mm512_set1_epi64(s.heaps->thr[i]));
         if (hit) {
@@ -114,8 +129,104 @@ void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
                 }
             } else {
                 uint32_t* o = out + i * ldo + (jb - j0);
-                _mm256_mask_storeu_epi32(o, v0, _mm512_cvtepi64_epi32(a0));
-                _mm256_mask_storeu_epi32(o + 8, v1, _mm512_cvtepi64_epi32(a1));
+                if (cnt == 16) {
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(a0));
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm512_cvtepi64_epi32(a1));
+                } else {
+                    _mm256_mask_storeu_epi32(o, v0, _mm512_cvtepi64_epi32(a0));
+                    _mm256_mask_storeu_epi32(o + 8, v1, _mm512_cvtepi64_epi32(a1));
+                }
+            }
+        }
+    }
+}
+
+// Distances out, codes of W <= 8 words: up to kStoreCodes codes are transposed into the L1
+// scratch first, then each query (its words held in registers) runs along them and writes a
+// long contiguous run of its output row, instead of one cache line per row per step (rows a
+// power of two apart would fight over the same cache sets).
+constexpr int64_t kStoreCodes = 256;
+
+template <int W>
+void scan_store(const HammingScan& s, int64_t j0, int64_t j1) {
+    __m512i* T = reinterpret_cast<__m512i*>(s.scratch);  // [group][W]
+    for (int64_t js = j0; js < j1; js += kStoreCodes) {
+        const int64_t cnt = j1 - js < kStoreCodes ? j1 - js : kStoreCodes;
+        const int64_t groups = (cnt + 7) / 8;
+        for (int64_t g = 0; g < groups; ++g) {
+            __m512i t[8];
+            const int64_t c = cnt - 8 * g < 8 ? cnt - 8 * g : 8;
+            load_transpose(s.db + (js + 8 * g) * s.ldb, s.ldb, c, 0, s.nbytes, s.lastmask, t);
+            for (int w = 0; w < W; ++w) _mm512_store_si512(T + g * W + w, t[w]);
+        }
+        const int64_t full = cnt / 8;
+        const __mmask8 tail = static_cast<__mmask8>((1u << (cnt % 8)) - 1);
+        const uint64_t* qi = s.q;
+        for (int64_t i = 0; i < s.m; ++i, qi += W) {
+            __m512i qv[W];
+            for (int w = 0; w < W; ++w) qv[w] = _mm512_set1_epi64(static_cast<long long>(qi[w]));
+            uint32_t* o = s.out + i * s.ldo + (js - j0);
+            const __m512i* tg = T;
+            for (int64_t g = 0; g < full; ++g, tg += W, o += 8) {
+                __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                for (int w = 1; w < W; ++w)
+                    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(acc));
+            }
+            if (tail) {
+                __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                for (int w = 1; w < W; ++w)
+                    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                _mm256_mask_storeu_epi32(o, tail, _mm512_cvtepi64_epi32(acc));
+            }
+        }
+    }
+}
+
+// Distances out, wider codes: as scan_store with 64 codes per pass, their words padded to a
+// multiple of 8 (the padding is zero); each query runs along them once per 8 words with those
+// words in registers, adding into its (L1-resident) run of the output row.
+void scan_store_wide(const HammingScan& s, int64_t j0, int64_t j1) {
+    const int64_t W = s.W, chunks = (W + 7) / 8, Wp = 8 * chunks;
+    constexpr int64_t kCodes = 64;
+    __m512i* T = reinterpret_cast<__m512i*>(s.scratch);  // [group][Wp]
+    for (int64_t js = j0; js < j1; js += kCodes) {
+        const int64_t cnt = j1 - js < kCodes ? j1 - js : kCodes;
+        const int64_t groups = (cnt + 7) / 8;
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c = cnt - 8 * g < 8 ? cnt - 8 * g : 8;
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                __m512i t[8];
+                load_transpose(s.db + (js + 8 * g) * s.ldb, s.ldb, c, ch, s.nbytes, s.lastmask, t);
+                for (int w = 0; w < 8; ++w) _mm512_store_si512(T + g * Wp + 8 * ch + w, t[w]);
+            }
+        }
+        const uint64_t* qi = s.q;
+        for (int64_t i = 0; i < s.m; ++i, qi += W) {
+            uint32_t* o = s.out + i * s.ldo + (js - j0);
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                __m512i qv[8];
+                for (int w = 0; w < 8; ++w)
+                    qv[w] = 8 * ch + w < W ? _mm512_set1_epi64(static_cast<long long>(qi[8 * ch + w]))
+                                           : _mm512_setzero_si512();
+                for (int64_t g = 0; g < groups; ++g) {
+                    const __m512i* tg = T + g * Wp + 8 * ch;
+                    __m512i a0 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                    __m512i a1 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + 1), qv[1]));
+                    for (int w = 2; w < 8; w += 2) {
+                        a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                        a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w + 1), qv[w + 1])));
+                    }
+                    __m256i d = _mm512_cvtepi64_epi32(_mm512_add_epi64(a0, a1));
+                    const int64_t c = cnt - 8 * g;
+                    const __mmask8 vm = c >= 8 ? __mmask8(0xFF) : static_cast<__mmask8>((1u << c) - 1);
+                    uint32_t* og = o + 8 * g;
+                    if (ch > 0) d = _mm256_add_epi32(d, _mm256_maskz_loadu_epi32(vm, og));
+                    if (c >= 8)
+                        _mm256_storeu_si256(reinterpret_cast<__m256i*>(og), d);
+                    else
+                        _mm256_mask_storeu_epi32(og, vm, d);
+                }
             }
         }
     }
@@ -155,6 +266,19 @@ void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
 
 template <bool TOPK>
 void scan_dispatch(const HammingScan& s, int64_t j0, int64_t j1) {
+    if (!TOPK) {
+        switch (s.W) {
+            case 1: scan_store<1>(s, j0, j1); return;
+            case 2: scan_store<2>(s, j0, j1); return;
+            case 3: scan_store<3>(s, j0, j1); return;
+            case 4: scan_store<4>(s, j0, j1); return;
+            case 5: scan_store<5>(s, j0, j1); return;
+            case 6: scan_store<6>(s, j0, j1); return;
+            case 7: scan_store<7>(s, j0, j1); return;
+            case 8: scan_store<8>(s, j0, j1); return;
+            default: scan_store_wide(s, j0, j1); return;
+        }
+    }
     switch (s.W) {
         case 1: scan_small<1, TOPK>(s, j0, j1); break;
         case 2: scan_small<2, TOPK>(s, j0, j1); break;
