@@ -270,3 +270,18 @@ def test_binary_matmul_default_and_bad_nbits():
         embedrt.binary_matmul(a, b, 97)
     with pytest.raises(ValueError, match="nbits"):
         embedrt.binary_matmul(a, b, 0)
+
+
+def test_hamming_out_argument():
+    rng = np.random.default_rng(8)
+    a, b = rand_codes(rng, 5, 24), rand_codes(rng, 300, 24)
+    out = np.full((5, 300), 7, np.uint32)
+    got = embedrt.hamming(a, b, out=out)
+    assert got is out or np.shares_memory(got, out)
+    np.testing.assert_array_equal(out, ref_hamming(a, b))
+    with pytest.raises(ValueError, match="shape"):
+        embedrt.hamming(a, b, out=np.zeros((5, 299), np.uint32))
+    with pytest.raises(TypeError):
+        embedrt.hamming(a, b, out=np.zeros((5, 300), np.int32))
+    with pytest.raises(ValueError, match="contiguous"):
+        embedrt.hamming(a, b, out=np.zeros((300, 5), np.uint32).T)
