@@ -153,6 +153,12 @@ def test_truncated_and_altered_files(tmp_path):
     lazy = embedrt.BinaryIndex.load(bad, mmap=True)  # opens without reading the codes
     with pytest.raises(ValueError, match="checksum"):
         lazy.verify()
+    grown = embedrt.BinaryIndex.load(bad, mmap=True)
+    assert "memory-mapped" in repr(grown)
+    grown.add(np.zeros((1, 32), np.uint8))  # copied into memory, not verified
+    assert "memory-mapped" not in repr(grown)
+    with pytest.raises(ValueError, match="checksum"):
+        grown.verify()  # still checks the file it came from
 
     header = bytearray(data)
     header[40] ^= 0x01  # inside the JSON header
