@@ -43,9 +43,9 @@ uint64_t* block_scratch(int64_t W) {
 
 constexpr int64_t kTileCodes = 2048;        // database codes per matrix tile (multiple of 8)
 constexpr int64_t kMinPartCodes = 16384;    // smallest database range worth its own heaps
-constexpr int64_t kCountingK = 256;         // above this k, select by counting distances
+constexpr int64_t kCountingK = 512;        // above this k, select by counting distances
 constexpr int64_t kMaxHeapBytes = int64_t(256) << 20;
-constexpr int64_t kMaxCountBytes = int64_t(64) << 20;
+constexpr int64_t kMaxCountBytes = int64_t(8) << 20;   // distance buffer of the counting select
 
 int64_t queries_per_chunk(int64_t W, int64_t cap) {
     // keep a chunk of padded queries within ~64 KB (L1/L2 resident while codes stream by)
