@@ -1,7 +1,12 @@
-// AVX-512 Hamming scan (F + BW + VPOPCNTDQ): 8 database codes are loaded with byte-masked
-// loads (no reads past a code, tails zero), transposed 8 x 8 in 64-bit words, and each query
-// costs per word one broadcast XOR, one VPOPCNTQ and one add for 8 distances at once.
-// Codes of up to 64 bytes stay in registers; wider codes go through an L1 scratch block.
+// AVX-512 Hamming scan (F + BW + VPOPCNTDQ): 8 database codes are loaded (byte-masked where
+// the width needs it: no reads past a code, tails zero), transposed 8 x 8 in 64-bit words, and
+// each query costs per word one broadcast XOR, one VPOPCNTQ and one add for 8 distances.
+//
+// Top-k: 16 codes of up to 64 bytes per step stay in registers while every query of the chunk
+// passes (wider codes: 8 per step from an L1 scratch block); a threshold compare per query
+// lets almost no candidate reach the heap.
+// Distances out: up to 256 codes are transposed into L1 first, then each query runs along them
+// and writes a long contiguous run of its output row.
 #include <immintrin.h>
 
 #include "kernels/hamming.h"
@@ -54,26 +59,17 @@ inline void load_transpose(const uint8_t* base, int64_t ldb, int64_t cnt, int64_
     t[7] = _mm512_shuffle_i64x2(u1, u3, 0xDD);
 }
 
-inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, int64_t jb, int64_t j0) {
-    if (s.out) {
-        uint32_t* o = s.out + i * s.ldo + (jb - j0);
-        if (valid == 0xFF)
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(acc));
-        else
-            _mm256_mask_storeu_epi32(o, valid, _mm512_cvtepi64_epi32(acc));
-    }
-    if (s.heaps) {
-        const __mmask8 hit = _mm512_mask_cmplt_epu64_mask(valid, acc, _mm512_set1_epi64(s.heaps->thr[i]));
-        if (hit) {
-            alignas(64) uint64_t d[8];
-            _mm512_store_si512(reinterpret_cast<__m512i*>(d), acc);
-            unsigned bits = hit;
-            while (bits) {
-                const int r = __builtin_ctz(bits);
-                bits &= bits - 1;
-                if (d[r] < s.heaps->thr[i])
-                    heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
-            }
+// Offers the distances of one query against codes jb..jb+7 (those set in `valid`) to its heap.
+inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, int64_t jb) {
+    const __mmask8 hit = _mm512_mask_cmplt_epu64_mask(valid, acc, _mm512_set1_epi64(s.heaps->thr[i]));
+    if (hit) {
+        alignas(64) uint64_t d[8];
+        _mm512_store_si512(reinterpret_cast<__m512i*>(d), acc);
+        unsigned bits = hit;
+        while (bits) {
+            const int r = __builtin_ctz(bits);
+            bits &= bits - 1;
+            if (d[r] < s.heaps->thr[i]) heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
         }
     }
 }
@@ -89,14 +85,13 @@ inline void offer_hits(HammingHeaps* h, int64_t i, __m512i acc, unsigned hit, in
     }
 }
 
-// Codes of W <= 8 words, 16 codes per step: the two transposed blocks live in registers and
-// each query word is broadcast once for both. TOPK: offer to heaps, else store distances.
-template <int W, bool TOPK>
+// Top-k, codes of W <= 8 words, 16 codes per step: the two transposed blocks live in
+// registers and each query word is broadcast once for both.
+template <int W>
 void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
     const bool prefetch = s.m <= 4;  // streaming one or few queries: stay ahead of memory
-    const int64_t m = s.m, ldb = s.ldb, ldo = s.ldo;
+    const int64_t m = s.m, ldb = s.ldb;
     const uint64_t* const q = s.q;
-    uint32_t* const out = s.out;
     HammingHeaps* const heaps = s.heaps;
     for (int64_t jb = j0; jb < j1; jb += 16) {
         const int64_t cnt = j1 - jb < 16 ? j1 - jb : 16;
@@ -119,23 +114,12 @@ void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
                 a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(t0[w], b)));
                 a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(t1[w], b)));
             }
-            if (TOPK) {
-                const __m512i thr = _mm512_set1_epi64(static_cast<long long>(heaps->thr[i]));
-                const unsigned h0 = _mm512_mask_cmplt_epu64_mask(v0, a0, thr);
-                const unsigned h1 = _mm512_mask_cmplt_epu64_mask(v1, a1, thr);
-                if (__builtin_expect((h0 | h1) != 0, 0)) {
-                    if (h0) offer_hits(heaps, i, a0, h0, jb);
-                    if (h1) offer_hits(heaps, i, a1, h1, jb + 8);
-                }
-            } else {
-                uint32_t* o = out + i * ldo + (jb - j0);
-                if (cnt == 16) {
-                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(a0));
-                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm512_cvtepi64_epi32(a1));
-                } else {
-                    _mm256_mask_storeu_epi32(o, v0, _mm512_cvtepi64_epi32(a0));
-                    _mm256_mask_storeu_epi32(o + 8, v1, _mm512_cvtepi64_epi32(a1));
-                }
+            const __m512i thr = _mm512_set1_epi64(static_cast<long long>(heaps->thr[i]));
+            const unsigned h0 = _mm512_mask_cmplt_epu64_mask(v0, a0, thr);
+            const unsigned h1 = _mm512_mask_cmplt_epu64_mask(v1, a1, thr);
+            if (__builtin_expect((h0 | h1) != 0, 0)) {
+                if (h0) offer_hits(heaps, i, a0, h0, jb);
+                if (h1) offer_hits(heaps, i, a1, h1, jb + 8);
             }
         }
     }
@@ -232,7 +216,7 @@ void scan_store_wide(const HammingScan& s, int64_t j0, int64_t j1) {
     }
 }
 
-// Wider codes: the transposed block goes to the scratch buffer ([W][8] words).
+// Top-k, wider codes: the transposed block goes to the scratch buffer ([W][8] words).
 void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
     const int64_t W = s.W;
     const int64_t chunks = (W + 7) / 8;
@@ -259,53 +243,44 @@ void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
             if (w < W)
                 a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(
                                               _mm512_loadu_si512(T + w), _mm512_set1_epi64(static_cast<long long>(qi[w])))));
-            emit(s, i, _mm512_add_epi64(a0, a1), valid, jb, j0);
+            emit(s, i, _mm512_add_epi64(a0, a1), valid, jb);
         }
     }
 }
 
-template <bool TOPK>
-void scan_dispatch(const HammingScan& s, int64_t j0, int64_t j1) {
-    if (!TOPK) {
-        switch (s.W) {
-            case 1: scan_store<1>(s, j0, j1); return;
-            case 2: scan_store<2>(s, j0, j1); return;
-            case 3: scan_store<3>(s, j0, j1); return;
-            case 4: scan_store<4>(s, j0, j1); return;
-            case 5: scan_store<5>(s, j0, j1); return;
-            case 6: scan_store<6>(s, j0, j1); return;
-            case 7: scan_store<7>(s, j0, j1); return;
-            case 8: scan_store<8>(s, j0, j1); return;
-            default: scan_store_wide(s, j0, j1); return;
-        }
-    }
+void scan_topk(const HammingScan& s, int64_t j0, int64_t j1) {
     switch (s.W) {
-        case 1: scan_small<1, TOPK>(s, j0, j1); break;
-        case 2: scan_small<2, TOPK>(s, j0, j1); break;
-        case 3: scan_small<3, TOPK>(s, j0, j1); break;
-        case 4: scan_small<4, TOPK>(s, j0, j1); break;
-        case 5: scan_small<5, TOPK>(s, j0, j1); break;
-        case 6: scan_small<6, TOPK>(s, j0, j1); break;
-        case 7: scan_small<7, TOPK>(s, j0, j1); break;
-        case 8: scan_small<8, TOPK>(s, j0, j1); break;
+        case 1: scan_small<1>(s, j0, j1); break;
+        case 2: scan_small<2>(s, j0, j1); break;
+        case 3: scan_small<3>(s, j0, j1); break;
+        case 4: scan_small<4>(s, j0, j1); break;
+        case 5: scan_small<5>(s, j0, j1); break;
+        case 6: scan_small<6>(s, j0, j1); break;
+        case 7: scan_small<7>(s, j0, j1); break;
+        case 8: scan_small<8>(s, j0, j1); break;
         default: scan_wide(s, j0, j1); break;
+    }
+}
+
+void scan_out(const HammingScan& s, int64_t j0, int64_t j1) {
+    switch (s.W) {
+        case 1: scan_store<1>(s, j0, j1); break;
+        case 2: scan_store<2>(s, j0, j1); break;
+        case 3: scan_store<3>(s, j0, j1); break;
+        case 4: scan_store<4>(s, j0, j1); break;
+        case 5: scan_store<5>(s, j0, j1); break;
+        case 6: scan_store<6>(s, j0, j1); break;
+        case 7: scan_store<7>(s, j0, j1); break;
+        case 8: scan_store<8>(s, j0, j1); break;
+        default: scan_store_wide(s, j0, j1); break;
     }
 }
 
 }  // namespace
 
 void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1) {
-    // one mode per call: distances out, or top-k heaps (the heap path needs ids in order)
-    if (s.heaps) {
-        scan_dispatch<true>(s, j0, j1);
-        if (s.out) {
-            HammingScan o = s;
-            o.heaps = nullptr;
-            scan_dispatch<false>(o, j0, j1);
-        }
-    } else if (s.out) {
-        scan_dispatch<false>(s, j0, j1);
-    }
+    if (s.heaps) scan_topk(s, j0, j1);
+    if (s.out) scan_out(s, j0, j1);
 }
 
 }  // namespace embedrt
