@@ -1,7 +1,183 @@
+// Hash embeddings: MurmurHash3 / MurmurHash64A / fastText FNV-1a, HashEmbed forward and
+// EmbeddingBag. Argument checks and GIL release only; the arithmetic is in kernels/.
+#include <string>
+#include <vector>
+
 #include "bindings/common.h"
+#include "kernels/embedding_bag.h"
+#include "kernels/hash_embed.h"
 
 namespace embedrt {
+namespace {
 
-void register_hash(py::module_& m) {}
+uint32_t as_seed32(int64_t seed) {
+    if (seed < 0 || seed > int64_t(0xffffffffLL))
+        throw py::value_error("seed must be in [0, 2**32), got " + std::to_string(seed));
+    return static_cast<uint32_t>(seed);
+}
+
+// The byte buffer of a bytes object and offsets[n + 1] into it, checked.
+void check_offsets(const py::array_t<int64_t, py::array::c_style>& offsets, int64_t nbytes,
+                   const char* name) {
+    const int64_t* o = offsets.data();
+    int64_t n = offsets.shape(0);
+    if (n < 1) throw py::value_error(std::string(name) + ": needs at least one entry");
+    if (o[0] != 0) throw py::value_error(std::string(name) + ": must start at 0");
+    for (int64_t i = 0; i + 1 < n; ++i)
+        if (o[i + 1] < o[i]) throw py::value_error(std::string(name) + ": must be non-decreasing");
+    if (o[n - 1] != nbytes)
+        throw py::value_error(std::string(name) + ": last entry must equal the data length");
+}
+
+}  // namespace
+
+void register_hash(py::module_& m) {
+    m.def(
+        "murmurhash3_128",
+        [](py::handle keys_obj, int64_t seed) {
+            auto keys = bind::as_array<uint64_t>(keys_obj, "keys", 1);
+            uint32_t s = as_seed32(seed);
+            int64_t n = keys.shape(0);
+            py::array_t<uint32_t> out({n, int64_t(4)});
+            const uint64_t* kp = keys.data();
+            uint32_t* op = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                murmur3_128_u64(kp, n, s, op);
+            }
+            return out;
+        },
+        py::arg("keys"), py::arg("seed"),
+        "MurmurHash3 x64_128 of each uint64 key (8 little-endian bytes): uint32 [n, 4].");
+
+    m.def(
+        "hash_embed",
+        [](py::handle ids_obj, int64_t seed, py::handle table_obj) {
+            auto ids = bind::as_array<uint64_t>(ids_obj, "ids", 1);
+            auto table = bind::as_array<float>(table_obj, "table", 2);
+            uint32_t s = as_seed32(seed);
+            int64_t rows = table.shape(0), dim = table.shape(1);
+            if (rows < 1 || rows > int64_t(0xffffffffLL))
+                throw py::value_error("table: needs between 1 and 2**32 - 1 rows, got " +
+                                      std::to_string(rows));
+            int64_t n = ids.shape(0);
+            py::array_t<float> out({n, dim});
+            const uint64_t* ip = ids.data();
+            const float* tp = table.data();
+            float* op = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                hash_embed(ip, n, s, tp, uint64_t(rows), dim, op);
+            }
+            return out;
+        },
+        py::arg("ids"), py::arg("seed"), py::arg("table"),
+        "Sum of the 4 rows table[h % rows] of murmurhash3_128(id, seed): float32 [n, dim].");
+
+    m.def(
+        "murmurhash64a",
+        [](py::bytes data, py::handle offsets_obj, uint64_t seed) {
+            char* buf = nullptr;
+            Py_ssize_t len = 0;
+            if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
+            auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
+            check_offsets(offsets, int64_t(len), "offsets");
+            int64_t n = offsets.shape(0) - 1;
+            py::array_t<uint64_t> out(n);
+            const int64_t* op = offsets.data();
+            uint64_t* hp = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                murmurhash64a_batch(buf, op, n, seed, hp);
+            }
+            return out;
+        },
+        py::arg("data"), py::arg("offsets"), py::arg("seed"),
+        "MurmurHash64A of data[offsets[i]:offsets[i+1]] for each i: uint64 [len(offsets) - 1].");
+
+    m.def(
+        "fasttext_subwords",
+        [](py::bytes data, py::handle offsets_obj, int minn, int maxn, int64_t bucket,
+           int64_t nwords) {
+            char* buf = nullptr;
+            Py_ssize_t len = 0;
+            if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
+            auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
+            check_offsets(offsets, int64_t(len), "offsets");
+            if (minn < 0 || maxn < 0) throw py::value_error("minn and maxn must be >= 0");
+            if (bucket < 1 || bucket > int64_t(0x7fffffffLL))
+                throw py::value_error("bucket must be in [1, 2**31), got " + std::to_string(bucket));
+            if (nwords < 0) throw py::value_error("nwords must be >= 0");
+            int64_t n = offsets.shape(0) - 1;
+            std::vector<int64_t> ids, word_offsets;
+            const int64_t* op = offsets.data();
+            {
+                py::gil_scoped_release nogil;
+                fasttext_subwords(buf, op, n, minn, maxn, uint32_t(bucket), nwords, &ids,
+                                  &word_offsets);
+            }
+            py::array_t<int64_t> ids_arr(int64_t(ids.size()));
+            std::copy(ids.begin(), ids.end(), ids_arr.mutable_data());
+            py::array_t<int64_t> off_arr(int64_t(word_offsets.size()));
+            std::copy(word_offsets.begin(), word_offsets.end(), off_arr.mutable_data());
+            return py::make_tuple(ids_arr, off_arr);
+        },
+        py::arg("data"), py::arg("offsets"), py::arg("minn"), py::arg("maxn"), py::arg("bucket"),
+        py::arg("nwords"),
+        "fastText subword ids of each UTF-8 word: (ids int64, word offsets int64 [n + 1]).");
+
+    m.def(
+        "fnv1a_fasttext",
+        [](py::bytes data) {
+            char* buf = nullptr;
+            Py_ssize_t len = 0;
+            if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
+            return fnv1a_fasttext(buf, size_t(len));
+        },
+        py::arg("data"), "fastText's Dictionary::hash (FNV-1a 32-bit, bytes sign-extended).");
+
+    m.def(
+        "embedding_bag",
+        [](py::handle table_obj, py::handle ids_obj, py::handle offsets_obj, py::object weights_obj,
+           int mode) {
+            auto table = bind::as_array<float>(table_obj, "table", 2);
+            auto ids = bind::as_array<int64_t>(ids_obj, "ids", 1);
+            auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
+            if (mode != 0 && mode != 1) throw py::value_error("mode must be 0 (sum) or 1 (mean)");
+            int64_t rows = table.shape(0), dim = table.shape(1), n = ids.shape(0);
+            check_offsets(offsets, n, "offsets");
+            int64_t n_bags = offsets.shape(0) - 1;
+            py::array_t<float, py::array::c_style> weights;
+            const float* wp = nullptr;
+            if (!weights_obj.is_none()) {
+                weights = bind::as_array<float>(weights_obj, "weights", 1);
+                if (weights.shape(0) != n)
+                    throw py::value_error("weights: needs one entry per id (" + std::to_string(n) +
+                                          "), got " + std::to_string(weights.shape(0)));
+                wp = weights.data();
+            }
+            const int64_t* ip = ids.data();
+            int64_t bad;
+            {
+                py::gil_scoped_release nogil;
+                bad = embedding_bag_first_invalid(ip, n, rows);
+            }
+            if (bad >= 0)
+                throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " +
+                                      std::to_string(ip[bad]) + " is outside [0, " +
+                                      std::to_string(rows) + ")");
+            py::array_t<float> out({n_bags, dim});
+            const float* tp = table.data();
+            const int64_t* offp = offsets.data();
+            float* op = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                embedding_bag(tp, rows, dim, ip, offp, n_bags, wp, static_cast<BagMode>(mode), op);
+            }
+            return out;
+        },
+        py::arg("table"), py::arg("ids"), py::arg("offsets"), py::arg("weights"), py::arg("mode"),
+        "EmbeddingBag: offsets has n_bags + 1 entries (the last = len(ids)); float32 [n_bags, dim].");
+}
 
 }  // namespace embedrt
