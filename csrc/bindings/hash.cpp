@@ -1,7 +1,13 @@
 // Hash embeddings: MurmurHash3 / MurmurHash64A / fastText FNV-1a, HashEmbed forward and
 // EmbeddingBag. Argument checks and GIL release only; the arithmetic is in kernels/.
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "bindings/common.h"
 #include "kernels/embedding_bag.h"
@@ -9,6 +15,91 @@
 
 namespace embedrt {
 namespace {
+
+// Large outputs (hash embeddings are often tens of MB): fresh pages from the OS cost a page
+// fault and a zeroing each, more than the kernel's own writes. Buffers of 4 MiB and more are
+// 2 MiB aligned (transparent huge pages where the OS offers them) and, once numpy frees them,
+// kept in a small cache for the next call, as caching allocators do.
+class BufferCache {
+public:
+    static constexpr size_t kMin = size_t(4) << 20;
+    static constexpr size_t kAlign = size_t(2) << 20;
+    static constexpr size_t kMaxCached = 4;
+    static constexpr size_t kMaxBytes = size_t(512) << 20;
+
+    void* get(size_t bytes, size_t* cap) {
+        size_t want = (bytes + kAlign - 1) / kAlign * kAlign;
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            for (size_t i = 0; i < n_; ++i) {
+                if (cap_[i] >= want && cap_[i] <= 2 * want) {
+                    void* p = ptr_[i];
+                    *cap = cap_[i];
+                    total_ -= cap_[i];
+                    --n_;
+                    ptr_[i] = ptr_[n_];
+                    cap_[i] = cap_[n_];
+                    return p;
+                }
+            }
+        }
+        void* p = std::aligned_alloc(kAlign, want);
+        if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        madvise(p, want, MADV_HUGEPAGE);
+#endif
+        *cap = want;
+        return p;
+    }
+
+    void put(void* p, size_t cap) {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            if (n_ < kMaxCached && total_ + cap <= kMaxBytes) {
+                ptr_[n_] = p;
+                cap_[n_] = cap;
+                ++n_;
+                total_ += cap;
+                return;
+            }
+        }
+        std::free(p);
+    }
+
+private:
+    std::mutex m_;
+    void* ptr_[kMaxCached] = {};
+    size_t cap_[kMaxCached] = {};
+    size_t n_ = 0, total_ = 0;
+};
+
+BufferCache& buffer_cache() {
+    static BufferCache* cache = new BufferCache();  // never destroyed: arrays may outlive statics
+    return *cache;
+}
+
+struct CachedBuffer {
+    void* ptr;
+    size_t cap;
+};
+
+// An uninitialised C-contiguous array of `shape`.
+template <class T>
+py::array_t<T> new_output(std::vector<py::ssize_t> shape) {
+    size_t count = 1;
+    for (auto d : shape) count *= size_t(d);
+    size_t bytes = count * sizeof(T);
+    if (bytes < BufferCache::kMin) return py::array_t<T>(shape);
+    size_t cap = 0;
+    void* p = buffer_cache().get(bytes, &cap);
+    auto* holder = new CachedBuffer{p, cap};
+    py::capsule owner(holder, [](void* h) {
+        auto* b = static_cast<CachedBuffer*>(h);
+        buffer_cache().put(b->ptr, b->cap);
+        delete b;
+    });
+    return py::array_t<T>(shape, static_cast<T*>(p), owner);
+}
 
 uint32_t as_seed32(int64_t seed) {
     if (seed < 0 || seed > int64_t(0xffffffffLL))
@@ -38,7 +129,7 @@ void register_hash(py::module_& m) {
             auto keys = bind::as_array<uint64_t>(keys_obj, "keys", 1);
             uint32_t s = as_seed32(seed);
             int64_t n = keys.shape(0);
-            py::array_t<uint32_t> out({n, int64_t(4)});
+            auto out = new_output<uint32_t>({n, 4});
             const uint64_t* kp = keys.data();
             uint32_t* op = out.mutable_data();
             {
@@ -61,7 +152,7 @@ void register_hash(py::module_& m) {
                 throw py::value_error("table: needs between 1 and 2**32 - 1 rows, got " +
                                       std::to_string(rows));
             int64_t n = ids.shape(0);
-            py::array_t<float> out({n, dim});
+            auto out = new_output<float>({n, dim});
             const uint64_t* ip = ids.data();
             const float* tp = table.data();
             float* op = out.mutable_data();
@@ -166,7 +257,7 @@ void register_hash(py::module_& m) {
                 throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " +
                                       std::to_string(ip[bad]) + " is outside [0, " +
                                       std::to_string(rows) + ")");
-            py::array_t<float> out({n_bags, dim});
+            auto out = new_output<float>({n_bags, dim});
             const float* tp = table.data();
             const int64_t* offp = offsets.data();
             float* op = out.mutable_data();

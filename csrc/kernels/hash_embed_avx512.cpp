@@ -2,7 +2,7 @@
 // vpmullq), fastmod of the four 32-bit words, then the gather + sum of 4 rows per id.
 #include <immintrin.h>
 
-#include <cstring>
+#include <cstdint>
 
 #include "kernels/hash_embed.h"
 
@@ -64,10 +64,22 @@ inline void prefetch_row(const float* r, int64_t dim) {
     for (int64_t b = 0; b < dim * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
-// o = (((0 + r0) + r1) + r2) + r3 over dim floats.
+// o = (((0 + r0) + r1) + r2) + r3 over dim floats. Stream: o is 64-byte aligned and dim a
+// multiple of 16; non-temporal stores (large outputs that would only evict the table).
+template <bool Stream>
 inline void sum4(const float* r0, const float* r1, const float* r2, const float* r3, int64_t dim,
                  float* o) {
     int64_t j = 0;
+    if (Stream) {
+        for (; j < dim; j += 16) {
+            __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_loadu_ps(r0 + j));
+            a = _mm512_add_ps(a, _mm512_loadu_ps(r1 + j));
+            a = _mm512_add_ps(a, _mm512_loadu_ps(r2 + j));
+            a = _mm512_add_ps(a, _mm512_loadu_ps(r3 + j));
+            _mm512_stream_ps(o + j, a);
+        }
+        return;
+    }
     for (; j + 32 <= dim; j += 32) {
         __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_loadu_ps(r0 + j));
         __m512 b = _mm512_add_ps(_mm512_setzero_ps(), _mm512_loadu_ps(r0 + j + 16));
@@ -119,6 +131,8 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
     const __m512i d = _mm512_set1_epi64(int64_t(rows));
     const __m512i vdim = _mm512_set1_epi64(dim);
     const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
+    const bool stream = (reinterpret_cast<uintptr_t>(out) & 63) == 0 && dim % 16 == 0 &&
+                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(64) int64_t off[2][32];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 8 ? n - i : 8;
@@ -139,11 +153,18 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
             }
         }
         const int64_t* o = off[cur];
-        for (int64_t l = 0; l < cnt; ++l)
-            sum4(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l], dim,
-                 out + (i + l) * dim);
+        if (stream) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<true>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
+                           dim, out + (i + l) * dim);
+        } else {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
+                            dim, out + (i + l) * dim);
+        }
         cur ^= 1;
     }
+    if (stream) _mm_sfence();
 }
 
 }  // namespace embedrt
