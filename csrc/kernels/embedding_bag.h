@@ -21,18 +21,18 @@ void embedding_bag(const float* table, int64_t rows, int64_t dim, const int64_t*
                    const int64_t* offsets, int64_t n_bags, const float* weights, BagMode mode,
                    float* out);
 
-// Per-ISA: bags [b0, b1) on the calling thread. prefetch: issue software prefetches for rows
-// a few ids ahead (tables that do not fit in cache).
+// Per-ISA: bags [b0, b1) on the calling thread. prefetch: when > 0, prefetch the rows of the
+// id that many positions ahead (tables that do not fit in cache).
 void embedding_bag_scalar(const float* table, int64_t dim, const int64_t* ids,
                           const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
-                          int mode, bool prefetch, float* out);
+                          int mode, int64_t prefetch, float* out);
 #if defined(EMBEDRT_HAVE_X86)
 void embedding_bag_avx2(const float* table, int64_t dim, const int64_t* ids,
                         const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
-                        int mode, bool prefetch, float* out);
+                        int mode, int64_t prefetch, float* out);
 void embedding_bag_avx512(const float* table, int64_t dim, const int64_t* ids,
                           const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
-                          int mode, bool prefetch, float* out);
+                          int mode, int64_t prefetch, float* out);
 #endif
 
 }  // namespace embedrt

@@ -1,5 +1,5 @@
 // AVX2 path of embedding_bag: tiles of 32 floats (4 ymm accumulators) per bag, masked loads
-// for the tail, rows prefetched 8 ids ahead for tables that do not fit in cache.
+// for the tail, rows prefetched a few ids ahead for tables that do not fit in cache.
 #include <immintrin.h>
 
 #include "kernels/embedding_bag.h"
@@ -23,7 +23,7 @@ inline __m256i tail_mask(int64_t left) {
 
 void embedding_bag_avx2(const float* table, int64_t dim, const int64_t* ids,
                         const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
-                        int mode, bool prefetch, float* out) {
+                        int mode, int64_t prefetch, float* out) {
     const int64_t end_all = offsets[b1];
     const int64_t row_bytes = dim * 4;
     for (int64_t b = b0; b < b1; ++b) {
@@ -37,8 +37,8 @@ void embedding_bag_avx2(const float* table, int64_t dim, const int64_t* ids,
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
             for (int64_t p = s; p < e; ++p) {
-                if (prefetch && t == 0 && p + 8 < end_all) {
-                    const char* r = reinterpret_cast<const char*>(table + ids[p + 8] * dim);
+                if (prefetch && t == 0 && p + prefetch < end_all) {
+                    const char* r = reinterpret_cast<const char*>(table + ids[p + prefetch] * dim);
                     for (int64_t k = 0; k < row_bytes; k += 64) _mm_prefetch(r + k, _MM_HINT_T0);
                 }
                 const float* row = table + ids[p] * dim + t;

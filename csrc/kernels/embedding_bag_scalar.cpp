@@ -20,7 +20,7 @@ inline float mul_rounded(float w, float x) {
 
 void embedding_bag_scalar(const float* table, int64_t dim, const int64_t* ids,
                           const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
-                          int mode, bool prefetch, float* out) {
+                          int mode, int64_t prefetch, float* out) {
     const int64_t end_all = offsets[b1];
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t s = offsets[b], e = offsets[b + 1];
@@ -28,8 +28,8 @@ void embedding_bag_scalar(const float* table, int64_t dim, const int64_t* ids,
         for (int64_t j = 0; j < dim; ++j) o[j] = 0.0f;
         for (int64_t p = s; p < e; ++p) {
 #if defined(__GNUC__)
-            if (prefetch && p + 8 < end_all) {
-                const char* r = reinterpret_cast<const char*>(table + ids[p + 8] * dim);
+            if (prefetch && p + prefetch < end_all) {
+                const char* r = reinterpret_cast<const char*>(table + ids[p + prefetch] * dim);
                 for (int64_t k = 0; k < dim * 4; k += 64) __builtin_prefetch(r + k);
             }
 #endif
