@@ -301,6 +301,11 @@ def test_hash_string_bad_input():
         embedrt.hash_string(b"bytes")
     with pytest.raises(TypeError):
         embedrt.hash_string(np.arange(3))
+    with pytest.raises(TypeError):
+        embedrt.hash_string(None)
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate has no UTF-8 form
+        embedrt.hash_string(["ok", "\ud800"])
+    assert list(embedrt.hash_string(("a", "b"))) == list(embedrt.hash_string(iter(["a", "b"])))
 
 
 TOKENS = ["Hello", "world", "I", "_", "nsubj", "don't", "’s", "“", "Straße", "ÉCOLE", "12345678",

@@ -120,6 +120,30 @@ void check_offsets(const py::array_t<int64_t, py::array::c_style>& offsets, int6
         throw py::value_error(std::string(name) + ": last entry must equal the data length");
 }
 
+// The UTF-8 bytes of a sequence of str, concatenated, and offsets[n + 1] into them.
+void gather_utf8(py::handle seq_obj, const char* name, std::string* buf,
+                 std::vector<int64_t>* offsets) {
+    if (PyUnicode_Check(seq_obj.ptr()) || PyBytes_Check(seq_obj.ptr()))
+        throw py::type_error(std::string(name) + ": expected a sequence of str");
+    PyObject* seq = PySequence_Fast(seq_obj.ptr(), "expected a sequence of str");
+    if (!seq) throw py::error_already_set();
+    py::object owner = py::reinterpret_steal<py::object>(seq);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    offsets->assign(size_t(n) + 1, 0);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = items[i];
+        if (!PyUnicode_Check(item))
+            throw py::type_error(std::string(name) + ": expected str items, got " +
+                                 Py_TYPE(item)->tp_name + " at position " + std::to_string(i));
+        Py_ssize_t len = 0;
+        const char* utf8 = PyUnicode_AsUTF8AndSize(item, &len);
+        if (!utf8) throw py::error_already_set();
+        buf->append(utf8, size_t(len));
+        (*offsets)[size_t(i) + 1] = int64_t(buf->size());
+    }
+}
+
 }  // namespace
 
 void register_hash(py::module_& m) {
@@ -187,19 +211,35 @@ void register_hash(py::module_& m) {
         "MurmurHash64A of data[offsets[i]:offsets[i+1]] for each i: uint64 [len(offsets) - 1].");
 
     m.def(
+        "hash_strings",
+        [](py::handle strings, uint64_t seed) {
+            std::string buf;
+            std::vector<int64_t> offsets;
+            gather_utf8(strings, "strings", &buf, &offsets);
+            int64_t n = int64_t(offsets.size()) - 1;
+            auto out = new_output<uint64_t>({n});
+            uint64_t* hp = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                murmurhash64a_batch(buf.data(), offsets.data(), n, seed, hp);
+            }
+            return out;
+        },
+        py::arg("strings"), py::arg("seed"),
+        "MurmurHash64A of each str's UTF-8 bytes: uint64 [len(strings)].");
+
+    m.def(
         "fasttext_subwords",
-        [](py::bytes data, py::handle offsets_obj, int minn, int maxn, int64_t bucket,
-           int64_t nwords) {
-            char* buf = nullptr;
-            Py_ssize_t len = 0;
-            if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
-            auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
-            check_offsets(offsets, int64_t(len), "offsets");
+        [](py::handle words, int minn, int maxn, int64_t bucket, int64_t nwords) {
+            std::string data;
+            std::vector<int64_t> offsets;
+            gather_utf8(words, "words", &data, &offsets);
+            const char* buf = data.data();
             if (minn < 0 || maxn < 0) throw py::value_error("minn and maxn must be >= 0");
             if (bucket < 1 || bucket > int64_t(0x7fffffffLL))
                 throw py::value_error("bucket must be in [1, 2**31), got " + std::to_string(bucket));
             if (nwords < 0) throw py::value_error("nwords must be >= 0");
-            int64_t n = offsets.shape(0) - 1;
+            int64_t n = int64_t(offsets.size()) - 1;
             std::vector<int64_t> ids, word_offsets;
             const int64_t* op = offsets.data();
             {
@@ -213,8 +253,7 @@ void register_hash(py::module_& m) {
             std::copy(word_offsets.begin(), word_offsets.end(), off_arr.mutable_data());
             return py::make_tuple(ids_arr, off_arr);
         },
-        py::arg("data"), py::arg("offsets"), py::arg("minn"), py::arg("maxn"), py::arg("bucket"),
-        py::arg("nwords"),
+        py::arg("words"), py::arg("minn"), py::arg("maxn"), py::arg("bucket"), py::arg("nwords"),
         "fastText subword ids of each UTF-8 word: (ids int64, word offsets int64 [n + 1]).");
 
     m.def(

@@ -83,19 +83,6 @@ def _as_seed(seed, name: str = "seed") -> int:
     return seed
 
 
-def _encode(strings: Sequence[str], name: str) -> Tuple[bytes, np.ndarray]:
-    """UTF-8 bytes of all strings concatenated, and int64 offsets [n + 1]."""
-    encoded = []
-    for s in strings:
-        if not isinstance(s, str):
-            raise TypeError(f"{name}: expected str items, got {type(s).__name__}")
-        encoded.append(s.encode("utf-8", "surrogatepass"))
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    if encoded:
-        np.cumsum(np.fromiter((len(b) for b in encoded), np.int64, len(encoded)), out=offsets[1:])
-    return b"".join(encoded), offsets
-
-
 # ------------------------------------------------------------------------------------------
 # MurmurHash3 x64_128 (thinc)
 # ------------------------------------------------------------------------------------------
@@ -150,9 +137,9 @@ def hash_string(strings, spacy_compatible: bool = False):
         raise TypeError("strings: expected str or a sequence of str, got bytes (decode it first)")
     if isinstance(strings, np.ndarray) and strings.dtype.kind not in "UO":
         raise TypeError(f"strings: expected str items, got an array of {strings.dtype}")
-    strings = list(strings)
-    data, offsets = _encode(strings, "strings")
-    out = _core.murmurhash64a(data, offsets, 1)
+    if not isinstance(strings, (list, tuple)):
+        strings = list(strings)
+    out = _core.hash_strings(strings, 1)
     if spacy_compatible and len(strings):
         sym = _spacy_symbols()
         for i, s in enumerate(strings):
@@ -434,9 +421,9 @@ def fasttext_subword_ids(words, minn: int = 3, maxn: int = 6, bucket: int = 2_00
         words = [words]
     elif isinstance(words, (bytes, bytearray)):
         raise TypeError("words: expected str or a sequence of str, got bytes (decode it first)")
-    words = list(words)
-    data, offsets = _encode(words, "words")
-    ids, offs = _core.fasttext_subwords(data, offsets, minn, maxn, bucket, nwords)
+    if not isinstance(words, (list, tuple)):
+        words = list(words)
+    ids, offs = _core.fasttext_subwords(words, minn, maxn, bucket, nwords)
     if single:
         return ids
     if as_list:
