@@ -588,7 +588,11 @@ def test_qr_embed(operation):
     np.testing.assert_array_equal(qr(ids, offsets), ref_bag(ref, np.arange(50), offsets))
     np.testing.assert_array_equal(qr(ids, offsets, mode="mean"),
                                   ref_bag(ref, np.arange(50), offsets, "mean"))
+    w = rng.standard_normal(50).astype(np.float32)
+    np.testing.assert_array_equal(qr(ids, offsets, weights=w), ref_bag(ref, np.arange(50), offsets, "sum", w))
     assert qr(np.array([0, 999])).shape == (2, 8)
+    assert qr(np.zeros(0, np.int64)).shape == (0, 8)
+    assert qr(np.zeros(0, np.int64), [0, 0]).tolist() == [[0.0] * 8] * 2
     with pytest.raises(ValueError, match="outside"):
         qr(np.array([1000]))
     with pytest.raises(ValueError, match="outside"):
@@ -606,3 +610,7 @@ def test_qr_embed_tables_and_errors():
         embedrt.QREmbed(10, 5, operation="concat")
     with pytest.raises(ValueError, match="operation"):
         embedrt.QREmbed(10, 4, operation="xor")
+    with pytest.raises(ValueError, match="offsets"):
+        qr([1, 2], weights=np.ones(2, np.float32))
+    with pytest.raises(TypeError):
+        qr(np.array([1.5]))

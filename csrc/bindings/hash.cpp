@@ -308,6 +308,57 @@ void register_hash(py::module_& m) {
         },
         py::arg("table"), py::arg("ids"), py::arg("offsets"), py::arg("weights"), py::arg("mode"),
         "EmbeddingBag: offsets has n_bags + 1 entries (the last = len(ids)); float32 [n_bags, dim].");
+
+    m.def(
+        "qr_embedding_bag",
+        [](py::handle q_obj, py::handle r_obj, int64_t num_embeddings, py::handle ids_obj,
+           py::handle offsets_obj, py::object weights_obj, int mode, int op) {
+            auto q = bind::as_array<float>(q_obj, "q_table", 2);
+            auto r = bind::as_array<float>(r_obj, "r_table", 2);
+            auto ids = bind::as_array<int64_t>(ids_obj, "ids", 1);
+            auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
+            if (mode != 0 && mode != 1) throw py::value_error("mode must be 0 (sum) or 1 (mean)");
+            if (op < 0 || op > 2) throw py::value_error("op must be 0 (mult), 1 (add) or 2 (concat)");
+            int64_t m_rows = r.shape(0), width = r.shape(1), n = ids.shape(0);
+            if (q.shape(1) != width) throw py::value_error("q_table and r_table widths differ");
+            if (m_rows < 1) throw py::value_error("r_table: needs at least one row");
+            if (num_embeddings < 1 || (num_embeddings + m_rows - 1) / m_rows > q.shape(0))
+                throw py::value_error("q_table: too few rows for num_embeddings");
+            check_offsets(offsets, n, "offsets");
+            int64_t n_bags = offsets.shape(0) - 1;
+            py::array_t<float, py::array::c_style> weights;
+            const float* wp = nullptr;
+            if (!weights_obj.is_none()) {
+                weights = bind::as_array<float>(weights_obj, "weights", 1);
+                if (weights.shape(0) != n) throw py::value_error("weights: needs one entry per id");
+                wp = weights.data();
+            }
+            const int64_t* ip = ids.data();
+            int64_t bad;
+            {
+                py::gil_scoped_release nogil;
+                bad = embedding_bag_first_invalid(ip, n, num_embeddings);
+            }
+            if (bad >= 0)
+                throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " +
+                                      std::to_string(ip[bad]) + " is outside [0, " +
+                                      std::to_string(num_embeddings) + ")");
+            int64_t out_w = op == 2 ? 2 * width : width;
+            auto out = new_output<float>({n_bags, out_w});
+            const float* qp = q.data();
+            const float* rp = r.data();
+            const int64_t* offp = offsets.data();
+            float* op_ = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                qr_embedding_bag(qp, rp, width, m_rows, ip, offp, n_bags, wp,
+                                 static_cast<BagMode>(mode), static_cast<QrOp>(op), op_);
+            }
+            return out;
+        },
+        py::arg("q_table"), py::arg("r_table"), py::arg("num_embeddings"), py::arg("ids"),
+        py::arg("offsets"), py::arg("weights"), py::arg("mode"), py::arg("op"),
+        "Quotient-remainder embedding bags; offsets has n_bags + 1 entries.");
 }
 
 }  // namespace embedrt

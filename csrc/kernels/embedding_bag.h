@@ -21,6 +21,15 @@ void embedding_bag(const float* table, int64_t rows, int64_t dim, const int64_t*
                    const int64_t* offsets, int64_t n_bags, const float* weights, BagMode mode,
                    float* out);
 
+// Quotient-remainder compositional embedding bags (Shi et al. 2020): id i uses row i / m of
+// q [*, width] and row i % m of r [m, width], combined by op (mult: q * r, add: q + r,
+// concat: [q, r], 2 * width wide); then pooled per bag as embedding_bag. Ids must be valid
+// (checked by callers). Threaded over bags; one portable path (the same on every ISA level).
+enum class QrOp : int { mult = 0, add = 1, concat = 2 };
+void qr_embedding_bag(const float* q, const float* r, int64_t width, int64_t m, const int64_t* ids,
+                      const int64_t* offsets, int64_t n_bags, const float* weights, BagMode mode,
+                      QrOp op, float* out);
+
 // Per-ISA: bags [b0, b1) on the calling thread. prefetch: when > 0, prefetch the rows of the
 // id that many positions ahead (tables that do not fit in cache).
 void embedding_bag_scalar(const float* table, int64_t dim, const int64_t* ids,

@@ -436,6 +436,7 @@ def fasttext_subword_ids(words, minn: int = 3, maxn: int = 6, bucket: int = 2_00
 # ------------------------------------------------------------------------------------------
 
 _MODES = {"sum": 0, "mean": 1}
+_QR_OPS = {"mult": 0, "add": 1, "concat": 2}
 
 
 def _as_index_array(x, name: str) -> np.ndarray:
@@ -451,22 +452,8 @@ def _as_index_array(x, name: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
-def embedding_bag(table, ids, offsets=None, mode: str = "sum", weights=None,
-                  include_last_offset: bool = False) -> np.ndarray:
-    """Sums (or means) of table rows per bag, as ``torch.nn.functional.embedding_bag``.
-
-    table: float32 [n_rows, dim] (NaN/inf allowed; they propagate).
-    ids: integer [n] with ``offsets``, or [n_bags, bag_size] without (fixed-size bags).
-    offsets: integer [n_bags], the start of each bag in ids (offsets[0] == 0, non-decreasing,
-    at most n); bag b is ``ids[offsets[b]:offsets[b + 1]]``, the last bag runs to the end.
-    With ``include_last_offset=True`` offsets has n_bags + 1 entries, the last one n.
-    mode: "sum" or "mean"; empty bags give zeros. weights: float32 [n] per-id weights
-    (mode "sum" only, as PyTorch).
-    Returns float32 [n_bags, dim]. Rows are summed in id order from +0.0 (weighted: the
-    rounded products ``w * row``), mean divides by the bag size; every ISA level and thread
-    count gives the same floats. Ids outside [0, n_rows) raise ValueError.
-    """
-    table = as_float32(table, "table", ndim=2, finite=False)
+def _bag_args(ids, offsets, mode, weights, include_last_offset):
+    """Checked (ids int64 [n], offsets int64 [n_bags + 1], weights float32 [n] or None)."""
     if mode not in _MODES:
         raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
     ids = _as_index_array(ids, "ids")
@@ -509,6 +496,26 @@ def embedding_bag(table, ids, offsets=None, mode: str = "sum", weights=None,
         if w.shape[0] != ids.shape[0]:
             raise ValueError(f"weights: expected {ids.shape[0]} entries (one per id), "
                              f"got {w.shape[0]}")
+    return ids, offs, w
+
+
+def embedding_bag(table, ids, offsets=None, mode: str = "sum", weights=None,
+                  include_last_offset: bool = False) -> np.ndarray:
+    """Sums (or means) of table rows per bag, as ``torch.nn.functional.embedding_bag``.
+
+    table: float32 [n_rows, dim] (NaN/inf allowed; they propagate).
+    ids: integer [n] with ``offsets``, or [n_bags, bag_size] without (fixed-size bags).
+    offsets: integer [n_bags], the start of each bag in ids (offsets[0] == 0, non-decreasing,
+    at most n); bag b is ``ids[offsets[b]:offsets[b + 1]]``, the last bag runs to the end.
+    With ``include_last_offset=True`` offsets has n_bags + 1 entries, the last one n.
+    mode: "sum" or "mean"; empty bags give zeros. weights: float32 [n] per-id weights
+    (mode "sum" only, as PyTorch).
+    Returns float32 [n_bags, dim]. Rows are summed in id order from +0.0 (weighted: the
+    rounded products ``w * row``), mean divides by the bag size; every ISA level and thread
+    count gives the same floats. Ids outside [0, n_rows) raise ValueError.
+    """
+    table = as_float32(table, "table", ndim=2, finite=False)
+    ids, offs, w = _bag_args(ids, offsets, mode, weights, include_last_offset)
     return _core.embedding_bag(table, ids, offs, w, _MODES[mode])
 
 
@@ -525,7 +532,10 @@ class QREmbed:
     num_collisions defaults to ceil(sqrt(num_embeddings)) (the smallest total size).
     tables: optional (Q, R) float32 arrays; otherwise seeded uniform tables (random_state).
     Calling it: ``qr(ids)`` -> float32 [n, dim]; ``qr(ids, offsets, mode, weights)`` pools
-    the per-id vectors per bag as :func:`embedding_bag`.
+    the per-id vectors per bag as :func:`embedding_bag` (arguments as there). Lookup, combine
+    and pooling run fused in one threaded native pass (the combined vectors are never stored);
+    per id the combination is rounded to float32 before it is added (weighted: then multiplied
+    by the weight and rounded), so results equal numpy's ``q * r`` etc. pooled in id order.
     """
 
     def __init__(self, num_embeddings: int, dim: int, num_collisions: Optional[int] = None,
@@ -560,28 +570,20 @@ class QREmbed:
 
     def __call__(self, ids, offsets=None, mode: str = "sum", weights=None,
                  include_last_offset: bool = False) -> np.ndarray:
-        ids = _as_index_array(ids, "ids")
-        if ids.ndim != 1:
-            raise ValueError(f"ids: expected a 1-D array, got shape {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            bad = int(ids[(ids < 0) | (ids >= self.num_embeddings)][0])
-            raise ValueError(f"ids: {bad} is outside [0, {self.num_embeddings})")
-        n = ids.shape[0]
-        each = np.arange(n + 1, dtype=np.int64)
-        q = embedding_bag(self.q_table, ids // self.num_collisions, each, include_last_offset=True)
-        r = embedding_bag(self.r_table, ids % self.num_collisions, each, include_last_offset=True)
-        if self.operation == "mult":
-            vec = q * r
-        elif self.operation == "add":
-            vec = q + r
-        else:
-            vec = np.concatenate([q, r], axis=1)
         if offsets is None and weights is None:
-            return vec
-        if offsets is None:
+            ids = _as_index_array(ids, "ids")
+            if ids.ndim != 1:
+                raise ValueError(f"ids: expected a 1-D array, got shape {ids.shape}")
+            offs, w = np.arange(ids.shape[0] + 1, dtype=np.int64), None
+            mode = "sum"
+        elif offsets is None:
             raise ValueError("weights: need offsets (bags) to apply per-id weights")
-        return embedding_bag(vec, np.arange(n, dtype=np.int64), offsets, mode=mode,
-                             weights=weights, include_last_offset=include_last_offset)
+        else:
+            ids, offs, w = _bag_args(ids, offsets, mode, weights, include_last_offset)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+        return _core.qr_embedding_bag(self.q_table, self.r_table, self.num_embeddings, ids, offs,
+                                      w, _MODES[mode], _QR_OPS[self.operation])
 
     def __repr__(self) -> str:
         return (f"QREmbed(num_embeddings={self.num_embeddings}, dim={self.dim}, "
