@@ -614,3 +614,64 @@ def test_qr_embed_tables_and_errors():
         qr([1, 2], weights=np.ones(2, np.float32))
     with pytest.raises(TypeError):
         qr(np.array([1.5]))
+
+
+# ------------------------------------------------------------------------------------------
+# threads, raw byte hashing, degenerate shapes
+# ------------------------------------------------------------------------------------------
+
+def test_results_do_not_depend_on_threads_and_concurrent_calls():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    table = rng.standard_normal((3000, 48)).astype(np.float32)
+    emb = embedrt.HashEmbed(48, 3000, 5, table)
+    ids = rand_keys(50_000, 11)
+    bag_ids = rng.integers(0, 3000, size=50_000)
+    offsets = np.arange(0, 50_000, 7)
+    before = embedrt.get_num_threads()
+    try:
+        embedrt.set_num_threads(1)
+        ref_e, ref_b = emb(ids), embedrt.embedding_bag(table, bag_ids, offsets)
+        embedrt.set_num_threads(2)
+        assert emb(ids).tobytes() == ref_e.tobytes()
+        assert embedrt.embedding_bag(table, bag_ids, offsets).tobytes() == ref_b.tobytes()
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda i: emb(ids) if i % 2 else
+                                 embedrt.embedding_bag(table, bag_ids, offsets), range(8)))
+        for i, out in enumerate(outs):
+            assert out.tobytes() == (ref_e if i % 2 else ref_b).tobytes()
+    finally:
+        embedrt.set_num_threads(before)
+
+
+def test_large_outputs_are_fresh_each_call():
+    # outputs of 4 MiB and more come from a buffer cache; each call must fully overwrite them
+    emb = embedrt.HashEmbed(64, 100, 3)
+    ids = rand_keys(20_000, 4)
+    first = emb(ids)
+    ref = first.copy()
+    del first
+    other = emb(rand_keys(20_000, 5))
+    again = emb(ids)
+    assert again.tobytes() == ref.tobytes()
+    assert not np.shares_memory(other, again)
+
+
+def test_raw_byte_hash_and_offsets_checks():
+    data = "héllo".encode() + b"ab"
+    got = _core.murmurhash64a(data, np.array([0, 6, 8], np.int64), 1)
+    assert list(got) == [ref_murmur64a("héllo".encode(), 1), ref_murmur64a(b"ab", 1)]
+    for bad in ([1, 8], [0, 9], [0, 5, 4, 8], []):
+        with pytest.raises(ValueError):
+            _core.murmurhash64a(data, np.array(bad, np.int64), 1)
+
+
+def test_degenerate_shapes():
+    table = np.zeros((10, 0), np.float32)
+    assert embedrt.embedding_bag(table, np.array([1, 2]), [0, 1]).shape == (2, 0)
+    empty = np.zeros((0, 4), np.float32)
+    assert embedrt.embedding_bag(empty, np.zeros(0, np.int64), [0]).shape == (1, 4)
+    with pytest.raises(ValueError, match="outside"):
+        embedrt.embedding_bag(empty, np.array([0]), [0])
+    assert embedrt.murmurhash3_128([], 0).shape == (0, 4)
