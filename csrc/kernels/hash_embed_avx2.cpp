@@ -2,6 +2,8 @@
 // the low 64 bits of k * C are assembled from three 32 x 32 -> 64 products (vpmuludq).
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernels/hash_embed.h"
 
 namespace embedrt {
@@ -63,9 +65,22 @@ inline void prefetch_row(const float* r, int64_t dim) {
     for (int64_t b = 0; b < dim * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
 }
 
+// o = (((0 + r0) + r1) + r2) + r3 over dim floats. Stream: o is 32-byte aligned and dim a
+// multiple of 8; non-temporal stores (large outputs that would only evict the table).
+template <bool Stream>
 inline void sum4(const float* r0, const float* r1, const float* r2, const float* r3, int64_t dim,
                  float* o) {
     int64_t j = 0;
+    if (Stream) {
+        for (; j < dim; j += 8) {
+            __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r0 + j));
+            a = _mm256_add_ps(a, _mm256_loadu_ps(r1 + j));
+            a = _mm256_add_ps(a, _mm256_loadu_ps(r2 + j));
+            a = _mm256_add_ps(a, _mm256_loadu_ps(r3 + j));
+            _mm256_stream_ps(o + j, a);
+        }
+        return;
+    }
     for (; j + 16 <= dim; j += 16) {
         __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r0 + j));
         __m256 b = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r0 + j + 8));
@@ -128,6 +143,8 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
     const __m256i d = _mm256_set1_epi64x(int64_t(rows));
     const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL);
     const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
+    const bool stream = (reinterpret_cast<uintptr_t>(out) & 31) == 0 && dim % 8 == 0 &&
+                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(32) int64_t idx[2][16];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 4 ? n - i : 4;
@@ -156,11 +173,18 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
             }
         }
         const int64_t* o = idx[cur];
-        for (int64_t l = 0; l < cnt; ++l)
-            sum4(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
-                 table + o[12 + l] * dim, dim, out + (i + l) * dim);
+        if (stream) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<true>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
+                           table + o[12 + l] * dim, dim, out + (i + l) * dim);
+        } else {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
+                            table + o[12 + l] * dim, dim, out + (i + l) * dim);
+        }
         cur ^= 1;
     }
+    if (stream) _mm_sfence();
 }
 
 }  // namespace embedrt

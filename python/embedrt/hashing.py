@@ -88,7 +88,9 @@ def _as_seed(seed, name: str = "seed") -> int:
 # ------------------------------------------------------------------------------------------
 
 def murmurhash3_128(keys, seed: int = 0) -> np.ndarray:
-    """MurmurHash3 x64_128 of each uint64 key, as thinc's ``NumpyOps().hash(keys, seed)``.
+    """MurmurHash3 x64_128 of each uint64 key, as thinc's ``NumpyOps().hash(keys, seed)``
+    (thinc's C function is named ``MurmurHash3_x86_128_uint64``, but its mixing is x64_128's
+    over one 8-byte tail block).
 
     keys: uint64 [n] (a numpy uint64 array, or a list of ints in [0, 2**64)). Other integer
     dtypes raise TypeError: convert with ``keys.astype(np.uint64)``.
