@@ -83,6 +83,18 @@ def _as_seed(seed, name: str = "seed") -> int:
     return seed
 
 
+def _aligned64(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when its data is 64-byte aligned, else an aligned copy (rows of tables
+    then start on cache lines, so vector loads do not straddle two of them)."""
+    if a.ctypes.data % 64 == 0:
+        return a
+    buf = np.empty(a.nbytes + 64, np.uint8)
+    start = (-buf.ctypes.data) % 64
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # MurmurHash3 x64_128 (thinc)
 # ------------------------------------------------------------------------------------------
@@ -170,7 +182,8 @@ class HashEmbed:
     n_out: vector width; n_rows: table rows (1 <= n_rows < 2**32); seed: uint32 (thinc's
     ``seed``; thinc uses the layer id when none is given, see :meth:`from_thinc`).
     table: float32 [n_rows, n_out]; when None, a seeded uniform(-0.1, 0.1) table
-    (``random_state``) is made, as thinc's default ``uniform_init`` range. NaN or inf in the
+    (``random_state``) is made, as thinc's default ``uniform_init`` range. The table is used
+    as given when it is C-contiguous float32 and 64-byte aligned, else copied once. NaN or inf in the
     table are allowed and propagate into the vectors of the ids that use those rows.
     column: as thinc's ``column=``: the layer takes 2-D uint64 ids and embeds ``ids[:, column]``.
 
@@ -193,7 +206,7 @@ class HashEmbed:
         if table.shape != (self.n_rows, self.n_out):
             raise ValueError(f"table: expected shape ({self.n_rows}, {self.n_out}), "
                              f"got {table.shape}")
-        self.table = table
+        self.table = _aligned64(table)
 
     @classmethod
     def from_thinc(cls, layer) -> "HashEmbed":
@@ -568,7 +581,7 @@ class QREmbed:
         if r.shape != (self.num_collisions, width):
             raise ValueError(f"tables[1]: expected shape ({self.num_collisions}, {width}), "
                              f"got {r.shape}")
-        self.q_table, self.r_table = q, r
+        self.q_table, self.r_table = _aligned64(q), _aligned64(r)
 
     def __call__(self, ids, offsets=None, mode: str = "sum", weights=None,
                  include_last_offset: bool = False) -> np.ndarray:
