@@ -154,7 +154,6 @@ def run(quick: bool = False) -> str:
     flat = table.reshape(-1)
     read = _interleaved({"read": lambda: flat.sum(dtype=np.float32)}, repeat)["read"]
     read_gbs = table.nbytes / 1e9 / read
-    bag_note = ""
     try:
         import torch
     except ImportError:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -387,9 +387,11 @@ class MultiHashEmbed:
         return np.ascontiguousarray(ids[index])
 
     def __call__(self, tokens):
-        if not isinstance(tokens, str) and len(tokens) and not isinstance(tokens[0], str) \
-                and isinstance(tokens[0], (list, tuple)):
-            return [self(doc) for doc in tokens]
+        if not isinstance(tokens, str) and len(tokens) and isinstance(tokens[0], (list, tuple)):
+            docs = [list(d) for d in tokens]
+            flat = self([t for d in docs for t in d])
+            bounds = np.cumsum([0] + [len(d) for d in docs])
+            return [flat[bounds[i]:bounds[i + 1]] for i in range(len(docs))]
         feats = self.features(tokens)
         out = np.empty((feats.shape[0], self.width * len(self.embeds)), np.float32)
         for i, emb in enumerate(self.embeds):
