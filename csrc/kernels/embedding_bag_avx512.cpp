@@ -2,6 +2,8 @@
 // prefetched a few ids ahead for tables that do not fit in cache.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernels/embedding_bag.h"
 
 namespace embedrt {
@@ -25,7 +27,6 @@ void embedding_bag_avx512(const float* table, int64_t dim, const int64_t* ids,
                           const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
                           int mode, int64_t prefetch, float* out) {
     const int64_t end_all = offsets[b1];
-    const int64_t row_bytes = dim * 4;
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t s = offsets[b], e = offsets[b + 1];
         float* o = out + b * dim;
@@ -38,7 +39,11 @@ void embedding_bag_avx512(const float* table, int64_t dim, const int64_t* ids,
             for (int64_t p = s; p < e; ++p) {
                 if (prefetch && t == 0 && p + prefetch < end_all) {
                     const char* r = reinterpret_cast<const char*>(table + ids[p + prefetch] * dim);
-                    for (int64_t k = 0; k < row_bytes; k += 64) _mm_prefetch(r + k, _MM_HINT_T0);
+                    // every cache line the row touches (rows need not start on one)
+                    for (uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63),
+                                   last = reinterpret_cast<uintptr_t>(r) + uintptr_t(dim * 4) - 1;
+                         a <= last; a += 64)
+                        _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
                 }
                 const float* row = table + ids[p] * dim + t;
                 __m512 x0 = _mm512_maskz_loadu_ps(k0, row);

@@ -1,4 +1,6 @@
 // Portable reference path of embedding_bag.
+#include <cstdint>
+
 #include "kernels/embedding_bag.h"
 
 namespace embedrt {
@@ -30,7 +32,11 @@ void embedding_bag_scalar(const float* table, int64_t dim, const int64_t* ids,
 #if defined(__GNUC__)
             if (prefetch && p + prefetch < end_all) {
                 const char* r = reinterpret_cast<const char*>(table + ids[p + prefetch] * dim);
-                for (int64_t k = 0; k < dim * 4; k += 64) __builtin_prefetch(r + k);
+                // every cache line the row touches (rows need not start on one)
+                for (uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63),
+                               last = reinterpret_cast<uintptr_t>(r) + uintptr_t(dim * 4) - 1;
+                     a <= last; a += 64)
+                    __builtin_prefetch(reinterpret_cast<const char*>(a));
             }
 #endif
             const float* row = table + ids[p] * dim;

@@ -61,8 +61,10 @@ inline __m256i load_keys(const uint64_t* p, int64_t cnt) {
 }
 
 inline void prefetch_row(const float* r, int64_t dim) {
-    const char* p = reinterpret_cast<const char*>(r);
-    for (int64_t b = 0; b < dim * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    // every cache line the row touches (rows need not start on one)
+    uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63);
+    const uintptr_t last = reinterpret_cast<uintptr_t>(r) + uintptr_t(dim * 4) - 1;
+    for (; a <= last; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 
 // o = (((0 + r0) + r1) + r2) + r3 over dim floats. Stream: o is 32-byte aligned and dim a

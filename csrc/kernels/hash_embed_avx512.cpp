@@ -60,8 +60,10 @@ inline void row_offsets8(__m512i k, __m512i seed8, __m512i m, __m512i d, __m512i
 }
 
 inline void prefetch_row(const float* r, int64_t dim) {
-    const char* p = reinterpret_cast<const char*>(r);
-    for (int64_t b = 0; b < dim * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    // every cache line the row touches (rows need not start on one)
+    uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63);
+    const uintptr_t last = reinterpret_cast<uintptr_t>(r) + uintptr_t(dim * 4) - 1;
+    for (; a <= last; a += 64) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 
 // o = (((0 + r0) + r1) + r2) + r3 over dim floats. Stream: o is 64-byte aligned and dim a
