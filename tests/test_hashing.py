@@ -92,6 +92,8 @@ def ref_fnv(b: bytes) -> int:
 
 def ref_subwords(word: str, minn, maxn, bucket, nwords):
     """A line-by-line port of fastText's Dictionary::computeSubwords."""
+    if word == "</s>":  # Dictionary::getSubwords skips the EOS token
+        return []
     w = ("<" + word + ">").encode("utf-8")
     out = []
     for i in range(len(w)):
@@ -380,7 +382,7 @@ def test_multi_hash_embed_matches_spacy_model():
 # fastText subwords
 # ------------------------------------------------------------------------------------------
 
-WORDS = ["the", "quick", "naïve", "café", "straße", "日本語", "😀smile", "über", "zoë", "a", "I",
+WORDS = ["</s>", "the", "quick", "naïve", "café", "straße", "日本語", "😀smile", "über", "zoë", "a", "I",
          "", "<", ">", "ab>c", "x" * 30, "\x7f\x80"]
 
 
@@ -402,14 +404,14 @@ def test_fasttext_subwords_match_port():
 
 def test_fasttext_subwords_match_fasttext(tmp_path):
     fasttext = pytest.importorskip("fasttext")
-    words = [w for w in WORDS if w and not w.isspace() and "\x7f" not in w]
+    words = [w for w in WORDS if w and not w.isspace() and "\x7f" not in w and w != "</s>"]
     path = tmp_path / "corpus.txt"
     path.write_text((" ".join(words) + "\n") * 5, encoding="utf-8")
     for minn, maxn in [(2, 5), (3, 6), (1, 2)]:
         model = fasttext.train_unsupervised(str(path), minCount=1, minn=minn, maxn=maxn,
                                             bucket=1000, epoch=1, dim=4, thread=1, verbose=0)
         nwords = len(model.words)
-        for w in words + ["oov", "日本", "é", "zzzzzzzzzz"]:
+        for w in words + ["oov", "日本", "é", "zzzzzzzzzz", "</s>"]:
             _, ref = model.get_subwords(w)
             ref = list(ref[1:] if model.get_word_id(w) >= 0 else ref)
             got = embedrt.fasttext_subword_ids(w, minn, maxn, 1000, nwords)

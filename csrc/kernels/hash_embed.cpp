@@ -109,6 +109,8 @@ void fasttext_subwords(const char* bytes, const int64_t* offsets, int64_t n, int
     std::string word;
     for (int64_t i = 0; i < n; ++i) {
         (*word_offsets)[size_t(i)] = int64_t(ids->size());
+        const size_t wlen = size_t(offsets[i + 1] - offsets[i]);
+        if (wlen == 4 && std::memcmp(bytes + offsets[i], "</s>", 4) == 0) continue;  // EOS: none
         word.assign(1, '<');
         word.append(bytes + offsets[i], size_t(offsets[i + 1] - offsets[i]));
         word.push_back('>');

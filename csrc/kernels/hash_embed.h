@@ -37,7 +37,8 @@ void murmurhash64a_batch(const char* bytes, const int64_t* offsets, int64_t n, u
 uint32_t fnv1a_fasttext(const char* data, size_t len);
 // fastText's subword ids of each word (bytes[offsets[i] : offsets[i + 1]], UTF-8) in the order
 // Dictionary::computeSubwords yields them for "<" + word + ">": nwords + hash % bucket.
-// Appends to ids; word_offsets gets n + 1 entries (start of word i's ids in ids).
+// The end-of-sentence token "</s>" has none (as Dictionary::getSubwords). Appends to ids;
+// word_offsets gets n + 1 entries (start of word i's ids in ids).
 void fasttext_subwords(const char* bytes, const int64_t* offsets, int64_t n, int minn, int maxn,
                        uint32_t bucket, int64_t nwords, std::vector<int64_t>* ids,
                        std::vector<int64_t>* word_offsets);

@@ -420,7 +420,8 @@ def fasttext_subword_ids(words, minn: int = 3, maxn: int = 6, bucket: int = 2_00
 
     ``nwords`` is the model's vocabulary size (``len(model.words)``), so the ids index the
     input matrix directly. fastText's ``get_subwords(word)`` puts the word's own id first
-    when the word is in the vocabulary; these ids are only the n-grams.
+    when the word is in the vocabulary; these ids are only the n-grams. fastText's
+    end-of-sentence token ``"</s>"`` has no n-grams.
 
     words: a str or a sequence of str.
     Returns ``(ids, offsets)``: ids int64 flat, offsets int64 [len(words) + 1], word i's ids
