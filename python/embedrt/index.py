@@ -50,7 +50,8 @@ class BinaryIndex:
         self._code_size = (nbits + 7) // 8
         self._codes = np.empty((0, self._code_size), dtype=np.uint8)  # capacity rows
         self._n = 0
-        self._file = None  # the loaded file while its codes are memory-mapped
+        self._file = None    # the file this index was loaded from with mmap=True (for verify())
+        self._mapped = False  # the codes are still the file's memory map
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -72,7 +73,7 @@ class BinaryIndex:
         return self._n
 
     def __repr__(self) -> str:
-        mapped = ", memory-mapped" if self._file is not None else ""
+        mapped = ", memory-mapped" if self._mapped else ""
         return f"BinaryIndex(nbits={self._nbits}, ntotal={self._n}{mapped})"
 
     @property
@@ -105,7 +106,7 @@ class BinaryIndex:
             grown = np.empty((capacity, self._code_size), dtype=np.uint8)
             grown[:self._n] = self._codes[:self._n]
             self._codes = grown
-            self._file = None  # no longer backed by the file
+            self._mapped = False  # copied into memory; verify() still checks the file
         self._codes[self._n:need] = codes
         self._n = need
 
@@ -114,6 +115,7 @@ class BinaryIndex:
         self._codes = np.empty((0, self._code_size), dtype=np.uint8)
         self._n = 0
         self._file = None
+        self._mapped = False
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored codes of `ids` (an int or an array of ints), uint8 ``[len(ids), code_size]``
@@ -177,11 +179,13 @@ class BinaryIndex:
         index._codes = codes
         index._n = codes.shape[0]
         index._file = f if mmap else None
+        index._mapped = bool(mmap) and index._n > 0
         return index
 
     def verify(self) -> None:
-        """Checks the memory-mapped codes against the file's checksums (ValueError if they
-        differ). A no-op for an index held in memory (already verified when loaded)."""
+        """Checks the file this index was memory-mapped from against its checksums
+        (ValueError if they differ), also after codes were added. A no-op for an index built
+        in memory or loaded with mmap=False (verified when loaded)."""
         if self._file is not None and not self._file.verified:
             self._file.verify()
 
