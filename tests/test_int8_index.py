@@ -283,3 +283,52 @@ def test_recall_on_corpus(corpus_dir):
     ix.add(x)
     _, ids = ix.search(q, 10)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)]) >= 0.99
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 80), dim=st.integers(1, 70), m=st.integers(1, 5), k=st.integers(1, 90),
+       seed=st.integers(0, 2**31))
+def test_int8_index_hypothesis(n, dim, m, k, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    q = rng.standard_normal((m, dim)).astype(np.float32)
+    ix = Int8Index(dim)
+    ix.add(x)
+    scores, ids = ix.search(q, k)
+    q16, qs = q16_of(q, dim)
+    ws, wi = brute(ix.codes, ix.scales, q16, qs, min(k, n))
+    np.testing.assert_array_equal(ids, wi)
+    np.testing.assert_array_equal(scores, ws)
+
+
+def test_concurrent_searches():
+    import threading
+
+    x, q = data(20000, 64), data(8, 64, seed=11)
+    ix = Int8Index(64)
+    ix.add(x)
+    idx = Index(64)
+    idx.add(x)
+    want = ix.search(q, 10), idx.search(q, 10, rescore_multiplier=5)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(5):
+                a, b = ix.search(q, 10), idx.search(q, 10, rescore_multiplier=5)
+                for got, exp in zip((a, b), want):
+                    np.testing.assert_array_equal(got[1], exp[1])
+                    np.testing.assert_array_equal(got[0], exp[0])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
