@@ -32,10 +32,11 @@ std::vector<uint64_t> pad_queries(const uint8_t* q, int64_t m, int64_t ldq, cons
     return out;
 }
 
-// Per-thread scratch for up to 256 transposed codes (64-byte aligned).
+// Per-thread scratch for a block of transposed codes (64-byte aligned).
 uint64_t* block_scratch(int64_t W) {
     thread_local std::vector<uint64_t> buf;
-    const size_t need = static_cast<size_t>(256 * W + 8);
+    // 256 codes of W <= 8 words, or 64 codes of W words rounded up to a multiple of 8
+    const size_t need = static_cast<size_t>((W <= 8 ? 256 * W : 64 * ((W + 7) / 8 * 8)) + 8);
     if (buf.size() < need) buf.assign(need, 0);
     uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
     return reinterpret_cast<uint64_t*>((p + 63) & ~uintptr_t(63));

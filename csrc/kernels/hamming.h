@@ -39,7 +39,7 @@ struct HammingScan {
     uint32_t* out = nullptr;
     int64_t ldo = 0;
     HammingHeaps* heaps = nullptr;
-    uint64_t* scratch = nullptr;  // at least 256 * W words (64-byte aligned)
+    uint64_t* scratch = nullptr;  // W <= 8: 256 * W words, else 64 * roundup(W, 8) (64-byte aligned)
 };
 
 void hamming_scan_scalar(const HammingScan& s, int64_t j0, int64_t j1);
