@@ -1,0 +1,202 @@
+// SDC dispatcher: packing of queries and database blocks, tiling, top-k selection, threads.
+#include "kernels/sdc.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "dispatch.h"
+#include "parallel.h"
+
+namespace embedrt {
+namespace {
+
+constexpr int64_t kBlockCodes = 256;  // database codes per packed block (a multiple of 8)
+constexpr int64_t kQueryChunk = 64;   // queries per tile
+
+struct Entry {
+    int32_t x;   // X (smaller is better)
+    int64_t id;
+};
+
+inline bool worse(const Entry& a, const Entry& b) {
+    return a.x > b.x || (a.x == b.x && a.id > b.id);
+}
+
+// Max-heap on `worse`: h[0] is the worst kept entry.
+void sift_down(Entry* h, int64_t size, int64_t i) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < size && worse(h[l], h[w])) w = l;
+        if (r < size && worse(h[r], h[w])) w = r;
+        if (w == i) return;
+        std::swap(h[i], h[w]);
+        i = w;
+    }
+}
+
+void heap_push(Entry* h, int64_t& size, Entry e) {
+    int64_t i = size++;
+    h[i] = e;
+    while (i > 0) {
+        int64_t p = (i - 1) / 2;
+        if (!worse(h[i], h[p])) break;
+        std::swap(h[i], h[p]);
+        i = p;
+    }
+}
+
+inline int64_t words_of(int64_t nb) { return (nb + 7) / 8; }
+
+// [m][u][W] uint64, zero padded.
+void pack_queries(const uint8_t* q, int64_t m, int u, int64_t nb, int64_t W, uint64_t* out) {
+    std::memset(out, 0, static_cast<size_t>(m * u * W) * sizeof(uint64_t));
+    for (int64_t i = 0; i < m * u; ++i) std::memcpy(out + i * W, q + i * nb, static_cast<size_t>(nb));
+}
+
+// Codes [n0, n1) of db as (n1 - n0 + 7) / 8 groups [u][W][8], zero padded.
+void pack_block(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb, int64_t W,
+                uint64_t* out) {
+    const int64_t groups = (n1 - n0 + 7) / 8;
+    std::memset(out, 0, static_cast<size_t>(groups * u * W * 8) * sizeof(uint64_t));
+    for (int64_t c = n0; c < n1; ++c) {
+        const int64_t g = (c - n0) / 8, lane = (c - n0) % 8;
+        uint64_t* og = out + g * u * W * 8 + lane;
+        const uint8_t* code = db + c * u * nb;
+        for (int p = 0; p < u; ++p) {
+            const uint8_t* plane = code + p * nb;
+            for (int64_t w = 0; w < W; ++w) {
+                uint64_t v = 0;
+                const int64_t len = std::min<int64_t>(8, nb - 8 * w);
+                std::memcpy(&v, plane + 8 * w, static_cast<size_t>(len));
+                og[(p * W + w) * 8] = v;
+            }
+        }
+    }
+}
+
+void tile(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups, int u,
+          int64_t W, int32_t* x, int64_t ldx) {
+    switch (active_isa()) {
+#if defined(EMBEDRT_HAVE_X86)
+        case Isa::avx512: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx); return;
+        case Isa::avx2: sdc_tile_avx2(qpack, m, dbpack, groups, u, W, x, ldx); return;
+#endif
+        default: sdc_tile_scalar(qpack, m, dbpack, groups, u, W, x, ldx); return;
+    }
+}
+
+inline int64_t full_weight_sq(int u) {
+    const int64_t wt = (int64_t{1} << u) - 1;
+    return wt * wt;
+}
+
+}  // namespace
+
+int64_t sdc_max_abs_score(int u, int64_t nb) { return 8 * nb * full_weight_sq(u); }
+
+void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
+                int64_t dim, int32_t* scores) {
+    if (m <= 0 || n <= 0) return;
+    const int64_t W = words_of(nb);
+    const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
+    std::vector<uint64_t> qpack(static_cast<size_t>(m * u * W));
+    pack_queries(q, m, u, nb, W, qpack.data());
+    const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
+    parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<uint64_t> dbpack(static_cast<size_t>(kBlockCodes * u * W));
+        std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
+            const int64_t groups = (n1 - n0 + 7) / 8;
+            pack_block(db, n0, n1, u, nb, W, dbpack.data());
+            for (int64_t i0 = 0; i0 < m; i0 += kQueryChunk) {
+                const int64_t mc = std::min(kQueryChunk, m - i0);
+                tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(), kBlockCodes);
+                for (int64_t i = 0; i < mc; ++i) {
+                    const int32_t* xr = x.data() + i * kBlockCodes;
+                    int32_t* out = scores + (i0 + i) * n + n0;
+                    for (int64_t j = 0; j < n1 - n0; ++j) out[j] = base - 2 * xr[j];
+                }
+            }
+        }
+    });
+}
+
+void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
+              int64_t dim, int64_t k, int32_t* scores, int64_t* ids) {
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    k = std::min(k, n);
+    const int64_t W = words_of(nb);
+    const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
+    std::vector<uint64_t> qpack(static_cast<size_t>(m * u * W));
+    pack_queries(q, m, u, nb, W, qpack.data());
+
+    // Tasks: pq query chunks x pd database parts; each keeps its own heaps.
+    const int64_t threads = get_num_threads();
+    const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
+    int64_t pd = 1, pq = 1;
+    if (threads > 1) {
+        pd = std::min<int64_t>(nblocks, 2 * threads);
+        if (pd < 2 * threads) pq = std::min<int64_t>((m + 7) / 8, (2 * threads + pd - 1) / pd);
+        pq = std::max<int64_t>(pq, 1);
+    }
+    const int64_t qper = (m + pq - 1) / pq;
+    std::vector<Entry> heaps(static_cast<size_t>(pd * m * k));
+    std::vector<int64_t> counts(static_cast<size_t>(pd * m), 0);
+
+    parallel_for(pq * pd, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<uint64_t> dbpack(static_cast<size_t>(kBlockCodes * u * W));
+        std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t qc = t / pd, dc = t % pd;
+            const int64_t qa = qc * qper, qb = std::min(m, qa + qper);
+            const int64_t ba = nblocks * dc / pd, bb = nblocks * (dc + 1) / pd;
+            for (int64_t b = ba; b < bb; ++b) {
+                const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
+                const int64_t groups = (n1 - n0 + 7) / 8;
+                pack_block(db, n0, n1, u, nb, W, dbpack.data());
+                for (int64_t i0 = qa; i0 < qb; i0 += kQueryChunk) {
+                    const int64_t mc = std::min(kQueryChunk, qb - i0);
+                    tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(),
+                         kBlockCodes);
+                    for (int64_t i = 0; i < mc; ++i) {
+                        const int32_t* xr = x.data() + i * kBlockCodes;
+                        Entry* h = heaps.data() + (dc * m + i0 + i) * k;
+                        int64_t& cnt = counts[static_cast<size_t>(dc * m + i0 + i)];
+                        int64_t j = 0;
+                        for (; j < n1 - n0 && cnt < k; ++j) heap_push(h, cnt, Entry{xr[j], n0 + j});
+                        if (j == n1 - n0) continue;
+                        int32_t thr = h[0].x;
+                        for (; j < n1 - n0; ++j) {
+                            // Ids grow within a part, so an equal X never displaces a kept entry.
+                            if (xr[j] < thr) {
+                                h[0] = Entry{xr[j], n0 + j};
+                                sift_down(h, k, 0);
+                                thr = h[0].x;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    // Merge the parts of each query, best first.
+    std::vector<Entry> all;
+    for (int64_t i = 0; i < m; ++i) {
+        all.clear();
+        for (int64_t dc = 0; dc < pd; ++dc) {
+            const Entry* h = heaps.data() + (dc * m + i) * k;
+            all.insert(all.end(), h, h + counts[static_cast<size_t>(dc * m + i)]);
+        }
+        std::sort(all.begin(), all.end(), [](const Entry& a, const Entry& b) { return worse(b, a); });
+        for (int64_t r = 0; r < k; ++r) {
+            scores[i * k + r] = base - 2 * all[static_cast<size_t>(r)].x;
+            ids[i * k + r] = all[static_cast<size_t>(r)].id;
+        }
+    }
+}
+
+}  // namespace embedrt
