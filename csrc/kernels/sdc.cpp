@@ -64,13 +64,19 @@ void pack_block(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb, in
         const int64_t g = (c - n0) / 8, lane = (c - n0) % 8;
         uint64_t* og = out + g * u * W * 8 + lane;
         const uint8_t* code = db + c * u * nb;
+        const int64_t full = nb / 8, tail = nb % 8;
         for (int p = 0; p < u; ++p) {
             const uint8_t* plane = code + p * nb;
-            for (int64_t w = 0; w < W; ++w) {
+            uint64_t* op = og + p * W * 8;
+            for (int64_t w = 0; w < full; ++w) {
+                uint64_t v;
+                std::memcpy(&v, plane + 8 * w, 8);
+                op[w * 8] = v;
+            }
+            if (tail) {
                 uint64_t v = 0;
-                const int64_t len = std::min<int64_t>(8, nb - 8 * w);
-                std::memcpy(&v, plane + 8 * w, static_cast<size_t>(len));
-                og[(p * W + w) * 8] = v;
+                std::memcpy(&v, plane + 8 * full, static_cast<size_t>(tail));
+                op[full * 8] = v;
             }
         }
     }
@@ -169,12 +175,21 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
                         for (; j < n1 - n0 && cnt < k; ++j) heap_push(h, cnt, Entry{xr[j], n0 + j});
                         if (j == n1 - n0) continue;
                         int32_t thr = h[0].x;
-                        for (; j < n1 - n0; ++j) {
-                            // Ids grow within a part, so an equal X never displaces a kept entry.
-                            if (xr[j] < thr) {
-                                h[0] = Entry{xr[j], n0 + j};
-                                sift_down(h, k, 0);
-                                thr = h[0].x;
+                        const int64_t len = n1 - n0;
+                        // Ids grow within a part, so an equal X never displaces a kept entry.
+                        for (; j < len; j += 8) {
+                            if (j + 8 <= len) {
+                                int any = 0;
+                                for (int c = 0; c < 8; ++c) any |= xr[j + c] < thr;
+                                if (!any) continue;
+                            }
+                            const int64_t e = std::min(len, j + 8);
+                            for (int64_t jj = j; jj < e; ++jj) {
+                                if (xr[jj] < thr) {
+                                    h[0] = Entry{xr[jj], n0 + jj};
+                                    sift_down(h, k, 0);
+                                    thr = h[0].x;
+                                }
                             }
                         }
                     }
