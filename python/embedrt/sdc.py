@@ -36,6 +36,17 @@ _INDEX_KIND = "SDCIndex"
 _FORMAT_VERSION = 1
 
 
+def _single_threaded_blas():
+    """Limits BLAS/LAPACK to one thread when threadpoolctl is installed (a no-op otherwise)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
 def _check_bits(bits) -> int:
     bits = as_int(bits, "bits")
     if not 1 <= bits <= 4:
@@ -100,7 +111,8 @@ class ResidualBinarizer:
     rotate: learn an orthogonal rotation on the calibration data (ITQ-style alternation between
         quantizing and an orthogonal Procrustes fit). Rotations keep inner products, so the
         SDC scores stay exact integers proportional to the inner product of reconstructions.
-    n_iter: rotation iterations; seed: the starting random rotation.
+    n_iter: rotation iterations; seed: the starting random rotation; max_rotation_rows: the
+        rotation is learned on at most this many calibration rows (a random sample).
 
     After :meth:`fit`: ``dim``, ``step`` (s), ``unit`` (s / 2^(u-1), the value of one level step),
     ``scale`` (unit^2: ``sdc * scale`` is the inner product of the reconstructions) and
@@ -109,11 +121,13 @@ class ResidualBinarizer:
     bit arithmetic.
     """
 
-    def __init__(self, bits: int = 2, rotate: bool = True, n_iter: int = 20, seed: int = 0):
+    def __init__(self, bits: int = 2, rotate: bool = True, n_iter: int = 10, seed: int = 0,
+                 max_rotation_rows: int = 20000):
         self.bits = _check_bits(bits)
         self.rotate = bool(rotate)
         self.n_iter = as_int(n_iter, "n_iter", minimum=0)
         self.seed = as_int(seed, "seed")
+        self.max_rotation_rows = as_int(max_rotation_rows, "max_rotation_rows", minimum=1)
         self.dim = None
         self.step = None
         self.rotation = None
@@ -152,29 +166,33 @@ class ResidualBinarizer:
         top = (1 << self.bits) - 1
         return np.clip(2.0 * np.ceil(y / (2.0 * unit)) - 1.0, -top, top)
 
-    def _best_unit(self, y: np.ndarray) -> float:
-        """The level step minimizing the reconstruction error of y (grid search, then a few
-        least-squares refinements with the levels held fixed)."""
+    def _best_unit(self, y: np.ndarray, start: float | None = None) -> float:
+        """The level step minimizing the reconstruction error of y: a grid search (unless a
+        starting value is given), then a few least-squares refinements with the levels fixed."""
         flat = y.reshape(-1)
-        if flat.size > 400_000:
-            flat = flat[np.random.default_rng(self.seed).choice(flat.size, 400_000, replace=False)]
+        if flat.size > 100_000:
+            flat = flat[np.random.default_rng(self.seed).integers(0, flat.size, 100_000)]
         rms = float(np.sqrt(np.mean(flat * flat)))
         if not rms > 0.0:
             return 1.0
+
+        def err_of(unit):
+            return float(np.sum((flat - self._levels_of(flat, unit) * unit) ** 2))
+
         half = 1 << (self.bits - 1)
-        best, best_err = None, np.inf
-        for c in np.linspace(0.1, 3.0, 59):
-            unit = c * rms / half
-            err = float(np.sum((flat - self._levels_of(flat, unit) * unit) ** 2))
-            if err < best_err:
-                best, best_err = unit, err
-        unit = best
+        if start is None:
+            grid = np.linspace(0.1, 3.0, 30) * rms / half
+            errs = [err_of(unit) for unit in grid]
+            unit = float(grid[int(np.argmin(errs))])
+            best_err = float(min(errs))
+        else:
+            unit, best_err = float(start), err_of(start)
         for _ in range(3):
             lv = self._levels_of(flat, unit)
             new = float(np.dot(flat, lv) / np.dot(lv, lv))
             if not new > 0.0:
                 break
-            new_err = float(np.sum((flat - self._levels_of(flat, new) * new) ** 2))
+            new_err = err_of(new)
             if new_err >= best_err:
                 break
             unit, best_err = new, new_err
@@ -187,21 +205,27 @@ class ResidualBinarizer:
             raise ValueError(f"X: need at least one row and one column to fit, got shape {X.shape}")
         if self.dim is not None and X.shape[1] != self.dim:
             raise ValueError(f"X: expected {self.dim} columns, got {X.shape[1]}")
-        xd = X.astype(np.float64)
-        d = xd.shape[1]
+        d = X.shape[1]
         rotation = None
         if self.rotate and d > 1:
             rng = np.random.default_rng(self.seed)
+            xs = X
+            if xs.shape[0] > self.max_rotation_rows:
+                xs = xs[np.sort(rng.choice(xs.shape[0], self.max_rotation_rows, replace=False))]
             r, _ = np.linalg.qr(rng.standard_normal((d, d)))
-            for _ in range(self.n_iter):
-                y = xd @ r
-                unit = self._best_unit(y)
-                b = self._levels_of(y, unit) * unit
-                u_, _, vt = np.linalg.svd(xd.T @ b)
-                r = u_ @ vt
-            rotation = r.astype(np.float32)
-        y = xd @ rotation.astype(np.float64) if rotation is not None else xd
-        unit = self._best_unit(y)
+            r = r.astype(np.float32)
+            unit = None
+            with _single_threaded_blas():
+                # Small matrices: threaded BLAS/LAPACK only adds synchronization here.
+                for _ in range(self.n_iter):
+                    y = xs @ r
+                    unit = self._best_unit(y, start=unit)
+                    b = (self._levels_of(y, unit) * unit).astype(np.float32)
+                    u_, _, vt = np.linalg.svd((xs.T @ b).astype(np.float64))
+                    r = (u_ @ vt).astype(np.float32)
+            rotation = r
+        y = X @ rotation if rotation is not None else X
+        unit = self._best_unit(y.astype(np.float64))
         self.dim = d
         self.rotation = rotation
         self.step = float(unit * (1 << (self.bits - 1)))
