@@ -339,3 +339,13 @@ def test_recall_on_corpus(corpus, bits, target):
     index.add(X)
     _, ids = index.search(Q, 10)
     assert recall_at_10(ids, truth) >= target
+
+
+def test_public_names():
+    rng = np.random.default_rng(4)
+    q = random_codes(rng, 2, 2, 16)
+    import embedrt.sdc  # noqa: F401  (the submodule shares the function's name)
+
+    np.testing.assert_array_equal(embedrt.sdc(q, q), ref_sdc(q, q, 16))
+    assert embedrt.sdc_topk(q, q, 1)[1].shape == (2, 1)
+    assert embedrt.ResidualBinarizer is ResidualBinarizer and embedrt.SDCIndex is SDCIndex
