@@ -29,7 +29,7 @@ void check_pair(const Codes& q, const Codes& d, int64_t dim) {
     if (dim <= 8 * (q.nb - 1) || dim > 8 * q.nb)
         throw py::value_error("dim " + std::to_string(dim) + " does not match " + std::to_string(q.nb) +
                               " bytes per plane");
-    if (sdc_max_abs_score(static_cast<int>(q.u), q.nb) > INT32_MAX)
+    if (sdc_max_abs_score(static_cast<int>(q.u), q.nb) >= INT32_MAX)
         throw py::value_error("codes are too wide: scores would overflow int32");
 }
 

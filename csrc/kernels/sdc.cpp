@@ -83,14 +83,22 @@ void pack_block(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb, in
 }
 
 void tile(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups, int u,
-          int64_t W, int32_t* x, int64_t ldx) {
+          int64_t W, int32_t* x, int64_t ldx, const int32_t* thr = nullptr, uint8_t* mask = nullptr,
+          int64_t ldm = 0) {
     switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
-        case Isa::avx512: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx); return;
-        case Isa::avx2: sdc_tile_avx2(qpack, m, dbpack, groups, u, W, x, ldx); return;
+        case Isa::avx512: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
+        case Isa::avx2: sdc_tile_avx2(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
 #endif
-        default: sdc_tile_scalar(qpack, m, dbpack, groups, u, W, x, ldx); return;
+        default: sdc_tile_scalar(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
     }
+}
+
+// Asks for the codes [n0, n1) ahead of their packing.
+void prefetch_codes(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb) {
+    const uint8_t* p = db + n0 * u * nb;
+    const uint8_t* e = db + n1 * u * nb;
+    for (; p < e; p += 64) __builtin_prefetch(p, 0, 0);
 }
 
 inline int64_t full_weight_sq(int u) {
@@ -153,45 +161,55 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
     std::vector<int64_t> counts(static_cast<size_t>(pd * m), 0);
 
     parallel_for(pq * pd, 1, [&](int64_t t0, int64_t t1) {
+        constexpr int64_t kGroups = kBlockCodes / 8;
         std::vector<uint64_t> dbpack(static_cast<size_t>(kBlockCodes * u * W));
         std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
+        std::vector<int32_t> thr(static_cast<size_t>(kQueryChunk));
+        std::vector<uint8_t> mask(static_cast<size_t>(kQueryChunk * kGroups));
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t qc = t / pd, dc = t % pd;
             const int64_t qa = qc * qper, qb = std::min(m, qa + qper);
             const int64_t ba = nblocks * dc / pd, bb = nblocks * (dc + 1) / pd;
             for (int64_t b = ba; b < bb; ++b) {
                 const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
-                const int64_t groups = (n1 - n0 + 7) / 8;
+                const int64_t groups = (n1 - n0 + 7) / 8, len = n1 - n0;
                 pack_block(db, n0, n1, u, nb, W, dbpack.data());
+                if (b + 1 < bb) prefetch_codes(db, n1, std::min(n, n1 + kBlockCodes), u, nb);
                 for (int64_t i0 = qa; i0 < qb; i0 += kQueryChunk) {
                     const int64_t mc = std::min(kQueryChunk, qb - i0);
+                    for (int64_t i = 0; i < mc; ++i) {
+                        const size_t at = static_cast<size_t>(dc * m + i0 + i);
+                        thr[static_cast<size_t>(i)] =
+                            counts[at] < k ? INT32_MAX : heaps[at * static_cast<size_t>(k)].x;
+                    }
                     tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(),
-                         kBlockCodes);
+                         kBlockCodes, thr.data(), mask.data(), kGroups);
                     for (int64_t i = 0; i < mc; ++i) {
                         const int32_t* xr = x.data() + i * kBlockCodes;
-                        Entry* h = heaps.data() + (dc * m + i0 + i) * k;
-                        int64_t& cnt = counts[static_cast<size_t>(dc * m + i0 + i)];
-                        int64_t j = 0;
-                        for (; j < n1 - n0 && cnt < k; ++j) heap_push(h, cnt, Entry{xr[j], n0 + j});
-                        if (j == n1 - n0) continue;
-                        int32_t thr = h[0].x;
-                        const int64_t len = n1 - n0;
+                        const uint8_t* mr = mask.data() + i * kGroups;
+                        const size_t at = static_cast<size_t>(dc * m + i0 + i);
+                        Entry* h = heaps.data() + at * static_cast<size_t>(k);
+                        int64_t cnt = counts[at];
+                        int32_t th = thr[static_cast<size_t>(i)];
                         // Ids grow within a part, so an equal X never displaces a kept entry.
-                        for (; j < len; j += 8) {
-                            if (j + 8 <= len) {
-                                int any = 0;
-                                for (int c = 0; c < 8; ++c) any |= xr[j + c] < thr;
-                                if (!any) continue;
-                            }
-                            const int64_t e = std::min(len, j + 8);
-                            for (int64_t jj = j; jj < e; ++jj) {
-                                if (xr[jj] < thr) {
-                                    h[0] = Entry{xr[jj], n0 + jj};
+                        for (int64_t g = 0; g < groups; ++g) {
+                            unsigned bits = mr[g];
+                            while (bits) {
+                                const int64_t j = g * 8 + __builtin_ctz(bits);
+                                bits &= bits - 1;
+                                if (j >= len) break;
+                                const int32_t xv = xr[j];
+                                if (cnt < k) {
+                                    heap_push(h, cnt, Entry{xv, n0 + j});
+                                    if (cnt == k) th = h[0].x;
+                                } else if (xv < th) {
+                                    h[0] = Entry{xv, n0 + j};
                                     sift_down(h, k, 0);
-                                    thr = h[0].x;
+                                    th = h[0].x;
                                 }
                             }
                         }
+                        counts[at] = cnt;
                     }
                 }
             }

@@ -40,11 +40,16 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
 
 // Per-ISA tile kernels: x[i * ldx + 8 g + c] = X(query i, code c of group g) for i < m,
 // g < groups. qpack [m][u][W], dbpack [groups][u][W][8].
+// When mask is not null, mask[i * ldm + g] also gets bit c set iff X(i, 8 g + c) < thr[i]
+// (the top-k scan then skips groups without a candidate).
 void sdc_tile_scalar(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                     int u, int64_t W, int32_t* x, int64_t ldx);
+                     int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
+                     uint8_t* mask, int64_t ldm);
 void sdc_tile_avx2(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                   int u, int64_t W, int32_t* x, int64_t ldx);
+                   int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
+                     uint8_t* mask, int64_t ldm);
 void sdc_tile_avx512(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                     int u, int64_t W, int32_t* x, int64_t ldx);
+                     int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
+                     uint8_t* mask, int64_t ldm);
 
 }  // namespace embedrt

@@ -15,7 +15,7 @@ inline __m256i popcnt_bytes(__m256i v, __m256i lut, __m256i low) {
 
 template <int U>
 void tile_u(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups, int64_t W,
-            int32_t* x, int64_t ldx) {
+            int32_t* x, int64_t ldx, const int32_t* thr, uint8_t* mask, int64_t ldm) {
     constexpr int C = 2 * U - 1;
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
@@ -55,6 +55,12 @@ void tile_u(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t gr
             int32_t* out = x + qi * ldx + g * 8;
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out), r0);
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4), r1);
+            if (mask) {
+                const __m128i th = _mm_set1_epi32(thr[qi]);
+                const int lo = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(r0, th)));
+                const int hi = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(r1, th)));
+                mask[qi * ldm + g] = static_cast<uint8_t>(lo | (hi << 4));
+            }
         }
     }
 }
@@ -62,12 +68,13 @@ void tile_u(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t gr
 }  // namespace
 
 void sdc_tile_avx2(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                   int u, int64_t W, int32_t* x, int64_t ldx) {
+                   int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
+                   uint8_t* mask, int64_t ldm) {
     switch (u) {
-        case 1: tile_u<1>(qpack, m, dbpack, groups, W, x, ldx); break;
-        case 2: tile_u<2>(qpack, m, dbpack, groups, W, x, ldx); break;
-        case 3: tile_u<3>(qpack, m, dbpack, groups, W, x, ldx); break;
-        default: tile_u<4>(qpack, m, dbpack, groups, W, x, ldx); break;
+        case 1: tile_u<1>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        case 2: tile_u<2>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        case 3: tile_u<3>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        default: tile_u<4>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
     }
 }
 

@@ -14,7 +14,8 @@ inline int popcount64(uint64_t v) {
 }  // namespace
 
 void sdc_tile_scalar(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                     int u, int64_t W, int32_t* x, int64_t ldx) {
+                     int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
+                     uint8_t* mask, int64_t ldm) {
     const int64_t qstride = static_cast<int64_t>(u) * W;
     const int64_t gstride = qstride * 8;
     for (int64_t g = 0; g < groups; ++g) {
@@ -36,6 +37,11 @@ void sdc_tile_scalar(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, i
             }
             int32_t* out = x + qi * ldx + g * 8;
             for (int c = 0; c < 8; ++c) out[c] = static_cast<int32_t>(acc[c]);
+            if (mask) {
+                unsigned bits = 0;
+                for (int c = 0; c < 8; ++c) bits |= static_cast<unsigned>(acc[c] < thr[qi]) << c;
+                mask[qi * ldm + g] = static_cast<uint8_t>(bits);
+            }
         }
     }
 }
