@@ -118,21 +118,26 @@ void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u
     std::vector<uint64_t> qpack(static_cast<size_t>(m * u * W));
     pack_queries(q, m, u, nb, W, qpack.data());
     const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
-    parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t nchunks = (m + kQueryChunk - 1) / kQueryChunk;
+    // Tasks: database block x query chunk (block-major, so a task range shares blocks).
+    parallel_for(nblocks * nchunks, 1, [&](int64_t t0, int64_t t1) {
         std::vector<uint64_t> dbpack(static_cast<size_t>(kBlockCodes * u * W));
         std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
-        for (int64_t b = b0; b < b1; ++b) {
+        int64_t packed = -1;
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t b = t / nchunks, i0 = (t % nchunks) * kQueryChunk;
             const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
             const int64_t groups = (n1 - n0 + 7) / 8;
-            pack_block(db, n0, n1, u, nb, W, dbpack.data());
-            for (int64_t i0 = 0; i0 < m; i0 += kQueryChunk) {
-                const int64_t mc = std::min(kQueryChunk, m - i0);
-                tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(), kBlockCodes);
-                for (int64_t i = 0; i < mc; ++i) {
-                    const int32_t* xr = x.data() + i * kBlockCodes;
-                    int32_t* out = scores + (i0 + i) * n + n0;
-                    for (int64_t j = 0; j < n1 - n0; ++j) out[j] = base - 2 * xr[j];
-                }
+            if (packed != b) {
+                pack_block(db, n0, n1, u, nb, W, dbpack.data());
+                packed = b;
+            }
+            const int64_t mc = std::min(kQueryChunk, m - i0);
+            tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(), kBlockCodes);
+            for (int64_t i = 0; i < mc; ++i) {
+                const int32_t* xr = x.data() + i * kBlockCodes;
+                int32_t* out = scores + (i0 + i) * n + n0;
+                for (int64_t j = 0; j < n1 - n0; ++j) out[j] = base - 2 * xr[j];
             }
         }
     });
@@ -155,6 +160,9 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
         pd = std::min<int64_t>(nblocks, 2 * threads);
         if (pd < 2 * threads) pq = std::min<int64_t>((m + 7) / 8, (2 * threads + pd - 1) / pd);
         pq = std::max<int64_t>(pq, 1);
+        // Each database part keeps m * k heap entries: bound that memory for very large k.
+        const int64_t budget = (int64_t{1} << 28) / static_cast<int64_t>(sizeof(Entry));
+        while (pd > 1 && pd * m * k > budget) --pd;
     }
     const int64_t qper = (m + pq - 1) / pq;
     std::vector<Entry> heaps(static_cast<size_t>(pd * m * k));
