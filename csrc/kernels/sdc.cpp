@@ -98,7 +98,7 @@ void tile(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t grou
 void prefetch_codes(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb) {
     const uint8_t* p = db + n0 * u * nb;
     const uint8_t* e = db + n1 * u * nb;
-    for (; p < e; p += 64) __builtin_prefetch(p, 0, 0);
+    for (; p < e; p += 64) __builtin_prefetch(p, 0, 2);
 }
 
 inline int64_t full_weight_sq(int u) {
