@@ -62,9 +62,9 @@ void sdc_tile_avx512(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, i
                      int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
                      uint8_t* mask, int64_t ldm) {
     switch (u) {
-        case 1: tile_u<1, 8>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
-        case 2: tile_u<2, 4>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
-        case 3: tile_u<3, 4>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        case 1: tile_u<1, 4>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        case 2: tile_u<2, 2>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
+        case 3: tile_u<3, 2>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
         default: tile_u<4, 2>(qpack, m, dbpack, groups, W, x, ldx, thr, mask, ldm); break;
     }
 }
