@@ -118,16 +118,3 @@ def _int8_sym(x: np.ndarray):
     if single:
         return codes[0], scales[0]
     return codes, scales
-
-
-# The package exposes the function `embedrt.quantize`, but importing this submodule makes
-# Python bind the package attribute `quantize` to the module. Making the module callable
-# (forwarding to the function) keeps `embedrt.quantize(x, precision)` working either way.
-class _CallableModule(type(np)):
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

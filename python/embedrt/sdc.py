@@ -23,7 +23,6 @@ dimension are 0.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -458,13 +457,3 @@ class SDCIndex:
         index = cls(dim, bits, binarizer=binarizer)
         index._codes = codes
         return index
-
-
-# `embedrt.sdc` names both this module and the function above: importing the submodule makes
-# the package attribute the module, so the module forwards calls to the function.
-class _CallableModule(type(sys.modules[__name__])):
-    def __call__(self, q_codes, db_codes, dim=None):
-        return sdc(q_codes, db_codes, dim)
-
-
-sys.modules[__name__].__class__ = _CallableModule
