@@ -423,8 +423,9 @@ class Int8Index:
 # -- coarse stages of the two-stage Index --------------------------------------------------
 # A coarse stage stores compact codes and returns candidate ids for float queries. It has
 #   name, nbytes_per_vector, add(x_float32), candidates(q_float32, c) -> (ids [m, c] int64,
-#   scores [m, c] float32, descending), arrays() -> {name: array}, and a from_arrays
-#   classmethod. New kinds (e.g. "sdc", multi-bit binary codes) register in _COARSE.
+#   scores [m, c] float32, descending), arrays() -> {name: array}, meta() -> dict (kept in
+#   the file's header), and a from_arrays(path, dim, arrays, meta) classmethod. Kinds are
+#   registered in _COARSE.
 
 
 def _hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int):
@@ -464,8 +465,11 @@ class _BinaryCoarse:
     def arrays(self) -> dict:
         return {"binary_codes": self.codes}
 
+    def meta(self) -> dict:
+        return {}
+
     @classmethod
-    def from_arrays(cls, path, dim: int, arrays: dict):
+    def from_arrays(cls, path, dim: int, arrays: dict, meta: dict):
         s = cls(dim)
         codes = arrays.get("binary_codes")
         if codes is None or codes.dtype != np.uint8 or codes.shape[1:] != (s.nbytes_per_vector,):
@@ -474,7 +478,70 @@ class _BinaryCoarse:
         return s
 
 
-_COARSE = {"binary": _BinaryCoarse}
+class _SDCCoarse:
+    """Multi-bit binary codes (BEBR residual bit planes, ``coarse_bits`` per dimension), searched
+    by symmetric distance calculation; the binarizer is fitted on the first batch added.
+
+    Score: the SDC inner product of the reconstructions (an approximate inner product)."""
+
+    name = "sdc"
+
+    def __init__(self, dim: int, bits: int = 2):
+        from .sdc import SDCIndex
+
+        self.dim = dim
+        self._index = SDCIndex(dim, bits)
+        self.nbytes_per_vector = self._index.bits * ((dim + 7) // 8)
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self._index.codes
+
+    def add(self, x: np.ndarray) -> None:
+        self._index.add(x)
+
+    def candidates(self, q: np.ndarray, c: int):
+        scores, ids = self._index.search(q, c)
+        return ids, scores
+
+    def arrays(self) -> dict:
+        out = {"sdc_codes": self.codes}
+        if self._index.binarizer.fitted:
+            out.update({f"sdc_binarizer_{k}": v for k, v in self._index.binarizer._arrays().items()})
+        return out
+
+    def meta(self) -> dict:
+        b = self._index.binarizer
+        return {"coarse_bits": self._index.bits, "sdc_binarizer": b._meta() if b.fitted else None}
+
+    @classmethod
+    def from_arrays(cls, path, dim: int, arrays: dict, meta: dict):
+        from .sdc import ResidualBinarizer, SDCIndex
+
+        try:
+            bits = int(meta["coarse_bits"])
+            bmeta = meta["sdc_binarizer"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed SDC coarse stage description ({e})") from None
+        s = cls(dim, bits)
+        codes = arrays.get("sdc_codes")
+        if codes is None or codes.dtype != np.uint8 or codes.shape[1:] != (bits, (dim + 7) // 8):
+            raise ValueError(f"{path}: missing or malformed SDC codes section")
+        binarizer = None
+        if bmeta is not None:
+            prefix = "sdc_binarizer_"
+            parts = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            binarizer = ResidualBinarizer._from_parts(path, bmeta, parts)
+            if binarizer.dim != dim or binarizer.bits != bits:
+                raise ValueError(f"{path}: SDC binarizer does not match the index (dim, bits)")
+        elif codes.shape[0]:
+            raise ValueError(f"{path}: SDC codes stored without their binarizer")
+        s._index = SDCIndex(dim, bits, binarizer=binarizer)
+        s._index._codes = codes
+        return s
+
+
+_COARSE = {"binary": _BinaryCoarse, "sdc": _SDCCoarse}
 _RESCORE = ("int8",)
 
 
@@ -490,9 +557,13 @@ class Index:
 
     ``coarse=None``: int8 only (an exact :class:`Int8Index` scan). ``rescore=None``: binary
     only; the score is then ``dim - 2 * hamming`` (the inner product of the +-1 sign vectors).
+
+    ``coarse="sdc"``: the candidates come from multi-bit binary codes (``coarse_bits`` bits per
+    dimension, BEBR residual bit planes scored by symmetric distance, see :class:`SDCIndex`);
+    the binarizer is fitted on the first batch added, so make that batch representative.
     """
 
-    def __init__(self, dim: int, coarse="binary", rescore="int8"):
+    def __init__(self, dim: int, coarse="binary", rescore="int8", coarse_bits: int = 2):
         self._dim = as_int(dim, "dim", minimum=1)
         if coarse is not None and coarse not in _COARSE:
             raise ValueError(f"coarse must be one of {sorted(_COARSE)} or None; got {coarse!r}")
@@ -500,7 +571,10 @@ class Index:
             raise ValueError(f"rescore must be one of {list(_RESCORE)} or None; got {rescore!r}")
         if coarse is None and rescore is None:
             raise ValueError("coarse and rescore cannot both be None")
-        self._coarse = _COARSE[coarse](self._dim) if coarse else None
+        if coarse == "sdc":
+            self._coarse = _SDCCoarse(self._dim, coarse_bits)
+        else:
+            self._coarse = _COARSE[coarse](self._dim) if coarse else None
         self._int8 = _Int8Store(self._dim) if rescore else None
         self._n = 0
         self._loaded = None
@@ -580,6 +654,8 @@ class Index:
             arrays["int8_codes"] = self._int8.codes
             arrays["int8_scales"] = self._int8.scales
         meta = {"dim": self._dim, "ntotal": self._n, "coarse": self.coarse, "rescore": self.rescore}
+        if self._coarse is not None:
+            meta.update(self._coarse.meta())
         _fileformat.write_file(path, _INDEX_KIND, _INDEX_VERSION, meta, arrays)
 
     @classmethod
@@ -593,9 +669,9 @@ class Index:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: malformed Index file ({e})") from None
         if index._coarse is not None:
-            index._coarse = _COARSE[index.coarse].from_arrays(path, dim, f.arrays)
+            index._coarse = _COARSE[index.coarse].from_arrays(path, dim, f.arrays, f.meta)
             if index._coarse.codes.shape[0] != n:
-                raise ValueError(f"{path}: binary codes hold {index._coarse.codes.shape[0]} vectors, expected {n}")
+                raise ValueError(f"{path}: {index.coarse} codes hold {index._coarse.codes.shape[0]} vectors, expected {n}")
         if index._int8 is not None:
             codes, scales = f.arrays.get("int8_codes"), f.arrays.get("int8_scales")
             if codes is None or scales is None:
