@@ -6,7 +6,7 @@
 - sentence-transformers on PyTorch CPU (``torch.set_num_threads(1)``).
 
 Corpus: the docstrings of ../shared/fixtures/corpus/stdlib_docstrings.json (3,558 texts;
-``--quick`` takes a subset). Runs are interleaved, best of N. Also the batch-1 latency of a
+``--quick`` takes a subset). Runs are interleaved, best of 2. Also the batch-1 latency of a
 short query.
 
     python benchmarks/compare.py --only encoder [--quick]
@@ -88,7 +88,7 @@ def run(quick: bool = False) -> str:
     texts = json.loads(CORPUS.read_text(encoding="utf-8"))
     if quick:
         texts = texts[:512]
-    reps = 2 if quick else 3
+    reps = 2
     lat_n = 20 if quick else 100
 
     enc = embedrt.Encoder(MODEL, backend="onnxruntime", threads=1)

