@@ -17,7 +17,7 @@ logger = logging.getLogger("embedrt")
 _ORT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32,
               "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
-_POOLED_OUTPUTS = ("sentence_embedding", "pooler_output_unused")
+_POOLED_OUTPUT = "sentence_embedding"
 
 
 class OnnxRuntimeBackend:
@@ -59,10 +59,9 @@ class OnnxRuntimeBackend:
         outputs = {o.name: o for o in self.session.get_outputs()}
         self.pooled = False
         out = None
-        for n in _POOLED_OUTPUTS[:1]:
-            if n in outputs:
-                out, self.pooled = n, True
-        if out is None:
+        if _POOLED_OUTPUT in outputs:
+            out, self.pooled = _POOLED_OUTPUT, True
+        else:
             for n in _TOKEN_OUTPUTS:
                 if n in outputs:
                     out = n
@@ -101,7 +100,7 @@ class OnnxRuntimeBackend:
             if name == "input_ids":
                 value = input_ids
             elif name == "attention_mask":
-                value = mask.view(np.uint8).astype(dtype) if dtype is not np.bool_ else mask
+                value = mask.astype(dtype)
             elif name == "token_type_ids":
                 value = np.zeros((n, width), dtype=dtype)
                 if type_ids is not None:
