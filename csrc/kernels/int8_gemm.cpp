@@ -1,11 +1,95 @@
+// int8 GEMM: packing of B, the ISA dispatcher, row blocking and threading.
 #include "kernels/int8_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "dispatch.h"
 #include "parallel.h"
 
 namespace embedrt {
+
+namespace {
+
+// Rows of A packed per kernel call: about 512 KB of packed A (fits L2 with a B block).
+int64_t row_block(int64_t kp) {
+    int64_t mc = (int64_t(512) << 10) / std::max<int64_t>(kp, 4);
+    mc = mc / 8 * 8;
+    return std::max<int64_t>(8, std::min<int64_t>(mc, 4096));
+}
+
+// 64-byte aligned thread-local scratch (chunks may run on any thread, so never shared).
+uint8_t* scratch(int64_t bytes) {
+    thread_local std::vector<uint8_t> buf;
+    if (int64_t(buf.size()) < bytes + 64) buf.resize(size_t(bytes + 64));
+    uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+    return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
+}
+
+void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
+    if (args.m <= 0 || j1 <= j0) return;
+    Isa isa = active_isa();
+    int64_t mc = row_block(args.kp);
+    const int64_t m = args.m;
+    const size_t esz = 1;  // both int8 and uint8 A
+    args.scratch = scratch(int8_gemm_scratch_bytes(std::min(m, mc), args.kp));
+    for (int64_t i0 = 0; i0 < m; i0 += mc) {
+        Int8GemmArgs blk = args;
+        blk.m = std::min(mc, m - i0);
+        blk.a = static_cast<const uint8_t*>(args.a) + i0 * args.lda * esz;
+        if (args.c32) blk.c32 = args.c32 + i0 * args.ldc;
+        else blk.cf = args.cf + i0 * args.ldc;
+        if (args.a_scale) blk.a_scale = args.a_scale + i0;
+        switch (isa) {
+#if defined(EMBEDRT_HAVE_X86)
+            case Isa::avx512: int8_gemm_avx512(blk, j0, j1); break;
+            case Isa::avx2: int8_gemm_avx2(blk, j0, j1); break;
+#endif
+#if defined(EMBEDRT_HAVE_NEON)
+            case Isa::neon: int8_gemm_neon(blk, j0, j1); break;
+#endif
+            default: int8_gemm_scalar(blk, j0, j1); break;
+        }
+    }
+}
+
+Int8GemmArgs make_args(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b) {
+    Int8GemmArgs args;
+    args.a = a;
+    args.a_u8 = a_u8;
+    args.m = m;
+    args.lda = lda;
+    args.b = b.data.data();
+    args.comp = b.comp.data();
+    args.n = b.n;
+    args.k = b.k;
+    args.kp = b.kp;
+    return args;
+}
+
+// Splits the columns in whole panels over the pool. Few rows: every thread packs the same A
+// (cheap); the split keeps each thread's B panels disjoint.
+void run_mt(const Int8GemmArgs& args) {
+    if (args.m <= 0 || args.n <= 0) return;
+    int64_t panels = (args.n + 15) / 16;
+    // Aim for >= ~2M multiply-adds per task so that tiny products stay on one thread.
+    int64_t per_panel = std::max<int64_t>(1, args.m * args.kp * 16);
+    int64_t grain = std::max<int64_t>(1, (int64_t(1) << 21) / per_panel);
+    // Round to the microkernel's 3-panel blocks where that still leaves work for everyone.
+    int64_t threads = get_num_threads();
+    if (panels >= 3 * threads) grain = std::max<int64_t>(grain, 3);
+    parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
+        run(args, p0 * 16, std::min(args.n, p1 * 16));
+    });
+}
+
+}  // namespace
+
+int64_t int8_gemm_scratch_bytes(int64_t m, int64_t kp) {
+    // avx512 / neon: uint8 or int8 micro panels of 8 rows; avx2: int16 panels of 2 rows.
+    int64_t rows = (m + 7) / 8 * 8;
+    return rows * kp * 2 + 64;
+}
 
 void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* out) {
     out->n = n;
@@ -14,12 +98,18 @@ void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* o
     out->np = (n + 15) / 16 * 16;
     out->data.assign(static_cast<size_t>(out->np * out->kp), 0);
     out->comp.assign(static_cast<size_t>(out->np), 0);
+    const int64_t kp = out->kp;
     for (int64_t j = 0; j < n; ++j) {
         const int8_t* row = b + j * ldb;
-        int8_t* panel = out->data.data() + (j / 16) * 16 * out->kp;
+        int8_t* panel = out->data.data() + (j / 16) * 16 * kp;
         int64_t lane = j % 16;
         int32_t sum = 0;
-        for (int64_t kk = 0; kk < k; ++kk) {
+        int64_t kk = 0;
+        for (; kk + 4 <= k; kk += 4) {
+            std::memcpy(panel + (kk / 4) * 64 + lane * 4, row + kk, 4);
+            sum += int32_t(row[kk]) + row[kk + 1] + row[kk + 2] + row[kk + 3];
+        }
+        for (; kk < k; ++kk) {
             panel[(kk / 4) * 64 + lane * 4 + (kk % 4)] = row[kk];
             sum += row[kk];
         }
@@ -29,22 +119,58 @@ void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* o
 
 void int8_gemm_packed(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int64_t j0,
                       int64_t j1, int32_t* c, int64_t ldc) {
-    if (m <= 0 || j1 <= j0) return;
-    switch (active_isa()) {
-        default:
-            int8_gemm_packed_scalar(a, m, lda, b, j0, j1, c, ldc);
-    }
+    Int8GemmArgs args = make_args(a, false, m, lda, b);
+    args.c32 = c;
+    args.ldc = ldc;
+    run(args, j0, j1);
 }
 
 void int8_gemm_packed_mt(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int32_t* c,
                          int64_t ldc) {
-    if (m <= 0 || b.n <= 0) return;
-    // Split columns in whole panels; each task covers all rows.
-    int64_t panels = (b.n + 15) / 16;
-    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-        int64_t j0 = p0 * 16, j1 = std::min(b.n, p1 * 16);
-        int8_gemm_packed(a, m, lda, b, j0, j1, c, ldc);
-    });
+    Int8GemmArgs args = make_args(a, false, m, lda, b);
+    args.c32 = c;
+    args.ldc = ldc;
+    run_mt(args);
+}
+
+void int8_gemm_packed_u8(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                         int64_t j0, int64_t j1, int32_t* c, int64_t ldc) {
+    Int8GemmArgs args = make_args(a_u8, true, m, lda, b);
+    args.c32 = c;
+    args.ldc = ldc;
+    run(args, j0, j1);
+}
+
+void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                            int32_t* c, int64_t ldc) {
+    Int8GemmArgs args = make_args(a_u8, true, m, lda, b);
+    args.c32 = c;
+    args.ldc = ldc;
+    run_mt(args);
+}
+
+void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
+                          const float* bias, float* c, int64_t ldc) {
+    Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
+    args.cf = c;
+    args.ldc = ldc;
+    args.a_scale = a_scale;
+    args.b_scale = b_scale;
+    args.bias = bias;
+    run(args, j0, j1);
+}
+
+void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
+                             const Int8Packed& b, const float* a_scale, const float* b_scale,
+                             const float* bias, float* c, int64_t ldc) {
+    Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
+    args.cf = c;
+    args.ldc = ldc;
+    args.a_scale = a_scale;
+    args.b_scale = b_scale;
+    args.bias = bias;
+    run_mt(args);
 }
 
 }  // namespace embedrt

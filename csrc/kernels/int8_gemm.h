@@ -3,6 +3,21 @@
 // B (weights, stored documents) is packed once into an Int8Packed and reused for many A's.
 // Results are bit-exact and identical on every ISA path. The packed layout is the same on
 // every path, so a matrix packed under one ISA level can be used under another.
+//
+// Packed layout of B: column panels of 16 rows of B (= 16 columns of C). Panel p holds rows
+// 16p .. 16p+15 as [kp / 4][16][4] int8: for each group of 4 consecutive k, the 4 bytes of
+// each of the 16 rows, so one 64-byte load feeds one vpdpbusd (16 int32 lanes, 4 products
+// each) and one 16-byte load feeds one NEON sdot (4 columns). Rows >= n and k >= k are zero.
+//
+// Paths:
+//   avx512  vpdpbusd (u8 x s8): A is fed as a_u8 = a + 128 (a xor 0x80) and the kernel
+//           subtracts comp[j] = 128 * sum_k B[j, k] (folded into the packing). Register
+//           block 8 rows x 48 columns (24 zmm accumulators); A is packed per call into
+//           8-row micro panels, B stays in the packed panels.
+//   avx2    sign extension to int16 + vpmaddwd (never the saturating vpmaddubsw).
+//   neon    sdot (s8 x s8, no compensation), in int8_gemm_neon.cpp (aarch64 builds only).
+//   scalar  plain loops.
+// All compute the exact integer dot product, so every path returns the same int32 values.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +51,57 @@ void int8_gemm_packed(const int8_t* a, int64_t m, int64_t lda, const Int8Packed&
 void int8_gemm_packed_mt(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int32_t* c,
                          int64_t ldc);
 
-// Per-ISA entry points (defined in int8_gemm_<isa>.cpp).
-void int8_gemm_packed_scalar(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b,
-                             int64_t j0, int64_t j1, int32_t* c, int64_t ldc);
+// ---- Variants ---------------------------------------------------------------------------
+
+// A given as uint8 codes a_u8 = a + 128 (what an activation quantizer with zero point 128
+// produces): the product is still that of the signed values a = a_u8 - 128, i.e. the same
+// int32 C as int8_gemm_packed on a. Saves the xor pass on the avx512 path.
+void int8_gemm_packed_u8(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                         int64_t j0, int64_t j1, int32_t* c, int64_t ldc);
+void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                            int32_t* c, int64_t ldc);
+
+// Float output with the scales (and bias) fused in the epilogue:
+//     c[i, j] = (a_scale[i] * b_scale[j]) * float(dot[i, j])            (bias == nullptr)
+//     c[i, j] = fma(a_scale[i] * b_scale[j], float(dot[i, j]), bias[j])  (otherwise)
+// a_scale: m entries, b_scale: n entries (of B), bias: n entries; a null a_scale / b_scale
+// counts as 1. The float operations are the same, in the same order, on every path (an
+// explicit fused multiply-add where a bias is given), so results are identical too.
+// a_u8: as for int8_gemm_packed_u8 when true (a points at uint8 codes), else int8.
+void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
+                          const float* bias, float* c, int64_t ldc);
+void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
+                             const Int8Packed& b, const float* a_scale, const float* b_scale,
+                             const float* bias, float* c, int64_t ldc);
+
+// ---- Per-ISA entry points (int8_gemm_<isa>.cpp) ----------------------------------------
+
+// Everything a kernel needs, as raw pointers (ISA files never touch std::vector).
+struct Int8GemmArgs {
+    const void* a = nullptr;
+    bool a_u8 = false;  // a points at uint8 codes a + 128
+    int64_t m = 0, lda = 0;
+    const int8_t* b = nullptr;      // packed panels
+    const int32_t* comp = nullptr;  // np entries
+    int64_t n = 0, k = 0, kp = 0;
+    // Output: int32 into c32, or (c32 == nullptr) float into cf with the epilogue above.
+    int32_t* c32 = nullptr;
+    float* cf = nullptr;
+    int64_t ldc = 0;
+    const float* a_scale = nullptr;
+    const float* b_scale = nullptr;
+    const float* bias = nullptr;
+    // Caller-provided scratch of at least int8_gemm_scratch_bytes(m, kp) bytes, 64-aligned.
+    uint8_t* scratch = nullptr;
+};
+
+// Scratch bytes the kernels need for a call with m rows (packing of A).
+int64_t int8_gemm_scratch_bytes(int64_t m, int64_t kp);
+
+void int8_gemm_scalar(const Int8GemmArgs& args, int64_t j0, int64_t j1);
+void int8_gemm_avx2(const Int8GemmArgs& args, int64_t j0, int64_t j1);
+void int8_gemm_avx512(const Int8GemmArgs& args, int64_t j0, int64_t j1);
+void int8_gemm_neon(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 
 }  // namespace embedrt

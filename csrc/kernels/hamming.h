@@ -1,0 +1,65 @@
+// Hamming distances between packed bit codes (MSB-first bytes, as numpy.packbits), their
+// top-k and the +/-1 dot products derived from them.
+//
+// Every function takes `nbits`: only the first nbits bits of each code count (the unused low
+// bits of the last byte are masked), and row strides in bytes, so a code may be wider than
+// ceil(nbits / 8) bytes. Results are integers, identical on every ISA path and thread count.
+//
+// The inner scans work on a block of 8 database codes transposed into 64-bit words (word w of
+// the 8 codes side by side), so that one query against 8 codes is W times
+// "xor with a broadcast word, popcount, add" with no horizontal reduction.
+#pragma once
+
+#include <cstdint>
+
+namespace embedrt {
+
+// Bounded max-heaps, one per query, ordered by (distance, id): row i of `dist`/`ids` holds
+// up to k entries, `size[i]` of them used. Scans offer a candidate only when its distance is
+// below thr[i] (UINT32_MAX while the heap is not full, else its top distance: ids arrive in
+// increasing order, so an equal distance never displaces an entry).
+struct HammingHeaps {
+    int64_t k = 0;
+    int32_t* dist = nullptr;  // [m][k]
+    int64_t* ids = nullptr;   // [m][k]
+    int64_t* size = nullptr;  // [m]
+    uint32_t* thr = nullptr;  // [m]
+};
+
+// One scan: queries (already padded into W 64-bit words each, tail bits zero) against
+// database codes j0 <= j < j1 (row j at db + j * ldb, nbytes bytes used, the last byte ANDed
+// with lastmask). Writes distances to out[i * ldo + (j - j0)] when out is set, and offers
+// every (distance, j) to heap i when heaps is set (ids are scanned in increasing order).
+struct HammingScan {
+    const uint64_t* q = nullptr;
+    int64_t m = 0, W = 0;
+    const uint8_t* db = nullptr;
+    int64_t ldb = 0, nbytes = 0;
+    uint8_t lastmask = 0xFF;
+    uint32_t* out = nullptr;
+    int64_t ldo = 0;
+    HammingHeaps* heaps = nullptr;
+    uint64_t* scratch = nullptr;  // at least 8 * W words (64-byte aligned)
+};
+
+void hamming_scan_scalar(const HammingScan& s, int64_t j0, int64_t j1);
+void hamming_scan_avx2(const HammingScan& s, int64_t j0, int64_t j1);
+void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1);
+void hamming_scan(const HammingScan& s, int64_t j0, int64_t j1);  // dispatches on active_isa()
+
+// out[i, j] = popcount(a_i XOR b_j) over the first nbits bits; uint32 [m, n], row stride ldo.
+// Threaded over tiles of (queries x codes).
+void hamming_matrix(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, int64_t n,
+                    int64_t ldb, int64_t nbits, uint32_t* out, int64_t ldo);
+
+// The k' = min(k, n) nearest codes of each query: ascending distance, ties by smaller id.
+// out_dist / out_ids are [m, k'] (row stride k'). Threaded over queries and code blocks.
+void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, int64_t n,
+                  int64_t ldb, int64_t nbits, int64_t k, int32_t* out_dist, int64_t* out_ids);
+
+// out[i, j] = nbits - 2 * hamming(a_i, b_j) over the first nbits bits: the dot product of the
+// codes read as +/-1 vectors (bit 1 -> +1, bit 0 -> -1). int32 [m, n].
+void binary_matmul(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, int64_t n,
+                   int64_t ldb, int64_t nbits, int32_t* out, int64_t ldo);
+
+}  // namespace embedrt

@@ -1,0 +1,94 @@
+// AVX2 Hamming scan: the block of 8 database codes is transposed into 64-bit words (two
+// ymm per word), popcounts are nibble lookups (vpshufb) accumulated in bytes, and folded
+// into 64-bit sums with vpsadbw every 31 words (8 * 31 < 256, so bytes never overflow).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/hamming.h"
+#include "kernels/hamming_heap.h"
+
+namespace embedrt {
+namespace {
+
+inline uint64_t code_word(const uint8_t* row, int64_t w, int64_t nbytes, uint8_t lastmask) {
+    const int64_t b0 = 8 * w;
+    uint64_t v;
+    if (b0 + 8 < nbytes || (b0 + 8 == nbytes && lastmask == 0xFF)) {
+        std::memcpy(&v, row + b0, 8);
+        return v;
+    }
+    uint8_t buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t cnt = nbytes - b0 < 8 ? nbytes - b0 : 8;
+    std::memcpy(buf, row + b0, static_cast<size_t>(cnt));
+    buf[cnt - 1] &= lastmask;
+    std::memcpy(&v, buf, 8);
+    return v;
+}
+
+inline __m256i popcount_bytes(__m256i x, __m256i lut, __m256i low) {
+    const __m256i lo = _mm256_and_si256(x, low);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+}  // namespace
+
+void hamming_scan_avx2(const HammingScan& s, int64_t j0, int64_t j1) {
+    const int64_t W = s.W;
+    uint64_t* T = s.scratch;  // [W][8]
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i zero = _mm256_setzero_si256();
+    for (int64_t jb = j0; jb < j1; jb += 8) {
+        const int64_t cnt = j1 - jb < 8 ? j1 - jb : 8;
+        for (int64_t r = 0; r < 8; ++r) {
+            if (r < cnt) {
+                const uint8_t* row = s.db + (jb + r) * s.ldb;
+                for (int64_t w = 0; w < W; ++w) T[w * 8 + r] = code_word(row, w, s.nbytes, s.lastmask);
+            } else {
+                for (int64_t w = 0; w < W; ++w) T[w * 8 + r] = 0;
+            }
+        }
+        const uint64_t* qi = s.q;
+        for (int64_t i = 0; i < s.m; ++i, qi += W) {
+            __m256i s0 = zero, s1 = zero;  // 64-bit sums, codes 0-3 and 4-7
+            for (int64_t w0 = 0; w0 < W; w0 += 31) {
+                const int64_t w1 = W - w0 < 31 ? W : w0 + 31;
+                __m256i b0 = zero, b1 = zero;  // byte counts
+                for (int64_t w = w0; w < w1; ++w) {
+                    const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(qi[w]));
+                    const __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(T + w * 8)), qw);
+                    const __m256i x1 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(T + w * 8 + 4)), qw);
+                    b0 = _mm256_add_epi8(b0, popcount_bytes(x0, lut, low));
+                    b1 = _mm256_add_epi8(b1, popcount_bytes(x1, lut, low));
+                }
+                s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(b0, zero));
+                s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(b1, zero));
+            }
+            alignas(32) uint64_t d[8];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(d), s0);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(d + 4), s1);
+            if (s.out) {
+                uint32_t* o = s.out + i * s.ldo + (jb - j0);
+                for (int64_t r = 0; r < cnt; ++r) o[r] = static_cast<uint32_t>(d[r]);
+            }
+            if (s.heaps) {
+                const uint32_t thr = s.heaps->thr[i];
+                const __m256i t = _mm256_set1_epi64x(static_cast<long long>(thr));
+                unsigned hit = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s0)))) |
+                               (static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s1)))) << 4);
+                hit &= (1u << cnt) - 1;
+                while (hit) {
+                    const int r = __builtin_ctz(hit);
+                    hit &= hit - 1;
+                    if (d[r] < s.heaps->thr[i])
+                        heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace embedrt
