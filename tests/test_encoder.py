@@ -521,3 +521,36 @@ def test_prompt_excluding_pooling_stays_on_onnxruntime(minilm_dir, tmp_path, mon
     e = embedrt.Encoder(path, backend="native")
     with pytest.raises(RuntimeError, match="include_prompt"):
         e.encode_query("x")
+
+
+# ----------------------------------------------------------------------------- graph rebuild
+def test_plain_bert_graph_is_rebuilt_with_the_same_results(minilm_dir, enc, texts, ref):
+    assert enc.backend.rebuilt
+    as_is = embedrt.Encoder(minilm_dir, backend="onnxruntime", optimize_graph=False)
+    assert not as_is.backend.rebuilt
+    a, b = enc.encode(texts[:40]), as_is.encode(texts[:40])
+    np.testing.assert_allclose(a, b, atol=2e-6)
+    cos = (as_is.encode(texts) * ref).sum(1)
+    assert cos.min() >= 0.99999
+    q = embedrt.Encoder(minilm_dir, backend="onnxruntime", onnx_file="model_qint8_avx512_vnni.onnx")
+    assert not q.backend.rebuilt  # quantized graphs run as they are
+
+
+def test_rebuild_refuses_graphs_that_are_more_than_a_bert(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from embedrt.encoder.export import ExportError, rebuild_bert_graph
+    from test_export import make_tiny_checkpoint
+
+    src = make_tiny_checkpoint(tmp_path / "ckpt")
+    out = embedrt.export(src, tmp_path / "out")
+    cfg = json.loads((out / "config.json").read_text())
+    rebuild_bert_graph(out / "onnx" / "model.onnx", cfg)  # its own export is a plain BertModel
+    m = onnx.load(str(out / "onnx" / "model.onnx"))
+    m.graph.initializer.append(numpy_helper.from_array(np.ones((4, 4), np.float32), "extra"))
+    onnx.save(m, str(out / "onnx" / "extra.onnx"))
+    with pytest.raises(ExportError, match="extra"):
+        rebuild_bert_graph(out / "onnx" / "extra.onnx", cfg)
+    e = embedrt.Encoder(out, backend="onnxruntime", onnx_file="extra.onnx")
+    assert not e.backend.rebuilt

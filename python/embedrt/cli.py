@@ -54,6 +54,7 @@ def _model_info(path, onnx_file=None, backend="auto") -> dict:
     if names:
         info["graph_inputs"] = names
         info["graph_output"] = enc.backend.output_name
+        info["graph_rebuilt"] = bool(getattr(enc.backend, "rebuilt", False))
     return info
 
 

@@ -38,6 +38,8 @@ class Encoder:
         onnx_file: the graph to run, relative to the folder or its ``onnx/`` subfolder
             (e.g. ``"onnx/model_qint8_avx512_vnni.onnx"``).
         layers: run only the first N transformer layers (native backend only).
+        optimize_graph: with onnxruntime, rebuild a plain BertModel graph from its own weights
+            into embedrt's leaner graph (same results); other graphs always run as they are.
 
     Example:
         >>> enc = Encoder("all-MiniLM-L6-v2")                        # doctest: +SKIP
@@ -46,7 +48,7 @@ class Encoder:
     """
 
     def __init__(self, path=None, backend: str = "auto", threads=None, max_seq_length=None,
-                 onnx_file=None, layers=None):
+                 onnx_file=None, layers=None, optimize_graph: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if threads is not None:
@@ -90,7 +92,8 @@ class Encoder:
         from .ort_backend import OnnxRuntimeBackend
 
         if self.backend is None:
-            self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads)
+            self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads,
+                                              config=self.folder.config if optimize_graph else None)
 
         limit = self.folder.max_position
         native_max = getattr(self.backend, "max_position", None)

@@ -40,6 +40,12 @@ class ExportError(ValueError):
 
 def _checkpoint_config(src: Path) -> dict:
     cfg = _read_json(src / "config.json")
+    _check_config(cfg, src / "config.json")
+    return cfg
+
+
+def _check_config(cfg: dict, where) -> None:
+    src = Path(where).parent if str(where).endswith("config.json") else Path(where)
     model_type = cfg.get("model_type")
     if model_type != "bert":
         raise ExportError(f"{src / 'config.json'}: model_type {model_type!r} is not supported; "
@@ -60,20 +66,18 @@ def _checkpoint_config(src: Path) -> dict:
     if pe != "absolute":
         raise ExportError(f"{src / 'config.json'}: position_embedding_type {pe!r} is not supported "
                           "(only 'absolute')")
-    return cfg
 
 
 class _Weights:
     """Checkpoint tensors by their BertModel name (a 'bert.' prefix and gamma/beta names accepted)."""
 
-    def __init__(self, tensors: dict, where: Path):
+    def __init__(self, tensors: dict, where):
         self.where = where
         self.t = {}
+        anchor = "embeddings.word_embeddings.weight"
+        prefix = next((n[:-len(anchor)] for n in tensors if n.endswith(anchor)), "")
         for name, arr in tensors.items():
-            key = name
-            for prefix in ("bert.", "model."):
-                if key.startswith(prefix):
-                    key = key[len(prefix):]
+            key = name[len(prefix):] if prefix and name.startswith(prefix) else name
             key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
             self.t.setdefault(key, arr)
 
@@ -316,3 +320,60 @@ def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
         raise
     logger.info("embedrt: exported %s to %s", src, dst)
     return dst
+
+
+def bert_weights_from_onnx(model) -> dict:
+    """The BertModel tensors of an exported BERT ONNX graph (e.g. a torch.onnx export), by name.
+
+    Biases and LayerNorm parameters keep their names in such exports; the weights of the matrix
+    products are found through the Add that applies the named bias (and transposed back to the
+    [out, in] layout of the checkpoint). Raises ExportError when a float initializer of the graph
+    cannot be placed, so a graph that is more than a BertModel is never mistaken for one.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out = {}
+    used = set()
+    for name, proto in inits.items():
+        if name.endswith(".bias") or "LayerNorm." in name or "embeddings." in name:
+            out[name] = numpy_helper.to_array(proto)
+            used.add(name)
+    for n in graph.node:
+        if n.op_type != "MatMul":
+            continue
+        w = [i for i in n.input if i in inits and i not in used]
+        if len(w) != 1:
+            continue
+        adds = [c for c in consumers.get(n.output[0], []) if c.op_type == "Add"]
+        biases = [i for a in adds for i in a.input if i in inits and i.endswith(".bias")]
+        if len(biases) != 1:
+            raise ExportError(f"matrix product {n.name or w[0]!r} is not followed by a named bias")
+        out[biases[0][:-len(".bias")] + ".weight"] = numpy_helper.to_array(inits[w[0]]).T
+        used.add(w[0])
+    for name, proto in inits.items():
+        if name in used:
+            continue
+        arr = numpy_helper.to_array(proto)
+        if arr.dtype.kind == "f" and arr.size > 1:
+            raise ExportError(f"initializer {name!r} ({arr.shape}) has no place in a BertModel")
+    return out
+
+
+def rebuild_bert_graph(onnx_path, cfg: dict):
+    """A BertModel ONNX graph rebuilt by :func:`build_bert_graph` from the weights of an
+    exported one (same results, leaner attention), or ExportError if it is not a plain BertModel."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    if [o.name for o in model.graph.output][:1] not in (["last_hidden_state"], ["token_embeddings"]):
+        raise ExportError("the graph's first output is not per-token")
+    _check_config(cfg, onnx_path)
+    weights = _Weights(bert_weights_from_onnx(model), onnx_path)
+    del model
+    return build_bert_graph(cfg, weights)

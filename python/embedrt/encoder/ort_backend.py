@@ -26,7 +26,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path, threads=None, allow_spinning: bool = False, pad_multiple: int = 1):
+    def __init__(self, onnx_path, threads=None, allow_spinning: bool = False, pad_multiple: int = 1,
+                 config=None):
         import onnxruntime as ort
 
         from .. import get_num_threads
@@ -39,8 +40,24 @@ class OnnxRuntimeBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         opts.log_severity_level = 3
+        source = str(self.path)
+        self.rebuilt = False
+        if config is not None and config.get("model_type") == "bert":
+            # A plain BertModel graph (e.g. a torch.onnx export) is rebuilt from its own weights
+            # into embedrt's graph: the same arithmetic without the exporter's extra passes over
+            # the [batch, heads, seq, seq] attention tensors (NaN guards, mask expansion).
+            try:
+                from .export import rebuild_bert_graph
+
+                model = rebuild_bert_graph(self.path, config)
+                if model.ByteSize() < 2_000_000_000:
+                    source = model.SerializeToString()
+                    self.rebuilt = True
+                del model
+            except Exception as e:  # noqa: BLE001 - any graph that does not fit runs as it is
+                logger.debug("embedrt: %s runs as it is (%s)", self.path.name, e)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+            self.session = ort.InferenceSession(source, sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ValueError(f"{self.path}: onnxruntime cannot load this graph ({e})") from None
