@@ -546,11 +546,13 @@ def test_rebuild_refuses_graphs_that_are_more_than_a_bert(tmp_path):
     src = make_tiny_checkpoint(tmp_path / "ckpt")
     out = embedrt.export(src, tmp_path / "out")
     cfg = json.loads((out / "config.json").read_text())
-    rebuild_bert_graph(out / "onnx" / "model.onnx", cfg)  # its own export is a plain BertModel
+    rebuild_bert_graph(out / "onnx" / "model.onnx", cfg, force=True)  # its own export is a plain BertModel
+    with pytest.raises(ExportError, match="already"):
+        rebuild_bert_graph(out / "onnx" / "model.onnx", cfg)
     m = onnx.load(str(out / "onnx" / "model.onnx"))
     m.graph.initializer.append(numpy_helper.from_array(np.ones((4, 4), np.float32), "extra"))
     onnx.save(m, str(out / "onnx" / "extra.onnx"))
     with pytest.raises(ExportError, match="extra"):
-        rebuild_bert_graph(out / "onnx" / "extra.onnx", cfg)
+        rebuild_bert_graph(out / "onnx" / "extra.onnx", cfg, force=True)
     e = embedrt.Encoder(out, backend="onnxruntime", onnx_file="extra.onnx")
     assert not e.backend.rebuilt

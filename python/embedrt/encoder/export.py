@@ -365,12 +365,15 @@ def bert_weights_from_onnx(model) -> dict:
     return out
 
 
-def rebuild_bert_graph(onnx_path, cfg: dict):
+def rebuild_bert_graph(onnx_path, cfg: dict, force: bool = False):
     """A BertModel ONNX graph rebuilt by :func:`build_bert_graph` from the weights of an
-    exported one (same results, leaner attention), or ExportError if it is not a plain BertModel."""
+    exported one (same results, leaner attention), or ExportError if it is not a plain BertModel
+    (or, unless ``force``, already a graph embedrt wrote)."""
     import onnx
 
     model = onnx.load(str(onnx_path))
+    if model.producer_name == "embedrt" and not force:
+        raise ExportError("the graph is already embedrt's own")
     if [o.name for o in model.graph.output][:1] not in (["last_hidden_state"], ["token_embeddings"]):
         raise ExportError("the graph's first output is not per-token")
     _check_config(cfg, onnx_path)
