@@ -464,6 +464,7 @@ def _stand_in_native(monkeypatch, recognize=True):
     class NativeBackend:
         name = "native"
         calls = []
+        poolings = []
 
         @classmethod
         def from_model_dir(cls, path, onnx_file=None, layers=None, precision="int8", threads=None):
@@ -476,6 +477,8 @@ def _stand_in_native(monkeypatch, recognize=True):
             return b
 
         def embed(self, ids, type_ids, pooling):
+            assert pooling in ("mean", "cls", "max", "mean_sqrt_len", "lasttoken", "weightedmean")
+            NativeBackend.poolings.append(pooling)
             return self.ort.embed(ids, type_ids, pooling)
 
     def convert(model_dir, out=None, precision="int8"):
@@ -556,3 +559,17 @@ def test_rebuild_refuses_graphs_that_are_more_than_a_bert(tmp_path):
         rebuild_bert_graph(out / "onnx" / "extra.onnx", cfg, force=True)
     e = embedrt.Encoder(out, backend="onnxruntime", onnx_file="extra.onnx")
     assert not e.backend.rebuilt
+
+
+def test_pooling_names_and_concatenated_modes_with_the_engine(minilm_dir, tmp_path, monkeypatch, enc):
+    engine = _stand_in_native(monkeypatch)
+    cfg = {"word_embedding_dimension": 384, "pooling_mode": "mean_sqrt_len_tokens"}
+    e = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "a", **{"1_Pooling__config.json": cfg}))
+    assert e.backend_name == "native"
+    got = e.encode("pooling names", normalize_embeddings=False)
+    assert engine.poolings[-1] == "mean_sqrt_len"
+    tokens, lengths = enc.backend.run(enc.tokenize(["pooling names"]))
+    np.testing.assert_allclose(got, pool(tokens, lengths, "mean_sqrt_len_tokens")[0], atol=1e-5)
+    cfg = {"word_embedding_dimension": 384, "pooling_mode": ["cls", "mean"]}
+    e2 = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "b", **{"1_Pooling__config.json": cfg}))
+    assert e2.backend_name == "onnxruntime" and e2.dim == 768

@@ -12,6 +12,7 @@ from .tokenize import TextTokenizer
 logger = logging.getLogger("embedrt")
 
 BACKENDS = ("auto", "native", "onnxruntime")
+_NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 
 
@@ -74,6 +75,8 @@ class Encoder:
         why = None
         if backend == "auto" and not self.folder.include_prompt and self.folder.prompts:
             why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
+        elif backend == "auto" and len(self._pooling) > 1:
+            why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
         elif backend in ("auto", "native"):
             try:
                 self.backend = _load_native(self.folder, onnx_file, layers, threads)
@@ -104,6 +107,9 @@ class Encoder:
         self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
 
         self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)
+        # the name the backend's embed() takes ("mean_sqrt_len" for the native engine)
+        self._backend_pooling = self.pooling if self._is_ort else \
+            "+".join(_NATIVE_POOLING_NAMES.get(m, m) for m in self._pooling)
         dim = getattr(self.backend, "dim", None)
         if self._is_ort:
             if not self.backend.pooled:
@@ -192,7 +198,7 @@ class Encoder:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(-lengths, kind="stable")  # longest first
         embed = self.backend.embed
-        pooling = self.pooling
+        pooling = self._backend_pooling
         kwargs = {"skip": skip} if skip else {}
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]

@@ -23,7 +23,7 @@ def pool(tokens: np.ndarray, lengths: np.ndarray, modes, skip: int = 0) -> np.nd
     count = None
     mean_sum = None
     for mode in modes:
-        if mode in ("mean", "mean_sqrt_len_tokens"):
+        if mode in ("mean", "mean_sqrt_len_tokens", "mean_sqrt_len"):
             if mean_sum is None:
                 m = mask.astype(np.float32)
                 # [b, 1, s] @ [b, s, d] -> [b, 1, d]: one batched matrix product
