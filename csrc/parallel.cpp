@@ -46,14 +46,18 @@ public:
             chunk_ = chunk;
             next_.store(0);
             error_ = nullptr;
-            active_ = static_cast<int>(workers_.size());
+            open_ = true;
+            inside_ = 0;
             ++generation_;
         }
         cv_.notify_all();
         work();
         {
+            // Every chunk has been claimed: close the job so that workers still waking up do
+            // not join, and wait only for those that did (they may still be in a chunk).
             std::unique_lock<std::mutex> lk(m_);
-            done_cv_.wait(lk, [&] { return active_ == 0; });
+            open_ = false;
+            done_cv_.wait(lk, [&] { return inside_ == 0; });
             fn_ = nullptr;
         }
         in_parallel_ = false;
@@ -100,11 +104,13 @@ private:
                 cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
                 if (quit_) return;
                 seen = generation_;
+                if (!open_) continue;
+                ++inside_;
             }
             work();
             {
                 std::lock_guard<std::mutex> lk(m_);
-                if (--active_ == 0) done_cv_.notify_one();
+                if (--inside_ == 0) done_cv_.notify_one();
             }
         }
     }
@@ -117,7 +123,8 @@ private:
     std::condition_variable cv_, done_cv_;
     bool quit_ = false;
     uint64_t generation_ = 0;
-    int active_ = 0;
+    bool open_ = false;  // the current job still takes workers
+    int inside_ = 0;     // workers inside the current job
     const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
     int64_t n_ = 0, chunk_ = 1;
     std::atomic<int64_t> next_{0};

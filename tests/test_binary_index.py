@@ -153,6 +153,12 @@ def test_truncated_and_altered_files(tmp_path):
     lazy = embedrt.BinaryIndex.load(bad, mmap=True)  # opens without reading the codes
     with pytest.raises(ValueError, match="checksum"):
         lazy.verify()
+    grown = embedrt.BinaryIndex.load(bad, mmap=True)
+    assert "memory-mapped" in repr(grown)
+    grown.add(np.zeros((1, 32), np.uint8))  # copied into memory, not verified
+    assert "memory-mapped" not in repr(grown)
+    with pytest.raises(ValueError, match="checksum"):
+        grown.verify()  # still checks the file it came from
 
     header = bytearray(data)
     header[40] ^= 0x01  # inside the JSON header
@@ -193,3 +199,32 @@ def test_search_threads_identical():
         embedrt.set_num_threads(before)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_searches_from_python_threads():
+    # kernels release the GIL; concurrent calls share the pool (or run inline) and must agree
+    import threading
+
+    rng = np.random.default_rng(6)
+    index, _ = build(rng, 256, 30_000)
+    queries = [rng.integers(0, 256, (5, 32), dtype=np.uint8) for _ in range(4)]
+    expected = [index.search(q, 15) for q in queries]
+    errors = []
+
+    def worker(t):
+        try:
+            for _ in range(5):
+                D, I = index.search(queries[t], 15)
+                np.testing.assert_array_equal(D, expected[t][0])
+                np.testing.assert_array_equal(I, expected[t][1])
+                np.testing.assert_array_equal(embedrt.hamming(queries[t], index.codes[:100]),
+                                              np.bitwise_count(queries[t][:, None] ^ index.codes[None, :100]).sum(-1))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

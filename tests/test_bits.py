@@ -201,9 +201,9 @@ def test_topk_ties(isa, k):
 
 
 @pytest.mark.isa
-@pytest.mark.parametrize("k", [5, 257, 5000])
+@pytest.mark.parametrize("k", [5, 300, 5000])
 def test_topk_threads_and_blocks(isa, k, one_thread_then_restore):
-    # enough codes to split the database across threads; k > 256 selects by counting
+    # enough codes to split the database across threads; k > 512 selects by counting
     rng = np.random.default_rng(11)
     b = rand_codes(rng, 40_000, 8)
     b[30_000:30_100] = b[5]  # ties spread over database blocks
@@ -270,3 +270,18 @@ def test_binary_matmul_default_and_bad_nbits():
         embedrt.binary_matmul(a, b, 97)
     with pytest.raises(ValueError, match="nbits"):
         embedrt.binary_matmul(a, b, 0)
+
+
+def test_hamming_out_argument():
+    rng = np.random.default_rng(8)
+    a, b = rand_codes(rng, 5, 24), rand_codes(rng, 300, 24)
+    out = np.full((5, 300), 7, np.uint32)
+    got = embedrt.hamming(a, b, out=out)
+    assert got is out or np.shares_memory(got, out)
+    np.testing.assert_array_equal(out, ref_hamming(a, b))
+    with pytest.raises(ValueError, match="shape"):
+        embedrt.hamming(a, b, out=np.zeros((5, 299), np.uint32))
+    with pytest.raises(TypeError):
+        embedrt.hamming(a, b, out=np.zeros((5, 300), np.int32))
+    with pytest.raises(ValueError, match="contiguous"):
+        embedrt.hamming(a, b, out=np.zeros((300, 5), np.uint32).T)

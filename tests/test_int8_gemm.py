@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import embedrt
 import embedrt._core as core
+from conftest import forced_isa
 from embedrt.kernels import INT8_MAX_K, Int8Matrix, int8_matmul, pack_int8
 
 
@@ -21,7 +22,7 @@ def rand(rng, shape):
 
 SHAPES = [(0, 5, 3), (3, 0, 4), (2, 7, 0), (1, 1, 1), (1, 3, 1), (5, 5, 5), (7, 13, 17),
           (8, 64, 48), (9, 65, 49), (17, 63, 15), (16, 384, 384), (3, 1000, 33), (33, 129, 100),
-          (64, 16, 1), (1, 4096, 64), (100, 3, 200)]
+          (64, 16, 1), (1, 4096, 64), (100, 3, 200), (37, 1100, 70), (9, 513, 48), (8, 2048, 100)]
 
 
 @pytest.mark.isa
@@ -77,8 +78,27 @@ def test_uint8_activations_and_bias(isa):
     outf = np.empty((19, 35), np.float32)
     core.int8_gemm_f32(au8, packed._packed, sa, sb, bias, outf)
     s = (sa[:, None] * sb[None, :]).astype(np.float32)
-    want = (s.astype(np.float64) * ref(a, b) + bias).astype(np.float32)  # fma: one rounding
+    np.testing.assert_allclose(outf, s.astype(np.float64) * ref(a, b) + bias, rtol=1e-6, atol=1e-6)
+    # identical to the scalar path (a correctly rounded fma everywhere)
+    with forced_isa("scalar"):
+        want = np.empty_like(outf)
+        core.int8_gemm_f32(au8, packed._packed, sa, sb, bias, want)
     np.testing.assert_array_equal(outf, want)
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("j0,j1", [(0, 1), (3, 20), (16, 32), (5, 70), (47, 49), (69, 70), (10, 10)])
+def test_column_ranges(isa, j0, j1):
+    # int8_gemm_packed(a, ..., j0, j1, ...) writes only columns [j0, j1).
+    rng = np.random.default_rng(j0 * 100 + j1)
+    a, b = rand(rng, (13, 150)), rand(rng, (70, 150))
+    packed = Int8Matrix(b)
+    for codes in (a, a.view(np.uint8) ^ 0x80):
+        out = np.full((13, 70), -7, np.int32)
+        core.int8_gemm(codes, packed._packed, out, False, j0, j1)
+        want = np.full((13, 70), -7, np.int64)
+        want[:, j0:j1] = ref(a, b)[:, j0:j1]
+        np.testing.assert_array_equal(out, want)
 
 
 @settings(max_examples=40, deadline=None)

@@ -71,18 +71,32 @@ void register_bits(py::module_& m) {
         return out;
     }, py::arg("codes"), py::arg("d"));
 
-    m.def("hamming", [](py::handle ao, py::handle bo, int64_t nbits) {
+    m.def("hamming", [](py::handle ao, py::handle bo, int64_t nbits, py::object outo) {
         auto a = bind::as_array<uint8_t>(ao, "a", 2);
         auto b = bind::as_array<uint8_t>(bo, "b", 2);
         check_widths(a, b, "a", "b");
         check_nbits(nbits, a.shape(1), "codes");
         const int64_t m = a.shape(0), n = b.shape(0), w = a.shape(1);
-        py::array_t<uint32_t, py::array::c_style> out({m, n});
+        py::array_t<uint32_t, py::array::c_style> out;
+        if (outo.is_none()) {
+            out = py::array_t<uint32_t, py::array::c_style>({m, n});
+        } else {
+            if (!py::isinstance<py::array_t<uint32_t>>(outo))
+                throw py::type_error("out: expected a numpy array of dtype uint32");
+            out = py::reinterpret_borrow<py::array_t<uint32_t, py::array::c_style>>(outo);
+            if (out.ndim() != 2 || out.shape(0) != m || out.shape(1) != n)
+                throw py::value_error("out: expected shape (" + std::to_string(m) + ", " + std::to_string(n) + ")");
+            if (!out.writeable() || !(out.flags() & py::array::c_style) ||
+                out.dtype().byteorder() == '>')
+                throw py::value_error("out: must be a writeable, C-contiguous uint32 array");
+        }
         uint32_t* o = out.mutable_data();
-        py::gil_scoped_release nogil;
-        hamming_matrix(a.data(), m, w, b.data(), n, w, nbits, o, n);
+        {
+            py::gil_scoped_release nogil;
+            hamming_matrix(a.data(), m, w, b.data(), n, w, nbits, o, n);
+        }
         return out;
-    }, py::arg("a"), py::arg("b"), py::arg("nbits"));
+    }, py::arg("a"), py::arg("b"), py::arg("nbits"), py::arg("out") = py::none());
 
     m.def("binary_matmul", [](py::handle ao, py::handle bo, int64_t nbits) {
         auto a = bind::as_array<uint8_t>(ao, "a", 2);

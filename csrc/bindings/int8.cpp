@@ -68,7 +68,8 @@ void register_int8(py::module_& m) {
 
     m.def("int8_pack", &pack, py::arg("b"), "Packs an int8 matrix B[n, k] (k <= INT8_MAX_K).");
 
-    m.def("int8_gemm", [](const py::handle& a_obj, const Int8Packed& b, py::array out, bool threaded) {
+    m.def("int8_gemm", [](const py::handle& a_obj, const Int8Packed& b, py::array out, bool threaded,
+                          int64_t j0, int64_t j1) {
         bool a_u8 = false;
         py::array a = prepare_a(a_obj, b, &a_u8);
         int64_t mm = a.shape(0);
@@ -76,9 +77,15 @@ void register_int8(py::module_& m) {
         const void* ap = a.data();
         int32_t* cp = static_cast<int32_t*>(out.mutable_data());
         int64_t lda = b.k;
+        if (j1 < 0) j1 = b.n;
+        if (j0 < 0 || j0 > j1 || j1 > b.n) throw py::value_error("columns: need 0 <= j0 <= j1 <= n");
         {
             py::gil_scoped_release nogil;
-            if (a_u8) {
+            if (j0 != 0 || j1 != b.n) {
+                // A column range on the calling thread (the int8_gemm_packed contract).
+                if (a_u8) int8_gemm_packed_u8(static_cast<const uint8_t*>(ap), mm, lda, b, j0, j1, cp, b.n);
+                else int8_gemm_packed(static_cast<const int8_t*>(ap), mm, lda, b, j0, j1, cp, b.n);
+            } else if (a_u8) {
                 if (threaded) int8_gemm_packed_u8_mt(static_cast<const uint8_t*>(ap), mm, lda, b, cp, b.n);
                 else int8_gemm_packed_u8(static_cast<const uint8_t*>(ap), mm, lda, b, 0, b.n, cp, b.n);
             } else {
@@ -87,8 +94,9 @@ void register_int8(py::module_& m) {
             }
         }
         return out;
-    }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("threaded") = true,
-    "out[m, n] = a . b^T in int32 (a int8, or uint8 codes a + 128).");
+    }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("threaded") = true, py::arg("j0") = 0,
+    py::arg("j1") = -1,
+    "out[m, n] = a . b^T in int32 (a int8, or uint8 codes a + 128); only columns [j0, j1) when given.");
 
     m.def("int8_gemm_f32", [](const py::handle& a_obj, const Int8Packed& b, const py::handle& a_scale_obj,
                               const py::handle& b_scale_obj, const py::handle& bias_obj, py::array out,

@@ -1,7 +1,69 @@
+// Bindings of the SDC kernels (multi-bit binary codes, BEBR symmetric distance).
 #include "bindings/common.h"
+#include "kernels/sdc.h"
 
 namespace embedrt {
+namespace {
 
-void register_sdc(py::module_& m) {}
+struct Codes {
+    py::array_t<uint8_t, py::array::c_style> arr;
+    int64_t n, u, nb;
+};
+
+Codes check_codes(const py::handle& obj, const char* name) {
+    auto arr = bind::as_array<uint8_t>(obj, name, 3);
+    Codes c{arr, arr.shape(0), arr.shape(1), arr.shape(2)};
+    if (c.u < 1 || c.u > kSdcMaxBits)
+        throw py::value_error(std::string(name) + ": bits (axis 1) must be 1..4, got " + std::to_string(c.u));
+    if (c.nb < 1) throw py::value_error(std::string(name) + ": codes must hold at least one byte per plane");
+    return c;
+}
+
+void check_pair(const Codes& q, const Codes& d, int64_t dim) {
+    if (q.u != d.u)
+        throw py::value_error("q_codes and db_codes have different bits: " + std::to_string(q.u) +
+                              " vs " + std::to_string(d.u));
+    if (q.nb != d.nb)
+        throw py::value_error("q_codes and db_codes have different widths: " + std::to_string(q.nb) +
+                              " vs " + std::to_string(d.nb) + " bytes per plane");
+    if (dim <= 8 * (q.nb - 1) || dim > 8 * q.nb)
+        throw py::value_error("dim " + std::to_string(dim) + " does not match " + std::to_string(q.nb) +
+                              " bytes per plane");
+    if (sdc_max_abs_score(static_cast<int>(q.u), q.nb) >= INT32_MAX)
+        throw py::value_error("codes are too wide: scores would overflow int32");
+}
+
+}  // namespace
+
+void register_sdc(py::module_& m) {
+    m.def("sdc_scores", [](const py::handle& q_obj, const py::handle& d_obj, int64_t dim) {
+        Codes q = check_codes(q_obj, "q_codes"), d = check_codes(d_obj, "db_codes");
+        check_pair(q, d, dim);
+        py::array_t<int32_t> out({q.n, d.n});
+        {
+            py::gil_scoped_release nogil;
+            sdc_scores(q.arr.data(), q.n, d.arr.data(), d.n, static_cast<int>(q.u), q.nb, dim,
+                       out.mutable_data());
+        }
+        return out;
+    }, py::arg("q_codes"), py::arg("db_codes"), py::arg("dim"),
+       "Exact integer SDC scores int32 [m, n] of codes [m, bits, nb] and [n, bits, nb].");
+
+    m.def("sdc_topk", [](const py::handle& q_obj, const py::handle& d_obj, int64_t k, int64_t dim) {
+        Codes q = check_codes(q_obj, "q_codes"), d = check_codes(d_obj, "db_codes");
+        check_pair(q, d, dim);
+        if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+        const int64_t kk = std::min(k, d.n);
+        py::array_t<int32_t> scores({q.n, kk});
+        py::array_t<int64_t> ids({q.n, kk});
+        {
+            py::gil_scoped_release nogil;
+            sdc_topk(q.arr.data(), q.n, d.arr.data(), d.n, static_cast<int>(q.u), q.nb, dim, kk,
+                     scores.mutable_data(), ids.mutable_data());
+        }
+        return py::make_tuple(scores, ids);
+    }, py::arg("q_codes"), py::arg("db_codes"), py::arg("k"), py::arg("dim"),
+       "The k best SDC scores per query (descending, ties by smaller id): (int32 [m, k'], int64 [m, k']).");
+}
 
 }  // namespace embedrt

@@ -32,10 +32,11 @@ std::vector<uint64_t> pad_queries(const uint8_t* q, int64_t m, int64_t ldq, cons
     return out;
 }
 
-// Per-thread scratch for one transposed block of 8 codes (64-byte aligned).
+// Per-thread scratch for a block of transposed codes (64-byte aligned).
 uint64_t* block_scratch(int64_t W) {
     thread_local std::vector<uint64_t> buf;
-    const size_t need = static_cast<size_t>(8 * W + 8);
+    // 256 codes of W <= 8 words, or 64 codes of W words rounded up to a multiple of 8
+    const size_t need = static_cast<size_t>((W <= 8 ? 256 * W : 64 * ((W + 7) / 8 * 8)) + 8);
     if (buf.size() < need) buf.assign(need, 0);
     uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
     return reinterpret_cast<uint64_t*>((p + 63) & ~uintptr_t(63));
@@ -43,9 +44,9 @@ uint64_t* block_scratch(int64_t W) {
 
 constexpr int64_t kTileCodes = 2048;        // database codes per matrix tile (multiple of 8)
 constexpr int64_t kMinPartCodes = 16384;    // smallest database range worth its own heaps
-constexpr int64_t kCountingK = 256;         // above this k, select by counting distances
+constexpr int64_t kCountingK = 512;        // above this k, select by counting distances
 constexpr int64_t kMaxHeapBytes = int64_t(256) << 20;
-constexpr int64_t kMaxCountBytes = int64_t(64) << 20;
+constexpr int64_t kMaxCountBytes = int64_t(8) << 20;   // distance buffer of the counting select
 
 int64_t queries_per_chunk(int64_t W, int64_t cap) {
     // keep a chunk of padded queries within ~64 KB (L1/L2 resident while codes stream by)
@@ -74,7 +75,9 @@ void hamming_matrix(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, 
     }
     const Geometry g(nbits);
     const std::vector<uint64_t> qp = pad_queries(a, m, lda, g);
-    const int64_t qb = queries_per_chunk(g.W, 512);
+    // Few queries per tile: each step of 16 codes writes one cache line in each query row, and
+    // rows a power of two apart compete for the same cache sets.
+    const int64_t qb = queries_per_chunk(g.W, 32);
     const int64_t nqt = (m + qb - 1) / qb, njt = (n + kTileCodes - 1) / kTileCodes;
     parallel_for(nqt * njt, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
@@ -161,7 +164,7 @@ void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, i
     // every thread; each (query chunk, part) keeps its own heaps, merged below.
     int64_t parts = 1;
     if (threads > 1 && nqc < 2 * threads) {
-        parts = std::min<int64_t>((4 * threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
+        parts = std::min<int64_t>((8 * threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
         while (parts > 1 && parts * m * kk * 12 > kMaxHeapBytes) --parts;
     }
     const int64_t per_part = ((n + parts - 1) / parts + 7) / 8 * 8;

@@ -39,7 +39,7 @@ struct HammingScan {
     uint32_t* out = nullptr;
     int64_t ldo = 0;
     HammingHeaps* heaps = nullptr;
-    uint64_t* scratch = nullptr;  // at least 8 * W words (64-byte aligned)
+    uint64_t* scratch = nullptr;  // W <= 8: 256 * W words, else 64 * roundup(W, 8) (64-byte aligned)
 };
 
 void hamming_scan_scalar(const HammingScan& s, int64_t j0, int64_t j1);
@@ -54,6 +54,9 @@ void hamming_matrix(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, 
 
 // The k' = min(k, n) nearest codes of each query: ascending distance, ties by smaller id.
 // out_dist / out_ids are [m, k'] (row stride k'). Threaded over queries and code blocks.
+// k' <= 512: bounded heaps fed by a per-query threshold test inside the scan (few codes pass
+// it); larger k': distances of a few queries at a time, then a counting select over the
+// integer distances 0..nbits, which emits (distance, id) already in order.
 void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, int64_t n,
                   int64_t ldb, int64_t nbits, int64_t k, int32_t* out_dist, int64_t* out_ids);
 

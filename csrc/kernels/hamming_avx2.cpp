@@ -32,62 +32,105 @@ inline __m256i popcount_bytes(__m256i x, __m256i lut, __m256i low) {
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-}  // namespace
+// Distances of one query (W words) against the transposed block T ([W][8] words): two
+// vectors of four 64-bit sums (codes 0-3, 4-7).
+template <int W>
+inline void block_distances(const uint64_t* T, const uint64_t* qi, int64_t wdyn, __m256i lut, __m256i low,
+                            __m256i* s0, __m256i* s1) {
+    const __m256i zero = _mm256_setzero_si256();
+    const int64_t nw = W > 0 ? W : wdyn;
+    __m256i r0 = zero, r1 = zero;
+    for (int64_t w0 = 0; w0 < nw; w0 += 31) {
+        const int64_t w1 = nw - w0 < 31 ? nw : w0 + 31;
+        __m256i b0 = zero, b1 = zero;  // byte counts
+        for (int64_t w = w0; w < w1; ++w) {
+            const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(qi[w]));
+            const __m256i x0 = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(T + w * 8)), qw);
+            const __m256i x1 = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(T + w * 8 + 4)), qw);
+            b0 = _mm256_add_epi8(b0, popcount_bytes(x0, lut, low));
+            b1 = _mm256_add_epi8(b1, popcount_bytes(x1, lut, low));
+        }
+        r0 = _mm256_add_epi64(r0, _mm256_sad_epu8(b0, zero));
+        r1 = _mm256_add_epi64(r1, _mm256_sad_epu8(b1, zero));
+    }
+    *s0 = r0;
+    *s1 = r1;
+}
 
-void hamming_scan_avx2(const HammingScan& s, int64_t j0, int64_t j1) {
-    const int64_t W = s.W;
-    uint64_t* T = s.scratch;  // [W][8]
+template <int W>
+void scan(const HammingScan& s, int64_t j0, int64_t j1) {
+    const int64_t Wd = s.W;
+    uint64_t* T = s.scratch;  // [W][8], 64-byte aligned
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0F);
-    const __m256i zero = _mm256_setzero_si256();
+    const int64_t m = s.m, ldo = s.ldo;
+    uint32_t* const out = s.out;
+    HammingHeaps* const heaps = s.heaps;
     for (int64_t jb = j0; jb < j1; jb += 8) {
         const int64_t cnt = j1 - jb < 8 ? j1 - jb : 8;
         for (int64_t r = 0; r < 8; ++r) {
             if (r < cnt) {
                 const uint8_t* row = s.db + (jb + r) * s.ldb;
-                for (int64_t w = 0; w < W; ++w) T[w * 8 + r] = code_word(row, w, s.nbytes, s.lastmask);
+                for (int64_t w = 0; w < Wd; ++w) T[w * 8 + r] = code_word(row, w, s.nbytes, s.lastmask);
             } else {
-                for (int64_t w = 0; w < W; ++w) T[w * 8 + r] = 0;
+                for (int64_t w = 0; w < Wd; ++w) T[w * 8 + r] = 0;
             }
         }
+        const unsigned valid = (1u << cnt) - 1;
         const uint64_t* qi = s.q;
-        for (int64_t i = 0; i < s.m; ++i, qi += W) {
-            __m256i s0 = zero, s1 = zero;  // 64-bit sums, codes 0-3 and 4-7
-            for (int64_t w0 = 0; w0 < W; w0 += 31) {
-                const int64_t w1 = W - w0 < 31 ? W : w0 + 31;
-                __m256i b0 = zero, b1 = zero;  // byte counts
-                for (int64_t w = w0; w < w1; ++w) {
-                    const __m256i qw = _mm256_set1_epi64x(static_cast<long long>(qi[w]));
-                    const __m256i x0 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(T + w * 8)), qw);
-                    const __m256i x1 = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(T + w * 8 + 4)), qw);
-                    b0 = _mm256_add_epi8(b0, popcount_bytes(x0, lut, low));
-                    b1 = _mm256_add_epi8(b1, popcount_bytes(x1, lut, low));
+        for (int64_t i = 0; i < m; ++i, qi += Wd) {
+            __m256i s0, s1;
+            block_distances<W>(T, qi, Wd, lut, low, &s0, &s1);
+            if (out) {
+                // 64-bit sums -> 32-bit: take the low halves (elements 0, 2, 4, 6)
+                const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+                const __m128i lo = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s0, idx));
+                const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s1, idx));
+                uint32_t* o = out + i * ldo + (jb - j0);
+                if (cnt == 8) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o), lo);
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 4), hi);
+                } else {
+                    alignas(16) uint32_t d[8];
+                    _mm_store_si128(reinterpret_cast<__m128i*>(d), lo);
+                    _mm_store_si128(reinterpret_cast<__m128i*>(d + 4), hi);
+                    for (int64_t r = 0; r < cnt; ++r) o[r] = d[r];
                 }
-                s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(b0, zero));
-                s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(b1, zero));
             }
-            alignas(32) uint64_t d[8];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(d), s0);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(d + 4), s1);
-            if (s.out) {
-                uint32_t* o = s.out + i * s.ldo + (jb - j0);
-                for (int64_t r = 0; r < cnt; ++r) o[r] = static_cast<uint32_t>(d[r]);
-            }
-            if (s.heaps) {
-                const uint32_t thr = s.heaps->thr[i];
-                const __m256i t = _mm256_set1_epi64x(static_cast<long long>(thr));
+            if (heaps) {
+                const __m256i t = _mm256_set1_epi64x(static_cast<long long>(heaps->thr[i]));
                 unsigned hit = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s0)))) |
                                (static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s1)))) << 4);
-                hit &= (1u << cnt) - 1;
-                while (hit) {
-                    const int r = __builtin_ctz(hit);
-                    hit &= hit - 1;
-                    if (d[r] < s.heaps->thr[i])
-                        heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
+                hit &= valid;
+                if (hit) {
+                    alignas(32) uint64_t d[8];
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(d), s0);
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(d + 4), s1);
+                    while (hit) {
+                        const int r = __builtin_ctz(hit);
+                        hit &= hit - 1;
+                        if (d[r] < heaps->thr[i])
+                            heapdetail::heap_offer(heaps, i, static_cast<int32_t>(d[r]), jb + r);
+                    }
                 }
             }
         }
+    }
+}
+
+}  // namespace
+
+void hamming_scan_avx2(const HammingScan& s, int64_t j0, int64_t j1) {
+    switch (s.W) {
+        case 1: scan<1>(s, j0, j1); break;
+        case 2: scan<2>(s, j0, j1); break;
+        case 4: scan<4>(s, j0, j1); break;
+        case 6: scan<6>(s, j0, j1); break;
+        case 8: scan<8>(s, j0, j1); break;
+        case 12: scan<12>(s, j0, j1); break;
+        case 16: scan<16>(s, j0, j1); break;
+        default: scan<0>(s, j0, j1); break;
     }
 }
 

@@ -1,7 +1,12 @@
-// AVX-512 Hamming scan (F + BW + VPOPCNTDQ): 8 database codes are loaded with byte-masked
-// loads (no reads past a code, tails zero), transposed 8 x 8 in 64-bit words, and each query
-// costs per word one broadcast XOR, one VPOPCNTQ and one add for 8 distances at once.
-// Codes of up to 64 bytes stay in registers; wider codes go through an L1 scratch block.
+// AVX-512 Hamming scan (F + BW + VPOPCNTDQ): 8 database codes are loaded (byte-masked where
+// the width needs it: no reads past a code, tails zero), transposed 8 x 8 in 64-bit words, and
+// each query costs per word one broadcast XOR, one VPOPCNTQ and one add for 8 distances.
+//
+// Top-k: 16 codes of up to 64 bytes per step stay in registers while every query of the chunk
+// passes (wider codes: 8 per step from an L1 scratch block); a threshold compare per query
+// lets almost no candidate reach the heap.
+// Distances out: up to 256 codes are transposed into L1 first, then each query runs along them
+// and writes a long contiguous run of its output row.
 #include <immintrin.h>
 
 #include "kernels/hamming.h"
@@ -18,8 +23,18 @@ inline void load_transpose(const uint8_t* base, int64_t ldb, int64_t cnt, int64_
     const int64_t nb = nbytes - b0 < 64 ? nbytes - b0 : 64;
     const __mmask64 lm = nb == 64 ? ~__mmask64(0) : ((__mmask64(1) << nb) - 1);
     __m512i v[8];
-    for (int r = 0; r < 8; ++r)
-        v[r] = r < cnt ? _mm512_maskz_loadu_epi8(lm, base + r * ldb + b0) : _mm512_setzero_si512();
+    // Plain loads where the width allows (masked loads are slower on some cores).
+    if (nb == 64) {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_loadu_si512(base + r * ldb + b0) : _mm512_setzero_si512();
+    } else if (nb == 32) {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + r * ldb + b0)))
+                           : _mm512_setzero_si512();
+    } else {
+        for (int r = 0; r < 8; ++r)
+            v[r] = r < cnt ? _mm512_maskz_loadu_epi8(lm, base + r * ldb + b0) : _mm512_setzero_si512();
+    }
     if (lastmask != 0xFF && b0 + nb == nbytes) {
         // every byte 0xFF except the last used one, which keeps only the first bits
         const __m512i mv = _mm512_mask_set1_epi8(_mm512_set1_epi8(-1), __mmask64(1) << (nb - 1),
@@ -44,21 +59,17 @@ inline void load_transpose(const uint8_t* base, int64_t ldb, int64_t cnt, int64_
     t[7] = _mm512_shuffle_i64x2(u1, u3, 0xDD);
 }
 
-inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, int64_t jb, int64_t j0) {
-    if (s.out)
-        _mm256_mask_storeu_epi32(s.out + i * s.ldo + (jb - j0), valid, _mm512_cvtepi64_epi32(acc));
-    if (s.heaps) {
-        const __mmask8 hit = _mm512_mask_cmplt_epu64_mask(valid, acc, _mm512_set1_epi64(s.heaps->thr[i]));
-        if (hit) {
-            alignas(64) uint64_t d[8];
-            _mm512_store_si512(reinterpret_cast<__m512i*>(d), acc);
-            unsigned bits = hit;
-            while (bits) {
-                const int r = __builtin_ctz(bits);
-                bits &= bits - 1;
-                if (d[r] < s.heaps->thr[i])
-                    heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
-            }
+// Offers the distances of one query against codes jb..jb+7 (those set in `valid`) to its heap.
+inline void emit(const HammingScan& s, int64_t i, __m512i acc, __mmask8 valid, int64_t jb) {
+    const __mmask8 hit = _mm512_mask_cmplt_epu64_mask(valid, acc, _mm512_set1_epi64(s.heaps->thr[i]));
+    if (hit) {
+        alignas(64) uint64_t d[8];
+        _mm512_store_si512(reinterpret_cast<__m512i*>(d), acc);
+        unsigned bits = hit;
+        while (bits) {
+            const int r = __builtin_ctz(bits);
+            bits &= bits - 1;
+            if (d[r] < s.heaps->thr[i]) heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
         }
     }
 }
@@ -74,14 +85,13 @@ inline void offer_hits(HammingHeaps* h, int64_t i, __m512i acc, unsigned hit, in
     }
 }
 
-// Codes of W <= 8 words, 16 codes per step: the two transposed blocks live in registers and
-// each query word is broadcast once for both. TOPK: offer to heaps, else store distances.
-template <int W, bool TOPK>
+// Top-k, codes of W <= 8 words, 16 codes per step: the two transposed blocks live in
+// registers and each query word is broadcast once for both.
+template <int W>
 void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
     const bool prefetch = s.m <= 4;  // streaming one or few queries: stay ahead of memory
-    const int64_t m = s.m, ldb = s.ldb, ldo = s.ldo;
+    const int64_t m = s.m, ldb = s.ldb;
     const uint64_t* const q = s.q;
-    uint32_t* const out = s.out;
     HammingHeaps* const heaps = s.heaps;
     for (int64_t jb = j0; jb < j1; jb += 16) {
         const int64_t cnt = j1 - jb < 16 ? j1 - jb : 16;
@@ -104,24 +114,109 @@ void scan_small(const HammingScan& s, int64_t j0, int64_t j1) {
                 a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(t0[w], b)));
                 a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(t1[w], b)));
             }
-            if (TOPK) {
-                const __m512i thr = _mm512_set1_epi64(static_cast<long long>(heaps->thr[i]));
-                const unsigned h0 = _mm512_mask_cmplt_epu64_mask(v0, a0, thr);
-                const unsigned h1 = _mm512_mask_cmplt_epu64_mask(v1, a1, thr);
-                if (__builtin_expect((h0 | h1) != 0, 0)) {
-                    if (h0) offer_hits(heaps, i, a0, h0, jb);
-                    if (h1) offer_hits(heaps, i, a1, h1, jb + 8);
-                }
-            } else {
-                uint32_t* o = out + i * ldo + (jb - j0);
-                _mm256_mask_storeu_epi32(o, v0, _mm512_cvtepi64_epi32(a0));
-                _mm256_mask_storeu_epi32(o + 8, v1, _mm512_cvtepi64_epi32(a1));
+            const __m512i thr = _mm512_set1_epi64(static_cast<long long>(heaps->thr[i]));
+            const unsigned h0 = _mm512_mask_cmplt_epu64_mask(v0, a0, thr);
+            const unsigned h1 = _mm512_mask_cmplt_epu64_mask(v1, a1, thr);
+            if (__builtin_expect((h0 | h1) != 0, 0)) {
+                if (h0) offer_hits(heaps, i, a0, h0, jb);
+                if (h1) offer_hits(heaps, i, a1, h1, jb + 8);
             }
         }
     }
 }
 
-// Wider codes: the transposed block goes to the scratch buffer ([W][8] words).
+// Distances out, codes of W <= 8 words: up to kStoreCodes codes are transposed into the L1
+// scratch first, then each query (its words held in registers) runs along them and writes a
+// long contiguous run of its output row, instead of one cache line per row per step (rows a
+// power of two apart would fight over the same cache sets).
+constexpr int64_t kStoreCodes = 256;
+
+template <int W>
+void scan_store(const HammingScan& s, int64_t j0, int64_t j1) {
+    __m512i* T = reinterpret_cast<__m512i*>(s.scratch);  // [group][W]
+    for (int64_t js = j0; js < j1; js += kStoreCodes) {
+        const int64_t cnt = j1 - js < kStoreCodes ? j1 - js : kStoreCodes;
+        const int64_t groups = (cnt + 7) / 8;
+        for (int64_t g = 0; g < groups; ++g) {
+            __m512i t[8];
+            const int64_t c = cnt - 8 * g < 8 ? cnt - 8 * g : 8;
+            load_transpose(s.db + (js + 8 * g) * s.ldb, s.ldb, c, 0, s.nbytes, s.lastmask, t);
+            for (int w = 0; w < W; ++w) _mm512_store_si512(T + g * W + w, t[w]);
+        }
+        const int64_t full = cnt / 8;
+        const __mmask8 tail = static_cast<__mmask8>((1u << (cnt % 8)) - 1);
+        const uint64_t* qi = s.q;
+        for (int64_t i = 0; i < s.m; ++i, qi += W) {
+            __m512i qv[W];
+            for (int w = 0; w < W; ++w) qv[w] = _mm512_set1_epi64(static_cast<long long>(qi[w]));
+            uint32_t* o = s.out + i * s.ldo + (js - j0);
+            const __m512i* tg = T;
+            for (int64_t g = 0; g < full; ++g, tg += W, o += 8) {
+                __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                for (int w = 1; w < W; ++w)
+                    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi64_epi32(acc));
+            }
+            if (tail) {
+                __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                for (int w = 1; w < W; ++w)
+                    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                _mm256_mask_storeu_epi32(o, tail, _mm512_cvtepi64_epi32(acc));
+            }
+        }
+    }
+}
+
+// Distances out, wider codes: as scan_store with 64 codes per pass, their words padded to a
+// multiple of 8 (the padding is zero); each query runs along them once per 8 words with those
+// words in registers, adding into its (L1-resident) run of the output row.
+void scan_store_wide(const HammingScan& s, int64_t j0, int64_t j1) {
+    const int64_t W = s.W, chunks = (W + 7) / 8, Wp = 8 * chunks;
+    constexpr int64_t kCodes = 64;
+    __m512i* T = reinterpret_cast<__m512i*>(s.scratch);  // [group][Wp]
+    for (int64_t js = j0; js < j1; js += kCodes) {
+        const int64_t cnt = j1 - js < kCodes ? j1 - js : kCodes;
+        const int64_t groups = (cnt + 7) / 8;
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c = cnt - 8 * g < 8 ? cnt - 8 * g : 8;
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                __m512i t[8];
+                load_transpose(s.db + (js + 8 * g) * s.ldb, s.ldb, c, ch, s.nbytes, s.lastmask, t);
+                for (int w = 0; w < 8; ++w) _mm512_store_si512(T + g * Wp + 8 * ch + w, t[w]);
+            }
+        }
+        const uint64_t* qi = s.q;
+        for (int64_t i = 0; i < s.m; ++i, qi += W) {
+            uint32_t* o = s.out + i * s.ldo + (js - j0);
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+                __m512i qv[8];
+                for (int w = 0; w < 8; ++w)
+                    qv[w] = 8 * ch + w < W ? _mm512_set1_epi64(static_cast<long long>(qi[8 * ch + w]))
+                                           : _mm512_setzero_si512();
+                for (int64_t g = 0; g < groups; ++g) {
+                    const __m512i* tg = T + g * Wp + 8 * ch;
+                    __m512i a0 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg), qv[0]));
+                    __m512i a1 = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + 1), qv[1]));
+                    for (int w = 2; w < 8; w += 2) {
+                        a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w), qv[w])));
+                        a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_load_si512(tg + w + 1), qv[w + 1])));
+                    }
+                    __m256i d = _mm512_cvtepi64_epi32(_mm512_add_epi64(a0, a1));
+                    const int64_t c = cnt - 8 * g;
+                    const __mmask8 vm = c >= 8 ? __mmask8(0xFF) : static_cast<__mmask8>((1u << c) - 1);
+                    uint32_t* og = o + 8 * g;
+                    if (ch > 0) d = _mm256_add_epi32(d, _mm256_maskz_loadu_epi32(vm, og));
+                    if (c >= 8)
+                        _mm256_storeu_si256(reinterpret_cast<__m256i*>(og), d);
+                    else
+                        _mm256_mask_storeu_epi32(og, vm, d);
+                }
+            }
+        }
+    }
+}
+
+// Top-k, wider codes: the transposed block goes to the scratch buffer ([W][8] words).
 void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
     const int64_t W = s.W;
     const int64_t chunks = (W + 7) / 8;
@@ -148,40 +243,44 @@ void scan_wide(const HammingScan& s, int64_t j0, int64_t j1) {
             if (w < W)
                 a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(
                                               _mm512_loadu_si512(T + w), _mm512_set1_epi64(static_cast<long long>(qi[w])))));
-            emit(s, i, _mm512_add_epi64(a0, a1), valid, jb, j0);
+            emit(s, i, _mm512_add_epi64(a0, a1), valid, jb);
         }
     }
 }
 
-template <bool TOPK>
-void scan_dispatch(const HammingScan& s, int64_t j0, int64_t j1) {
+void scan_topk(const HammingScan& s, int64_t j0, int64_t j1) {
     switch (s.W) {
-        case 1: scan_small<1, TOPK>(s, j0, j1); break;
-        case 2: scan_small<2, TOPK>(s, j0, j1); break;
-        case 3: scan_small<3, TOPK>(s, j0, j1); break;
-        case 4: scan_small<4, TOPK>(s, j0, j1); break;
-        case 5: scan_small<5, TOPK>(s, j0, j1); break;
-        case 6: scan_small<6, TOPK>(s, j0, j1); break;
-        case 7: scan_small<7, TOPK>(s, j0, j1); break;
-        case 8: scan_small<8, TOPK>(s, j0, j1); break;
+        case 1: scan_small<1>(s, j0, j1); break;
+        case 2: scan_small<2>(s, j0, j1); break;
+        case 3: scan_small<3>(s, j0, j1); break;
+        case 4: scan_small<4>(s, j0, j1); break;
+        case 5: scan_small<5>(s, j0, j1); break;
+        case 6: scan_small<6>(s, j0, j1); break;
+        case 7: scan_small<7>(s, j0, j1); break;
+        case 8: scan_small<8>(s, j0, j1); break;
         default: scan_wide(s, j0, j1); break;
+    }
+}
+
+void scan_out(const HammingScan& s, int64_t j0, int64_t j1) {
+    switch (s.W) {
+        case 1: scan_store<1>(s, j0, j1); break;
+        case 2: scan_store<2>(s, j0, j1); break;
+        case 3: scan_store<3>(s, j0, j1); break;
+        case 4: scan_store<4>(s, j0, j1); break;
+        case 5: scan_store<5>(s, j0, j1); break;
+        case 6: scan_store<6>(s, j0, j1); break;
+        case 7: scan_store<7>(s, j0, j1); break;
+        case 8: scan_store<8>(s, j0, j1); break;
+        default: scan_store_wide(s, j0, j1); break;
     }
 }
 
 }  // namespace
 
 void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1) {
-    // one mode per call: distances out, or top-k heaps (the heap path needs ids in order)
-    if (s.heaps) {
-        scan_dispatch<true>(s, j0, j1);
-        if (s.out) {
-            HammingScan o = s;
-            o.heaps = nullptr;
-            scan_dispatch<false>(o, j0, j1);
-        }
-    } else if (s.out) {
-        scan_dispatch<false>(s, j0, j1);
-    }
+    if (s.heaps) scan_topk(s, j0, j1);
+    if (s.out) scan_out(s, j0, j1);
 }
 
 }  // namespace embedrt

@@ -29,8 +29,12 @@ uint8_t* scratch(int64_t bytes) {
 void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
     if (args.m <= 0 || j1 <= j0) return;
     Isa isa = active_isa();
-    int64_t mc = row_block(args.kp);
     const int64_t m = args.m;
+    int64_t mc = row_block(args.kp);
+    if (m > mc) {  // even row blocks (multiples of 8) rather than a short last one
+        int64_t blocks = (m + mc - 1) / mc;
+        mc = ((m + blocks - 1) / blocks + 7) / 8 * 8;
+    }
     const size_t esz = 1;  // both int8 and uint8 A
     args.scratch = scratch(int8_gemm_scratch_bytes(std::min(m, mc), args.kp));
     for (int64_t i0 = 0; i0 < m; i0 += mc) {

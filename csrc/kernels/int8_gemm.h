@@ -12,8 +12,11 @@
 // Paths:
 //   avx512  vpdpbusd (u8 x s8): A is fed as a_u8 = a + 128 (a xor 0x80) and the kernel
 //           subtracts comp[j] = 128 * sum_k B[j, k] (folded into the packing). Register
-//           block 8 rows x 48 columns (24 zmm accumulators); A is packed per call into
-//           8-row micro panels, B stays in the packed panels.
+//           block 8 rows x 48 columns (24 zmm accumulators); A is packed per call (an 8 x 8
+//           dword transpose) into 8-row micro panels [kp / 4][8][4], B stays in the packed
+//           panels. Loops: row blocks of ~512 KB of packed A (int8_gemm.cpp), then blocks of
+//           3 B panels, then (int32 output) k blocks of 512 so the B block stays in L1, then
+//           the row micro panels. Later k blocks add into C (wrapping int32 adds, exact).
 //   avx2    sign extension to int16 + vpmaddwd (never the saturating vpmaddubsw).
 //   neon    sdot (s8 x s8, no compensation), in int8_gemm_neon.cpp (aarch64 builds only).
 //   scalar  plain loops.

@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kMR = 8;   // rows per micro panel
 constexpr int kNP = 3;   // B panels (of 16 columns) per microkernel
+constexpr int64_t kKC = 512;  // k per block (int32 output)
 
 // Packs rows [0, rows) of A into micro panels; rows beyond `rows` in the last panel are zero.
 void pack_a(const Int8GemmArgs& g, uint8_t* dst) {
@@ -26,6 +27,40 @@ void pack_a(const Int8GemmArgs& g, uint8_t* dst) {
     for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
         uint8_t* panel = dst + i0 * kp;  // kMR * kp bytes
         int64_t rows = g.m - i0 < kMR ? g.m - i0 : kMR;
+        int64_t kdone = 0;
+        if (rows == kMR) {
+            // 8 groups of 4 k's at a time: an 8 x 8 transpose of 32-bit words.
+            const uint8_t* src = static_cast<const uint8_t*>(g.a) + i0 * g.lda;
+            const __m256i fl = _mm256_set1_epi32(int(flip));
+            for (; kdone + 32 <= k; kdone += 32) {
+                __m256i r0 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 0 * g.lda + kdone)));
+                __m256i r1 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 1 * g.lda + kdone)));
+                __m256i r2 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * g.lda + kdone)));
+                __m256i r3 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 3 * g.lda + kdone)));
+                __m256i r4 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 4 * g.lda + kdone)));
+                __m256i r5 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 5 * g.lda + kdone)));
+                __m256i r6 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 6 * g.lda + kdone)));
+                __m256i r7 = _mm256_xor_si256(fl, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 7 * g.lda + kdone)));
+                __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpackhi_epi32(r0, r1);
+                __m256i t2 = _mm256_unpacklo_epi32(r2, r3), t3 = _mm256_unpackhi_epi32(r2, r3);
+                __m256i t4 = _mm256_unpacklo_epi32(r4, r5), t5 = _mm256_unpackhi_epi32(r4, r5);
+                __m256i t6 = _mm256_unpacklo_epi32(r6, r7), t7 = _mm256_unpackhi_epi32(r6, r7);
+                __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+                __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+                __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+                __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+                // u0: groups 0 | 4 of rows 0-3; u4: the same for rows 4-7 (and so on).
+                uint8_t* d = panel + (kdone / 4) * 4 * kMR;
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 0 * 32), _mm256_permute2x128_si256(u0, u4, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 1 * 32), _mm256_permute2x128_si256(u1, u5, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 2 * 32), _mm256_permute2x128_si256(u2, u6, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 3 * 32), _mm256_permute2x128_si256(u3, u7, 0x20));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 4 * 32), _mm256_permute2x128_si256(u0, u4, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 5 * 32), _mm256_permute2x128_si256(u1, u5, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 6 * 32), _mm256_permute2x128_si256(u2, u6, 0x31));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 7 * 32), _mm256_permute2x128_si256(u3, u7, 0x31));
+            }
+        }
         for (int r = 0; r < kMR; ++r) {
             uint8_t* d = panel + r * 4;
             if (r >= rows) {
@@ -33,7 +68,7 @@ void pack_a(const Int8GemmArgs& g, uint8_t* dst) {
                 continue;
             }
             const uint8_t* src = static_cast<const uint8_t*>(g.a) + (i0 + r) * g.lda;
-            int64_t kk = 0;
+            int64_t kk = kdone;
             for (; kk < k4; kk += 4) {
                 uint32_t v;
                 std::memcpy(&v, src + kk, 4);
@@ -67,11 +102,12 @@ inline __mmask16 col_mask(int64_t lo, int64_t hi) {  // columns [lo, hi) of a 16
     return static_cast<__mmask16>(m);
 }
 
+// Accumulates groups [qb, qe) of 4 k's for rows i0.. (MR) and panels p0.. (NP). first: C is
+// written as acc - comp; otherwise (a later k block, int32 output only) acc is added to C.
 template <int MR, int NP>
 void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int64_t j0,
-           int64_t j1) {
+           int64_t j1, int64_t qb, int64_t qe, bool first) {
     const int64_t kp = g.kp;
-    const int64_t groups = kp / 4;
     const int8_t* bp = g.b + p0 * 16 * kp;
     const int64_t pstride = 16 * kp;
     // Named accumulators (an array of 24 zmm would not be kept in registers by every
@@ -83,7 +119,7 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
     const int8_t* b0p = bp;
     const int8_t* b1p = bp + (NP > 1 ? pstride : 0);
     const int8_t* b2p = bp + (NP > 2 ? 2 * pstride : 0);
-    for (int64_t q = 0; q < groups; ++q) {
+    for (int64_t q = qb; q < qe; ++q) {
         const __m512i b0 = _mm512_loadu_si512(reinterpret_cast<const void*>(b0p + q * 64));
         const __m512i b1 = NP > 1 ? _mm512_loadu_si512(reinterpret_cast<const void*>(b1p + q * 64)) : b0;
         const __m512i b2 = NP > 2 ? _mm512_loadu_si512(reinterpret_cast<const void*>(b2p + q * 64)) : b0;
@@ -101,11 +137,72 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
         EMBEDRT_ROW(4) EMBEDRT_ROW(5) EMBEDRT_ROW(6) EMBEDRT_ROW(7)
 #undef EMBEDRT_ROW
     }
-    // Spill the finished block once, compensated, then run the epilogue from memory.
-    alignas(64) int32_t tile[8][48];
     const __m512i comp0 = _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16));
     const __m512i comp1 = NP > 1 ? _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16 + 16)) : comp0;
     const __m512i comp2 = NP > 2 ? _mm512_loadu_si512(reinterpret_cast<const void*>(g.comp + p0 * 16 + 32)) : comp0;
+    if (!first && j0 <= p0 * 16 && (p0 + NP) * 16 <= j1) {
+        // A later k block over whole panels: C += acc straight from registers.
+        int32_t* c = g.c32 + i0 * g.ldc + p0 * 16;
+#define EMBEDRT_ADD1(r, p, acc)                                                                  \
+        {                                                                                       \
+            void* dst = reinterpret_cast<void*>(c + r * g.ldc + p * 16);                        \
+            _mm512_storeu_si512(dst, _mm512_add_epi32(_mm512_loadu_si512(dst), acc));          \
+        }
+#define EMBEDRT_ADD(r)                                                                           \
+        if (MR > r) {                                                                           \
+            EMBEDRT_ADD1(r, 0, c##r##0)                                                         \
+            if (NP > 1) EMBEDRT_ADD1(r, 1, c##r##1)                                             \
+            if (NP > 2) EMBEDRT_ADD1(r, 2, c##r##2)                                             \
+        }
+        EMBEDRT_ADD(0) EMBEDRT_ADD(1) EMBEDRT_ADD(2) EMBEDRT_ADD(3)
+        EMBEDRT_ADD(4) EMBEDRT_ADD(5) EMBEDRT_ADD(6) EMBEDRT_ADD(7)
+#undef EMBEDRT_ADD
+#undef EMBEDRT_ADD1
+        return;
+    }
+    if (!first) {
+        // A later k block: C += acc over the columns of [j0, j1).
+        alignas(64) int32_t part[8][48];
+#define EMBEDRT_PART(r)                                                                           \
+        if (MR > r) {                                                                             \
+            _mm512_store_si512(reinterpret_cast<void*>(&part[r][0]), c##r##0);                    \
+            if (NP > 1) _mm512_store_si512(reinterpret_cast<void*>(&part[r][16]), c##r##1);       \
+            if (NP > 2) _mm512_store_si512(reinterpret_cast<void*>(&part[r][32]), c##r##2);       \
+        }
+        EMBEDRT_PART(0) EMBEDRT_PART(1) EMBEDRT_PART(2) EMBEDRT_PART(3)
+        EMBEDRT_PART(4) EMBEDRT_PART(5) EMBEDRT_PART(6) EMBEDRT_PART(7)
+#undef EMBEDRT_PART
+        for (int p = 0; p < NP; ++p) {
+            int64_t c0 = (p0 + p) * 16;
+            int64_t lo = j0 > c0 ? j0 - c0 : 0;
+            int64_t hi = j1 - c0 < 16 ? j1 - c0 : 16;
+            __mmask16 mask = col_mask(lo, hi);
+            if (!mask) continue;
+            for (int r = 0; r < MR; ++r) {
+                int32_t* dst = g.c32 + (i0 + r) * g.ldc + c0;
+                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, dst),
+                                             _mm512_load_si512(reinterpret_cast<const void*>(&part[r][p * 16])));
+                _mm512_mask_storeu_epi32(dst, mask, v);
+            }
+        }
+        return;
+    }
+    if (g.c32 && j0 <= p0 * 16 && (p0 + NP) * 16 <= j1) {
+        // int32 output, every column of the block inside [j0, j1): store straight from registers.
+        int32_t* c = g.c32 + i0 * g.ldc + p0 * 16;
+#define EMBEDRT_STORE(r)                                                                             \
+        if (MR > r) {                                                                                \
+            _mm512_storeu_si512(reinterpret_cast<void*>(c + r * g.ldc), _mm512_sub_epi32(c##r##0, comp0)); \
+            if (NP > 1) _mm512_storeu_si512(reinterpret_cast<void*>(c + r * g.ldc + 16), _mm512_sub_epi32(c##r##1, comp1)); \
+            if (NP > 2) _mm512_storeu_si512(reinterpret_cast<void*>(c + r * g.ldc + 32), _mm512_sub_epi32(c##r##2, comp2)); \
+        }
+        EMBEDRT_STORE(0) EMBEDRT_STORE(1) EMBEDRT_STORE(2) EMBEDRT_STORE(3)
+        EMBEDRT_STORE(4) EMBEDRT_STORE(5) EMBEDRT_STORE(6) EMBEDRT_STORE(7)
+#undef EMBEDRT_STORE
+        return;
+    }
+    // Otherwise spill the finished block once, compensated, and run the epilogue from memory.
+    alignas(64) int32_t tile[8][48];
 #define EMBEDRT_SPILL(r)                                                                            \
     if (MR > r) {                                                                                   \
         _mm512_store_si512(reinterpret_cast<void*>(&tile[r][0]), _mm512_sub_epi32(c##r##0, comp0)); \
@@ -141,16 +238,16 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
 
 template <int NP>
 void micro_rows(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int rows, int64_t p0,
-                int64_t j0, int64_t j1) {
+                int64_t j0, int64_t j1, int64_t qb, int64_t qe, bool first) {
     switch (rows) {
-        case 8: micro<8, NP>(g, ap, i0, p0, j0, j1); break;
-        case 7: micro<7, NP>(g, ap, i0, p0, j0, j1); break;
-        case 6: micro<6, NP>(g, ap, i0, p0, j0, j1); break;
-        case 5: micro<5, NP>(g, ap, i0, p0, j0, j1); break;
-        case 4: micro<4, NP>(g, ap, i0, p0, j0, j1); break;
-        case 3: micro<3, NP>(g, ap, i0, p0, j0, j1); break;
-        case 2: micro<2, NP>(g, ap, i0, p0, j0, j1); break;
-        default: micro<1, NP>(g, ap, i0, p0, j0, j1); break;
+        case 8: micro<8, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 7: micro<7, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 6: micro<6, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 5: micro<5, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 4: micro<4, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 3: micro<3, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 2: micro<2, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        default: micro<1, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
     }
 }
 
@@ -161,15 +258,22 @@ void int8_gemm_avx512(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
     uint8_t* ap = g.scratch;
     pack_a(g, ap);
     const int64_t pbeg = j0 / 16, pend = (j1 + 15) / 16;
-    // Column blocks of kNP panels (kept in L1/L2) outermost, row micro panels inside.
+    // Column blocks of kNP panels outermost; for int32 output, blocks of kKC k's next (so a
+    // B block of 3 x 16 x kKC bytes stays in L1 while all row micro panels stream past it).
+    const int64_t groups = g.kp / 4;
+    const int64_t kc = g.c32 ? kKC / 4 : groups;
     for (int64_t p = pbeg; p < pend; p += kNP) {
         int np = pend - p < kNP ? int(pend - p) : kNP;
-        for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
-            int rows = g.m - i0 < kMR ? int(g.m - i0) : kMR;
-            const uint8_t* a = ap + i0 * g.kp;
-            if (np == 3) micro_rows<3>(g, a, i0, rows, p, j0, j1);
-            else if (np == 2) micro_rows<2>(g, a, i0, rows, p, j0, j1);
-            else micro_rows<1>(g, a, i0, rows, p, j0, j1);
+        for (int64_t qb = 0; qb < groups || qb == 0; qb += kc) {
+            int64_t qe = qb + kc < groups ? qb + kc : groups;
+            for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
+                int rows = g.m - i0 < kMR ? int(g.m - i0) : kMR;
+                const uint8_t* a = ap + i0 * g.kp;
+                if (np == 3) micro_rows<3>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                else if (np == 2) micro_rows<2>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                else micro_rows<1>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+            }
+            if (groups == 0) break;
         }
     }
 }

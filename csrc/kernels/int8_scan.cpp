@@ -101,8 +101,10 @@ void int8_search_q16(const int16_t* q16, const float* q_scale, int64_t nq, const
     int64_t grain = std::max<int64_t>(kBlock, (int64_t(1) << 16) / std::max<int64_t>(dim, 1));
     parallel_for(n, grain, [&](int64_t b, int64_t e) {
         thread_local std::vector<int32_t> dots;
+        thread_local std::vector<float> scores;
         thread_local std::vector<TopK> tops;
         dots.resize(size_t(nq * kBlock));
+        scores.resize(size_t(kBlock));
         if (int64_t(tops.size()) < nq) tops.resize(size_t(nq));
         for (int64_t j = 0; j < nq; ++j) tops[size_t(j)].reset(k);
         for (int64_t s = b; s < e; s += kBlock) {
@@ -112,9 +114,24 @@ void int8_search_q16(const int16_t* q16, const float* q_scale, int64_t nq, const
                 TopK& top = tops[size_t(j)];
                 const int32_t* dj = dots.data() + j * kBlock;
                 const float qs = q_scale[j];
-                for (int64_t t = 0; t < cnt; ++t) {
-                    float score = (qs * doc_scale[s + t]) * float(dj[t]);
-                    if (top.may_enter(score)) top.push(score, s + t);
+                const float* ds = doc_scale + s;
+                float* sc = scores.data();
+                for (int64_t t = 0; t < cnt; ++t) sc[t] = (qs * ds[t]) * float(dj[t]);  // vectorized
+                if (int64_t(top.heap.size()) < k) {
+                    for (int64_t t = 0; t < cnt; ++t)
+                        if (top.may_enter(sc[t])) top.push(sc[t], s + t);
+                    continue;
+                }
+                float bound = top.heap.front().score;
+                for (int64_t t0 = 0; t0 < cnt; t0 += 16) {
+                    // Cheap test of 16 scores at once; most blocks have none that can enter.
+                    int64_t t1 = std::min(cnt, t0 + 16);
+                    bool any = false;
+                    for (int64_t t = t0; t < t1; ++t) any |= sc[t] >= bound;
+                    if (!any) continue;
+                    for (int64_t t = t0; t < t1; ++t)
+                        if (sc[t] >= top.heap.front().score) top.push(sc[t], s + t);
+                    bound = top.heap.front().score;
                 }
             }
         }

@@ -2,6 +2,8 @@
 // make 64 bits, whose bytes are then bit-reversed into MSB-first order.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/pack_bits.h"
 
 namespace embedrt {
@@ -23,21 +25,29 @@ bool pack_bits_f32_avx512(const float* x, int64_t n, int64_t d, uint8_t* out) {
     for (int64_t i = 0; i < n; ++i) {
         const float* row = x + i * d;
         uint8_t* o = out + i * nb;
-        for (int64_t c = 0; c < d; c += 64) {
+        int64_t c = 0;
+        for (; c + 64 <= d; c += 64) {  // full steps: plain loads and an 8-byte store
             uint64_t bits = 0;
-            for (int64_t s = 0; s < 4; ++s) {
-                const int64_t c0 = c + 16 * s;
-                if (c0 >= d) break;
-                const int64_t left = d - c0;
+            for (int s = 0; s < 4; ++s) {
+                const __m512 v = _mm512_loadu_ps(row + c + 16 * s);
+                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                bits |= static_cast<uint64_t>(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ)) << (16 * s);
+            }
+            bits = reverse_bits_in_bytes(bits);  // little-endian: byte t = elements 8t..8t+7
+            std::memcpy(o + c / 8, &bits, 8);
+        }
+        if (c < d) {  // tail: masked loads (zeros past d pack as 0 bits)
+            uint64_t bits = 0;
+            for (int s = 0; s < 4 && c + 16 * s < d; ++s) {
+                const int64_t left = d - c - 16 * s;
                 const __mmask16 lm = left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-                const __m512 v = _mm512_maskz_loadu_ps(lm, row + c0);
+                const __m512 v = _mm512_maskz_loadu_ps(lm, row + c + 16 * s);
                 nan |= _mm512_mask_cmp_ps_mask(lm, v, v, _CMP_UNORD_Q);
                 bits |= static_cast<uint64_t>(_mm512_mask_cmp_ps_mask(lm, v, zero, _CMP_GT_OQ)) << (16 * s);
             }
-            bits = reverse_bits_in_bytes(bits);  // little-endian: byte t of `bits` = elements 8t..8t+7
-            const int64_t bytes = (d - c + 7) / 8 < 8 ? (d - c + 7) / 8 : 8;
-            const __mmask64 sm = bytes == 8 ? __mmask64(0xFF) : ((__mmask64(1) << bytes) - 1);
-            _mm512_mask_storeu_epi8(o + c / 8, sm, _mm512_set1_epi64(static_cast<long long>(bits)));
+            bits = reverse_bits_in_bytes(bits);
+            const int64_t bytes = (d - c + 7) / 8;
+            for (int64_t t = 0; t < bytes; ++t) o[c / 8 + t] = static_cast<uint8_t>(bits >> (8 * t));
         }
     }
     return nan == 0;

@@ -11,6 +11,12 @@ import importlib
 
 from ._runtime import cpu_info, get_num_threads, set_num_threads
 
+# `quantize` and `sdc` name both a function and the submodule that defines it. Bind the
+# functions now (both modules are light), so that importing a submodule later cannot rebind
+# the package attribute to the module.
+from .quantize import quantize
+from .sdc import sdc
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
@@ -25,14 +31,12 @@ _LAZY = {
     "int8_matmul": ".kernels",
     "Int8Matrix": ".kernels",
     "pack_int8": ".kernels",
-    "quantize": ".quantize",
     # indexes
     "BinaryIndex": ".index",
     "Int8Index": ".index",
     "Index": ".index",
     # multi-bit binary codes
     "ResidualBinarizer": ".sdc",
-    "sdc": ".sdc",
     "sdc_topk": ".sdc",
     "SDCIndex": ".sdc",
     # hash embeddings
@@ -49,7 +53,7 @@ _LAZY = {
     "convert": ".encoder",
 }
 
-__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "__version__", *_LAZY]
+__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "quantize", "sdc", "__version__", *_LAZY]
 
 
 def __getattr__(name: str):

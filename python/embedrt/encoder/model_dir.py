@@ -1,0 +1,239 @@
+"""Reading an exported sentence-transformers model folder.
+
+A folder as users download it holds ``config.json`` (the transformer's shape),
+``tokenizer.json`` (a Hugging Face fast tokenizer), ``modules.json`` (the module pipeline:
+Transformer, Pooling, Normalize), ``1_Pooling/config.json``, ``sentence_bert_config.json``
+(``max_seq_length``), ``config_sentence_transformers.json`` (prompts, similarity function) and
+the ONNX graph, ``onnx/model.onnx`` (or a bare ``model.onnx``).
+
+Every problem is reported as an exception naming the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+
+# legacy boolean keys of 1_Pooling/config.json, in the order sentence-transformers concatenates them
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_POOLING_ALIASES = {"mean_sqrt_len": "mean_sqrt_len_tokens", "cls_token": "cls",
+                    "mean_tokens": "mean", "max_tokens": "max", "weightedmean_tokens": "weightedmean"}
+
+SIMILARITY_FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
+_SIMILARITY_ALIASES = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot",
+                       "euclidean_sim": "euclidean", "manhattan_sim": "manhattan"}
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing a file, or a file is malformed."""
+
+
+def _read_json(path: Path, required: bool = True, expect=dict):
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path}: file not found (the model folder needs it)")
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFolderError(f"{path}: not valid JSON ({e})") from None
+    if expect is not None and not isinstance(data, expect):
+        raise ModelFolderError(f"{path}: expected a JSON {expect.__name__}, got {type(data).__name__}")
+    return data
+
+
+@dataclass
+class ModelFolder:
+    """What embedrt needs to know about an exported model folder."""
+
+    path: Path
+    onnx_path: Path
+    tokenizer_path: Path
+    config: dict
+    pooling: tuple = ("mean",)
+    include_prompt: bool = True
+    normalize: bool = False
+    max_seq_length: Optional[int] = None
+    max_position: Optional[int] = None
+    hidden_size: Optional[int] = None
+    prompts: dict = field(default_factory=dict)
+    default_prompt_name: Optional[str] = None
+    similarity_fn_name: str = "cosine"
+    do_lower_case: bool = False
+
+    @property
+    def pooling_name(self) -> str:
+        """The pooling modes joined by '+', e.g. 'mean' or 'cls+mean'."""
+        return "+".join(self.pooling)
+
+
+def parse_pooling(cfg: dict, where: Path) -> tuple:
+    """The pooling modes of a 1_Pooling/config.json, in sentence-transformers' order."""
+    modes = cfg.get("pooling_mode")
+    if modes is not None:
+        if isinstance(modes, str):
+            modes = [modes]
+        if not isinstance(modes, (list, tuple)) or not modes:
+            raise ModelFolderError(f"{where}: 'pooling_mode' must be a string or a list of strings")
+        out = []
+        for m in modes:
+            m = _POOLING_ALIASES.get(m, m)
+            if m not in POOLING_MODES:
+                raise ModelFolderError(f"{where}: unknown pooling mode {m!r}; "
+                                       f"supported: {', '.join(POOLING_MODES)}")
+            out.append(m)
+        return tuple(out)
+    out = []
+    for key, mode in _LEGACY_POOLING_KEYS.items():
+        value = cfg.get(key, False)
+        if not isinstance(value, bool):
+            raise ModelFolderError(f"{where}: {key!r} must be true or false, got {value!r}")
+        if value:
+            out.append(mode)
+    if not out:
+        raise ModelFolderError(f"{where}: no pooling mode is enabled")
+    return tuple(out)
+
+
+def check_pooling(pooling) -> tuple:
+    """Normalizes a pooling argument ('mean', 'cls+mean', ['cls', 'mean']) into a tuple of modes."""
+    if isinstance(pooling, str):
+        pooling = pooling.split("+")
+    modes = []
+    for m in pooling:
+        m = _POOLING_ALIASES.get(m, m)
+        if m not in POOLING_MODES:
+            raise ValueError(f"unknown pooling mode {m!r}; supported: {', '.join(POOLING_MODES)}")
+        modes.append(m)
+    if not modes:
+        raise ValueError("pooling: no mode given")
+    return tuple(modes)
+
+
+def find_onnx(path: Path, onnx_file=None) -> Path:
+    if onnx_file is not None:
+        p = Path(onnx_file)
+        cands = [p] if p.is_absolute() else [path / p, path / "onnx" / p]
+        for c in cands:
+            if c.is_file():
+                return c
+        raise FileNotFoundError(f"{cands[0]}: ONNX file not found (onnx_file={str(onnx_file)!r})")
+    for c in (path / "onnx" / "model.onnx", path / "model.onnx"):
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"{path / 'onnx' / 'model.onnx'}: file not found (nor {path / 'model.onnx'}); "
+                            "is this an exported model folder? (embedrt export makes one from a checkpoint)")
+
+
+def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelFolder:
+    """Reads the configuration of a model folder (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model folder not found")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path}: not a folder (expected a model folder)")
+
+    config = _read_json(path / "config.json")
+    tokenizer_path = path / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise FileNotFoundError(f"{tokenizer_path}: file not found (embedrt needs a Hugging Face "
+                                "fast tokenizer file)")
+    onnx_path = find_onnx(path, onnx_file) if require_onnx else None
+
+    def _pos_int(d, key, where):
+        v = d.get(key)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ModelFolderError(f"{where}: {key!r} must be a positive integer, got {v!r}")
+        return v
+
+    max_position = _pos_int(config, "max_position_embeddings", path / "config.json")
+    hidden = _pos_int(config, "hidden_size", path / "config.json") or _pos_int(config, "d_model", path / "config.json")
+
+    # the module pipeline
+    modules = _read_json(path / "modules.json", required=False, expect=list)
+    pooling = ("mean",)
+    include_prompt = True
+    normalize = False
+    pooling_dim = None
+    if modules is None:
+        pass  # a plain transformer: mean pooling, as sentence-transformers does
+    else:
+        have_pooling = False
+        for i, m in enumerate(modules):
+            if not isinstance(m, dict) or not isinstance(m.get("type"), str):
+                raise ModelFolderError(f"{path / 'modules.json'}: entry {i} has no 'type'")
+            kind = m["type"].rsplit(".", 1)[-1]
+            sub = m.get("path", "") or ""
+            if not isinstance(sub, str):
+                raise ModelFolderError(f"{path / 'modules.json'}: entry {i} has a non-string 'path'")
+            if kind == "Transformer":
+                continue
+            if kind == "Pooling":
+                cfg_path = path / sub / "config.json"
+                cfg = _read_json(cfg_path)
+                pooling = parse_pooling(cfg, cfg_path)
+                inc = cfg.get("include_prompt", True)
+                if not isinstance(inc, bool):
+                    raise ModelFolderError(f"{cfg_path}: 'include_prompt' must be true or false")
+                include_prompt = inc
+                pooling_dim = cfg.get("word_embedding_dimension", cfg.get("embedding_dimension"))
+                have_pooling = True
+            elif kind == "Normalize":
+                normalize = True
+            else:
+                raise ModelFolderError(f"{path / 'modules.json'}: module {m['type']!r} (entry {i}) is not "
+                                       "supported; embedrt runs Transformer, Pooling and Normalize")
+        if not have_pooling:
+            pooling = ("mean",)
+    if pooling_dim is not None and hidden is not None and pooling_dim != hidden:
+        raise ModelFolderError(f"{path}: the pooling dimension {pooling_dim} differs from the "
+                               f"hidden size {hidden} in config.json")
+
+    sbert = _read_json(path / "sentence_bert_config.json", required=False) or {}
+    max_seq = _pos_int(sbert, "max_seq_length", path / "sentence_bert_config.json")
+    do_lower = bool(sbert.get("do_lower_case", False))
+    if max_seq is None:
+        tok_cfg = _read_json(path / "tokenizer_config.json", required=False) or {}
+        tml = tok_cfg.get("model_max_length")
+        if isinstance(tml, int) and not isinstance(tml, bool) and 0 < tml < 1_000_000:
+            max_seq = tml
+    if max_seq is None:
+        max_seq = max_position
+    if max_seq is not None and max_position is not None:
+        max_seq = min(max_seq, max_position)
+
+    st = _read_json(path / "config_sentence_transformers.json", required=False) or {}
+    where = path / "config_sentence_transformers.json"
+    prompts = st.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                                for k, v in prompts.items()):
+        raise ModelFolderError(f"{where}: 'prompts' must map names to strings")
+    prompts = {k: (v or "") for k, v in prompts.items()}
+    default_prompt_name = st.get("default_prompt_name")
+    if default_prompt_name is not None and default_prompt_name not in prompts:
+        raise ModelFolderError(f"{where}: default_prompt_name {default_prompt_name!r} is not one of the "
+                               f"prompts {sorted(prompts)}")
+    sim = st.get("similarity_fn_name") or "cosine"
+    sim = _SIMILARITY_ALIASES.get(sim, sim)
+    if sim not in SIMILARITY_FUNCTIONS:
+        raise ModelFolderError(f"{where}: unknown similarity_fn_name {sim!r}; "
+                               f"supported: {', '.join(SIMILARITY_FUNCTIONS)}")
+
+    return ModelFolder(path=path, onnx_path=onnx_path, tokenizer_path=tokenizer_path, config=config,
+                       pooling=pooling, include_prompt=include_prompt, normalize=normalize,
+                       max_seq_length=max_seq, max_position=max_position, hidden_size=hidden,
+                       prompts=prompts, default_prompt_name=default_prompt_name,
+                       similarity_fn_name=sim, do_lower_case=do_lower)

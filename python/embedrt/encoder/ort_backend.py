@@ -1,0 +1,144 @@
+"""The onnxruntime backend: runs any exported encoder graph on the CPU.
+
+The graph's inputs and outputs are read, not assumed: inputs ``input_ids`` and
+``attention_mask`` (and ``token_type_ids`` when the graph has it), output either per-token
+(``last_hidden_state`` / ``token_embeddings``, pooled here) or already pooled
+(``sentence_embedding``, used as is).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("embedrt")
+
+_ORT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32,
+              "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+_TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
+_POOLED_OUTPUT = "sentence_embedding"
+
+
+class OnnxRuntimeBackend:
+    """Runs an ONNX encoder graph. ``embed(ids, type_ids, pooling)`` pads one batch to its
+    longest text and returns pooled float32 [n, dim] (not normalized)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path, threads=None, allow_spinning: bool = False, pad_multiple: int = 1,
+                 config=None):
+        import onnxruntime as ort
+
+        from .. import get_num_threads
+
+        self.path = Path(onnx_path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads) if threads else get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        opts.log_severity_level = 3
+        source = str(self.path)
+        self.rebuilt = False
+        if config is not None and config.get("model_type") == "bert":
+            # A plain BertModel graph (e.g. a torch.onnx export) is rebuilt from its own weights
+            # into embedrt's graph: the same arithmetic without the exporter's extra passes over
+            # the [batch, heads, seq, seq] attention tensors (NaN guards, mask expansion).
+            try:
+                from .export import rebuild_bert_graph
+
+                model = rebuild_bert_graph(self.path, config)
+                if model.ByteSize() < 2_000_000_000:
+                    source = model.SerializeToString()
+                    self.rebuilt = True
+                del model
+            except Exception as e:  # noqa: BLE001 - any graph that does not fit runs as it is
+                logger.debug("embedrt: %s runs as it is (%s)", self.path.name, e)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: onnxruntime cannot load this graph ({e})") from None
+        self.threads = opts.intra_op_num_threads
+        self.pad_multiple = max(1, int(pad_multiple))
+
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "input_ids" not in inputs:
+            raise ValueError(f"{self.path}: the graph has no 'input_ids' input "
+                             f"(inputs: {', '.join(inputs)})")
+        unknown = set(inputs) - {"input_ids", "attention_mask", "token_type_ids", "position_ids"}
+        if unknown:
+            raise ValueError(f"{self.path}: the graph has inputs embedrt cannot feed: {', '.join(sorted(unknown))}")
+        self._input_types = {n: _ORT_TYPES.get(i.type, np.int64) for n, i in inputs.items()}
+
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.pooled = False
+        out = None
+        if _POOLED_OUTPUT in outputs:
+            out, self.pooled = _POOLED_OUTPUT, True
+        else:
+            for n in _TOKEN_OUTPUTS:
+                if n in outputs:
+                    out = n
+                    break
+        if out is None:  # the first output of rank 3 (per token) or rank 2 (pooled)
+            for o in self.session.get_outputs():
+                if len(o.shape) in (2, 3):
+                    out, self.pooled = o.name, len(o.shape) == 2
+                    break
+        if out is None:
+            raise ValueError(f"{self.path}: no per-token (rank 3) or pooled (rank 2) output among "
+                             f"{', '.join(outputs)}")
+        self.output_name = out
+        shape = outputs[out].shape
+        self.dim = shape[-1] if shape and isinstance(shape[-1], int) else None
+        self._outputs = [out]
+        logger.debug("onnxruntime graph %s: inputs %s, output %s (%s)", self.path.name,
+                     list(inputs), out, "pooled" if self.pooled else "per token")
+
+    @property
+    def input_names(self):
+        return list(self._input_types)
+
+    def run(self, ids: list, type_ids=None) -> tuple:
+        """Pads one batch and runs the graph: (output, lengths)."""
+        n = len(ids)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        width = int(lengths.max()) if n else 0
+        if self.pad_multiple > 1:
+            width = -(-width // self.pad_multiple) * self.pad_multiple
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        input_ids = np.zeros((n, width), dtype=np.int64)
+        input_ids[mask] = np.concatenate(ids) if n > 1 else ids[0]
+        feed = {}
+        for name, dtype in self._input_types.items():
+            if name == "input_ids":
+                value = input_ids
+            elif name == "attention_mask":
+                value = mask.astype(dtype)
+            elif name == "token_type_ids":
+                value = np.zeros((n, width), dtype=dtype)
+                if type_ids is not None:
+                    value[mask] = np.concatenate(type_ids) if n > 1 else type_ids[0]
+            else:  # position_ids
+                value = np.broadcast_to(np.arange(width, dtype=dtype), (n, width)).copy()
+            if value.dtype != dtype:
+                value = value.astype(dtype)
+            feed[name] = value
+        out = self.session.run(self._outputs, feed)[0]
+        return out, lengths
+
+    def embed(self, ids: list, type_ids=None, pooling="mean", skip: int = 0) -> np.ndarray:
+        """Pooled float32 [len(ids), dim] for a batch of unpadded int64 id arrays."""
+        if not ids:
+            return np.zeros((0, self.dim or 0), dtype=np.float32)
+        out, lengths = self.run(ids, type_ids)
+        if self.pooled:
+            return np.ascontiguousarray(out, dtype=np.float32)
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
+        from .pooling import pool
+
+        return pool(out, lengths, pooling, skip=skip)

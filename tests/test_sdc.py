@@ -1,0 +1,351 @@
+"""Multi-bit binary codes (BEBR): exact SDC scores, top-k, the binarizer, SDCIndex."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import embedrt
+import embedrt._core as core
+from embedrt.sdc import ResidualBinarizer, SDCIndex, sdc, sdc_topk
+
+
+# ---------------------------------------------------------------------------------------
+# numpy references
+# ---------------------------------------------------------------------------------------
+def ref_levels(codes: np.ndarray, dim: int) -> np.ndarray:
+    """Odd integer levels int64 [n, dim] of codes [n, bits, nb]."""
+    u = codes.shape[1]
+    bits = np.unpackbits(codes, axis=2)[:, :, :dim].astype(np.int64) * 2 - 1
+    weights = 2 ** np.arange(u - 1, -1, -1)
+    return np.einsum("npd,p->nd", bits, weights)
+
+
+def ref_sdc(q, d, dim):
+    return ref_levels(q, dim) @ ref_levels(d, dim).T
+
+
+def ref_topk(scores: np.ndarray, k: int):
+    """Descending score, ties by the smaller id."""
+    m, n = scores.shape
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :min(k, n)]
+    return np.take_along_axis(scores, ids, axis=1), ids
+
+
+def random_codes(rng, n, bits, dim):
+    """Valid codes (padding bits zero)."""
+    return np.packbits(rng.integers(0, 2, size=(n, bits, dim), dtype=np.uint8), axis=2)
+
+
+# ---------------------------------------------------------------------------------------
+# exactness
+# ---------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dim=st.integers(1, 300), bits=st.integers(1, 4), m=st.sampled_from([0, 1, 2, 5]),
+       n=st.sampled_from([0, 1, 3, 17, 40]), seed=st.integers(0, 2**32 - 1))
+def test_sdc_matches_levels(dim, bits, m, n, seed):
+    rng = np.random.default_rng(seed)
+    q, d = random_codes(rng, m, bits, dim), random_codes(rng, n, bits, dim)
+    got = sdc(q, d, dim=dim)
+    assert got.dtype == np.int32 and got.shape == (m, n)
+    np.testing.assert_array_equal(got, ref_sdc(q, d, dim))
+    for k in (1, 4, 50):
+        s, ids = sdc_topk(q, d, k, dim=dim)
+        rs, rids = ref_topk(ref_sdc(q, d, dim), k)
+        assert s.dtype == np.int32 and ids.dtype == np.int64
+        np.testing.assert_array_equal(s, rs)
+        np.testing.assert_array_equal(ids, rids)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dim=st.integers(1, 300), bits=st.integers(1, 4), m=st.sampled_from([0, 1, 3]),
+       n=st.sampled_from([0, 1, 9]), seed=st.integers(0, 2**32 - 1))
+def test_sdc_proportional_to_decode(dim, bits, m, n, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((max(m + n, 8), dim)).astype(np.float32)
+    b = ResidualBinarizer(bits, rotate=False).fit(X)
+    q, d = b.encode(X[:m]), b.encode(X[m:m + n])
+    assert q.shape == (m, bits, (dim + 7) // 8)
+    s = b.sdc(q, d)
+    # Without rotation the reconstructions are exactly levels * unit.
+    lq = np.rint(b.decode(q).astype(np.float64) / b.unit).astype(np.int64)
+    ld = np.rint(b.decode(d).astype(np.float64) / b.unit).astype(np.int64)
+    np.testing.assert_array_equal(s, lq @ ld.T)
+    np.testing.assert_array_equal(s, b.levels(q).astype(np.int64) @ b.levels(d).astype(np.int64).T)
+    ip = b.decode(q).astype(np.float64) @ b.decode(d).astype(np.float64).T
+    np.testing.assert_allclose(s * b.scale, ip, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(ip).max(initial=0)))
+
+
+def test_sdc_proportional_to_decode_with_rotation():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((200, 37)).astype(np.float32)
+    for bits in (1, 2, 3, 4):
+        b = ResidualBinarizer(bits, n_iter=5).fit(X)
+        assert b.rotation is not None and b.rotation.shape == (37, 37)
+        c = b.encode(X)
+        s = b.sdc(c[:20], c)
+        np.testing.assert_array_equal(s, b.levels(c[:20]).astype(np.int64) @ b.levels(c).astype(np.int64).T)
+        ip = b.decode(c[:20]).astype(np.float64) @ b.decode(c).astype(np.float64).T
+        np.testing.assert_allclose(s * b.scale, ip, rtol=1e-4, atol=1e-4 * np.abs(ip).max())
+        # decode undoes the rotation: reconstructions approximate the input
+        err = np.linalg.norm(b.decode(c) - X) / np.linalg.norm(X)
+        assert err < [0.9, 0.55, 0.3, 0.16][bits - 1]
+
+
+def test_encode_levels_are_nearest_odd_levels():
+    b = ResidualBinarizer(2, rotate=False).fit(np.ones((1, 4), np.float32))
+    unit = b.unit
+    x = np.array([[-10, -2.5, -1.5, -0.5, 0.0, 0.5, 1.5, 2.5, 2.0, 10, 3.9, -3.9]], np.float32) * unit
+    b2 = ResidualBinarizer(2, rotate=False)
+    b2.dim, b2.step = x.shape[1], b.step
+    np.testing.assert_array_equal(b2.levels(b2.encode(x))[0], [-3, -3, -1, -1, -1, 1, 1, 3, 1, 3, 3, -3])
+
+
+def test_one_bit_is_sign_binarization():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 77)).astype(np.float32)
+    b = ResidualBinarizer(1, rotate=False).fit(X)
+    np.testing.assert_array_equal(b.encode(X)[:, 0], np.packbits(X > 0, axis=1))
+
+
+# ---------------------------------------------------------------------------------------
+# ISA levels, blocks, threads, ties
+# ---------------------------------------------------------------------------------------
+@pytest.mark.isa
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_every_isa_identical(isa, bits):
+    rng = np.random.default_rng(bits)
+    for dim, m, n in [(1, 3, 5), (63, 7, 9), (64, 5, 8), (130, 70, 300), (512, 9, 521), (1000, 2, 17)]:
+        q, d = random_codes(rng, m, bits, dim), random_codes(rng, n, bits, dim)
+        ref = ref_sdc(q, d, dim)
+        np.testing.assert_array_equal(sdc(q, d, dim=dim), ref)
+        s, ids = sdc_topk(q, d, 7, dim=dim)
+        rs, rids = ref_topk(ref, 7)
+        np.testing.assert_array_equal(s, rs)
+        np.testing.assert_array_equal(ids, rids)
+
+
+@pytest.mark.isa
+def test_extreme_codes(isa):
+    # all +max and all -max levels: the largest magnitudes
+    for bits in (1, 2, 3, 4):
+        dim = 700
+        nb = (dim + 7) // 8
+        ones = np.packbits(np.ones((1, bits, dim), np.uint8), axis=2)
+        zeros = np.zeros((1, bits, nb), np.uint8)
+        top = (2 ** bits - 1) ** 2 * dim
+        got = sdc(np.concatenate([ones, zeros]), np.concatenate([ones, zeros]), dim=dim)
+        np.testing.assert_array_equal(got, [[top, -top], [-top, top]])
+
+
+def test_topk_ties_and_threads():
+    rng = np.random.default_rng(5)
+    base = random_codes(rng, 6, 2, 40)
+    d = base[rng.integers(0, 6, size=3000)]  # many exact duplicates
+    q = base[:4]
+    ref = ref_sdc(q, d, 40)
+    before = embedrt.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            embedrt.set_num_threads(threads)
+            results.append(sdc_topk(q, d, 25, dim=40))
+    finally:
+        embedrt.set_num_threads(before)
+    rs, rids = ref_topk(ref, 25)
+    for s, ids in results:
+        np.testing.assert_array_equal(s, rs)
+        np.testing.assert_array_equal(ids, rids)
+
+
+def test_topk_k_larger_than_n_and_empty():
+    rng = np.random.default_rng(1)
+    q, d = random_codes(rng, 3, 3, 20), random_codes(rng, 4, 3, 20)
+    s, ids = sdc_topk(q, d, 10, dim=20)
+    assert s.shape == ids.shape == (3, 4)
+    s, ids = sdc_topk(q, d[:0], 5, dim=20)
+    assert s.shape == ids.shape == (3, 0)
+    s, ids = sdc_topk(q[:0], d, 5, dim=20)
+    assert s.shape == ids.shape == (0, 4)
+    assert sdc(q[:0], d[:0], dim=20).shape == (0, 0)
+
+
+def test_non_contiguous_codes_accepted():
+    rng = np.random.default_rng(2)
+    q, d = random_codes(rng, 4, 2, 64), random_codes(rng, 10, 2, 64)
+    qn = np.asfortranarray(q)
+    np.testing.assert_array_equal(sdc(qn, d[::2]), ref_sdc(q, d[::2], 64))
+
+
+# ---------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------
+def test_bad_inputs():
+    rng = np.random.default_rng(0)
+    q, d = random_codes(rng, 2, 2, 16), random_codes(rng, 3, 2, 16)
+    with pytest.raises(ValueError, match="bits"):
+        ResidualBinarizer(0)
+    with pytest.raises(ValueError, match="bits"):
+        ResidualBinarizer(5)
+    with pytest.raises(TypeError, match="q_codes"):
+        sdc(q.astype(np.int8), d)
+    with pytest.raises(TypeError, match="db_codes"):
+        sdc(q, d.astype(np.float32))
+    with pytest.raises(ValueError, match="3-D"):
+        sdc(q[:, 0], d)
+    with pytest.raises(ValueError, match="bits"):
+        sdc(q, random_codes(rng, 3, 3, 16))
+    with pytest.raises(ValueError, match="widths"):
+        sdc(q, random_codes(rng, 3, 2, 24))
+    with pytest.raises(ValueError, match="1..4"):
+        sdc(np.zeros((1, 5, 2), np.uint8), np.zeros((1, 5, 2), np.uint8))
+    with pytest.raises(ValueError, match="dim"):
+        sdc(q, d, dim=8)
+    with pytest.raises(ValueError, match="k"):
+        sdc_topk(q, d, 0)
+    with pytest.raises(TypeError):
+        sdc_topk(q, d, 1.5)
+    # the native layer checks too
+    with pytest.raises(ValueError):
+        core.sdc_scores(q, random_codes(rng, 3, 2, 24), 16)
+    with pytest.raises(TypeError):
+        core.sdc_topk(q.astype(np.int8), d, 3, 16)
+
+    X = rng.standard_normal((10, 16)).astype(np.float32)
+    b = ResidualBinarizer(2)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        b.encode(X)
+    bad = X.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        b.fit(bad)
+    b.fit(X)
+    bad[3, 4] = np.inf
+    with pytest.raises(ValueError, match="NaN"):
+        b.encode(bad)
+    with pytest.raises(TypeError):
+        b.encode(X.astype(np.int32))
+    with pytest.raises(ValueError, match="columns"):
+        b.encode(X[:, :8])
+    with pytest.raises(ValueError, match="codes"):
+        b.decode(random_codes(rng, 2, 3, 16))
+
+    index = SDCIndex(16, 2)
+    assert index.search(X, 3)[1].shape == (10, 0)  # empty: no results
+    with pytest.raises(RuntimeError, match="fitted"):
+        index.save("unused.sdc")
+    with pytest.raises(ValueError, match="NaN"):
+        index.add(bad)
+    index.add(X)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(bad, 3)
+    with pytest.raises(ValueError, match="columns"):
+        index.search(X[:, :8], 3)
+    with pytest.raises(ValueError, match="k"):
+        index.search(X, 0)
+    with pytest.raises(ValueError, match="bits"):
+        SDCIndex(16, 2, binarizer=ResidualBinarizer(3))
+
+
+# ---------------------------------------------------------------------------------------
+# SDCIndex and files
+# ---------------------------------------------------------------------------------------
+def test_index_search_save_load(tmp_path):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((500, 48)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    index = SDCIndex(48, bits=3)
+    index.add(X[:300])
+    index.add(X[300:])
+    assert len(index) == 500
+    b = index.binarizer
+    scores, ids = index.search(X[:10], 5)
+    assert scores.dtype == np.float32 and ids.dtype == np.int64 and ids.shape == (10, 5)
+    codes = b.encode(X)
+    np.testing.assert_array_equal(index.codes, codes)
+    rs, rids = ref_topk(ref_sdc(codes[:10], codes, 48), 5)
+    np.testing.assert_array_equal(ids, rids)
+    np.testing.assert_allclose(scores, rs * b.scale, rtol=1e-6)
+    assert (ids[:, 0] == np.arange(10)).all()  # a vector finds itself
+    np.testing.assert_array_equal(index.candidates(X[:10], 5), ids)
+    assert index.candidates(X[:10], 1000).shape == (10, 500)
+
+    path = tmp_path / "index.sdc"
+    index.save(path)
+    for mmap in (True, False):
+        loaded = SDCIndex.load(path, mmap=mmap)
+        s2, i2 = loaded.search(X[:10], 5)
+        np.testing.assert_array_equal(i2, ids)
+        np.testing.assert_array_equal(s2, scores)
+    loaded.add(X[:3])
+    assert len(loaded) == 503
+
+    bpath = tmp_path / "binarizer.bin"
+    b.save(bpath)
+    b2 = ResidualBinarizer.load(bpath)
+    np.testing.assert_array_equal(b2.encode(X), codes)
+    assert b2.step == b.step and b2.bits == 3 and b2.dim == 48
+
+    # corrupted and truncated files raise
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    bad = tmp_path / "bad.sdc"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum"):
+        SDCIndex.load(bad, mmap=False)
+    with pytest.raises(ValueError, match="checksum"):
+        SDCIndex.load(bad, mmap=True, verify=True)
+    bad.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(ValueError, match="truncated"):
+        SDCIndex.load(bad)
+    with pytest.raises(ValueError, match="SDCIndex"):
+        ResidualBinarizer.load(path)
+
+
+def test_index_with_given_binarizer_and_empty():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((50, 20)).astype(np.float32)
+    b = ResidualBinarizer(2, rotate=False).fit(X)
+    index = SDCIndex(20, 2, binarizer=b)
+    s, ids = index.search(X[:2], 3)
+    assert s.shape == ids.shape == (2, 0)
+    index.add(X[:0])
+    index.add_codes(b.encode(X))
+    s, ids = index.search(X[:0], 3)
+    assert ids.shape == (0, 3)
+    assert index.search(X[0], 3)[1].shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------------------
+# quality on real embeddings
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(corpus_dir):
+    X = np.load(corpus_dir / "stdlib_docstrings.minilm.npy").astype(np.float32)
+    Q = X[:300]
+    truth = np.argsort(-(Q @ X.T), axis=1, kind="stable")[:, :10]
+    return X, Q, truth
+
+
+def recall_at_10(ids, truth):
+    return float(np.mean([len(set(a) & set(t)) / 10 for a, t in zip(ids, truth)]))
+
+
+@pytest.mark.parametrize("bits,target", [(2, 0.82), (3, 0.89)])
+def test_recall_on_corpus(corpus, bits, target):
+    X, Q, truth = corpus
+    index = SDCIndex(X.shape[1], bits)
+    index.add(X)
+    _, ids = index.search(Q, 10)
+    assert recall_at_10(ids, truth) >= target
+
+
+def test_public_names():
+    rng = np.random.default_rng(4)
+    q = random_codes(rng, 2, 2, 16)
+    import embedrt.sdc  # noqa: F401  (the submodule shares the function's name)
+
+    np.testing.assert_array_equal(embedrt.sdc(q, q), ref_sdc(q, q, 16))
+    assert embedrt.sdc_topk(q, q, 1)[1].shape == (2, 1)
+    assert embedrt.ResidualBinarizer is ResidualBinarizer and embedrt.SDCIndex is SDCIndex
