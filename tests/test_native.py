@@ -101,6 +101,9 @@ def test_poolings(fp32, reference):
                                rtol=1e-6)
     np.testing.assert_allclose(fp32.embed(one, None, "cls"), fp32.embed(one, None, "lasttoken"))
     assert wm.shape == mean.shape
+    both = fp32.embed(seqs, None, "mean+max")
+    np.testing.assert_array_equal(both, np.concatenate([mean, mx], axis=1))
+    assert fp32.embed([], None, "cls+mean").shape == (0, 768)
 
 
 def test_type_ids(fp32, reference):

@@ -87,10 +87,20 @@ public:
     py::array_t<float> embed(const py::handle& ids_obj, const py::handle& offsets_obj,
                              const py::handle& types_obj, const std::string& pooling_name,
                              int64_t layers) {
-        encoder::Pooling pooling;
-        if (!encoder::parse_pooling(pooling_name, &pooling))
-            throw py::value_error("unknown pooling " + pooling_name +
-                                  "; choose mean, cls, max, mean_sqrt_len, lasttoken or weightedmean");
+        std::vector<encoder::Pooling> poolings;
+        size_t start = 0;
+        while (true) {
+            size_t plus = pooling_name.find('+', start);
+            std::string part = pooling_name.substr(start, plus == std::string::npos ? std::string::npos : plus - start);
+            encoder::Pooling p;
+            if (!encoder::parse_pooling(part, &p))
+                throw py::value_error("unknown pooling " + pooling_name +
+                                      "; choose mean, cls, max, mean_sqrt_len, lasttoken or weightedmean "
+                                      "(several joined with +)");
+            poolings.push_back(p);
+            if (plus == std::string::npos) break;
+            start = plus + 1;
+        }
         auto ids = bind::as_array<int64_t>(ids_obj, "ids", 1);
         auto offsets = bind::as_array<int64_t>(offsets_obj, "offsets", 1);
         if (offsets.shape(0) < 1) throw py::value_error("offsets: expected at least one entry");
@@ -109,12 +119,12 @@ public:
             tp = types.data();
         }
         const int64_t h = model_->config().hidden;
-        py::array_t<float> out({nseq, h});
+        py::array_t<float> out({nseq, h * static_cast<int64_t>(poolings.size())});
         float* o = out.mutable_data();
         const int64_t* ip = ids.data();
         {
             py::gil_scoped_release release;
-            model_->embed(ip, tp, off, nseq, pooling, layers, o);
+            model_->embed(ip, tp, off, nseq, poolings, layers, o);
         }
         return out;
     }
@@ -164,7 +174,8 @@ void register_encoder(py::module_& m) {
              py::arg("arrays"))
         .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
              py::arg("pooling"), py::arg("layers"),
-             "Pooled embeddings [n, hidden] of the sequences ids[offsets[s]:offsets[s+1]].")
+             "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "
+             "pooling: one mode or several joined with '+', concatenated in that order.")
         .def_property("max_chunk_tokens", &NativeEncoder::max_chunk_tokens,
                       &NativeEncoder::set_max_chunk_tokens)
         .def_property_readonly("hidden", [](const NativeEncoder& e) { return e.config().hidden; })

@@ -206,7 +206,9 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq
 }  // namespace
 
 void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
-                      int64_t nseq, Pooling pooling, int64_t num_layers, float* out) const {
+                      int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
+                      float* out) const {
+    if (poolings.empty()) throw std::invalid_argument("no pooling mode given");
     if (!finalized_) throw std::invalid_argument("encoder: the model is not complete");
     if (num_layers < 0 || num_layers > cfg_.layers)
         throw std::invalid_argument("layers must be between 0 and " + std::to_string(cfg_.layers));
@@ -239,14 +241,15 @@ void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t
         offs.resize(static_cast<size_t>(s1 - s0 + 1));
         for (int64_t s = s0; s <= s1; ++s) offs[static_cast<size_t>(s - s0)] = offsets[s] - offsets[s0];
         forward_chunk(ids + offsets[s0], type_ids ? type_ids + offsets[s0] : nullptr, offs.data(),
-                      s1 - s0, pooling, num_layers, out + s0 * cfg_.hidden, ws);
+                      s1 - s0, poolings, num_layers,
+                      out + s0 * cfg_.hidden * static_cast<int64_t>(poolings.size()), ws);
         s0 = s1;
     }
 }
 
 void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
-                              int64_t nseq, Pooling pooling, int64_t num_layers, float* out,
-                              Workspace& ws) const {
+                              int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
+                              float* out, Workspace& ws) const {
     const int64_t h = cfg_.hidden, h3 = 3 * h, I = cfg_.intermediate;
     const int64_t heads = cfg_.heads, d = h / heads;
     const int64_t T = offsets[nseq];
@@ -359,9 +362,12 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     }
 
     // Pooling.
-    for (int64_t s = 0; s < nseq; ++s) {
+    const int64_t np = static_cast<int64_t>(poolings.size());
+    for (int64_t s = 0; s < nseq; ++s)
+    for (int64_t pi = 0; pi < np; ++pi) {
+        const Pooling pooling = poolings[static_cast<size_t>(pi)];
         int64_t off = offsets[s], L = offsets[s + 1] - off;
-        float* o = out + s * h;
+        float* o = out + (s * np + pi) * h;
         const float* rows = x + off * h;
         switch (pooling) {
             case Pooling::cls: std::memcpy(o, rows, sizeof(float) * h); break;

@@ -75,11 +75,11 @@ public:
     void finalize();
 
     // ids: the sequences back to back; offsets[nseq + 1] (offsets[0] = 0, increasing);
-    // type_ids: like ids or null (all 0). Runs the first num_layers layers, pools each sequence
-    // into out[s * hidden ...]. Throws std::invalid_argument on bad input (ids outside the
+    // type_ids: like ids or null (all 0). Runs the first num_layers layers and pools each
+    // sequence with every mode in `poolings`, concatenated: out[s, p * hidden + j]. Throws std::invalid_argument on bad input (ids outside the
     // vocabulary, empty or too long sequences).
     void embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets, int64_t nseq,
-               Pooling pooling, int64_t num_layers, float* out) const;
+               const std::vector<Pooling>& poolings, int64_t num_layers, float* out) const;
 
     // Token budget of one forward chunk (bounds the activation memory).
     int64_t max_chunk_tokens = 2048;
@@ -87,7 +87,7 @@ public:
 private:
     Linear& linear(int64_t layer, int slot);
     void forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
-                       int64_t nseq, Pooling pooling, int64_t num_layers, float* out,
+                       int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers, float* out,
                        struct Workspace& ws) const;
 
     BertConfig cfg_;

@@ -291,6 +291,7 @@ class NativeBackend:
         self.num_layers = int(layers)
         self.vocab_size = int(cfg["vocab"])
         self.source = source
+        self.pooled = True  # embed() returns pooled vectors
 
     def __repr__(self) -> str:
         return (f"NativeBackend({self.name}, dim={self.dim}, layers={self.num_layers}/"
@@ -343,17 +344,19 @@ class NativeBackend:
 
         ids: one 1-D integer array per text (unpadded, with the special tokens); type_ids: the
         same shapes, or None for all zeros; pooling: mean, cls, max, mean_sqrt_len, lasttoken
-        or weightedmean.
+        or weightedmean; several joined with "+" give their concatenation [n, dim * modes].
         """
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        modes = pooling.split("+") if isinstance(pooling, str) else [pooling]
+        if not modes or any(m not in POOLINGS for m in modes):
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)} "
+                             "(or several joined with '+', concatenated)")
         if isinstance(ids, np.ndarray) and ids.ndim == 2:
             ids = list(ids)
         if not isinstance(ids, (list, tuple)):
             raise TypeError("ids must be a list of 1-D integer arrays")
         n = len(ids)
         if n == 0:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.dim * len(modes)), np.float32)
         flat, offsets = _concat(ids, "ids")
         types = None
         if type_ids is not None:
