@@ -115,14 +115,12 @@ def test_export_command(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 1
 
 
-def test_convert_command(minilm_dir, capsys):
-    try:
-        import embedrt.encoder.native  # noqa: F401
-    except ImportError:
-        assert main(["convert", str(minilm_dir)]) == 1
-        assert "native engine" in capsys.readouterr().err
-    else:
-        pytest.skip("the native engine is present; its own tests cover convert")
+def test_convert_command(minilm_dir, tmp_path, capsys):
+    out = tmp_path / "packed.embedrt"
+    assert main(["convert", str(minilm_dir), "-o", str(out)]) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "nope")]) == 1
+    assert "nope" in capsys.readouterr().err
 
 
 def test_console_entry_point_runs(minilm_dir):

@@ -14,13 +14,6 @@ import embedrt
 from embedrt.encoder.model_dir import ModelFolderError
 from embedrt.encoder.pooling import pool
 
-try:
-    import embedrt.encoder.native  # noqa: F401
-    HAVE_NATIVE = True
-except ImportError:
-    HAVE_NATIVE = False
-
-
 @pytest.fixture(scope="module")
 def enc(minilm_dir):
     return embedrt.Encoder(minilm_dir, backend="onnxruntime")
@@ -369,17 +362,25 @@ def test_graph_variants_pooled_output_and_no_token_types(tmp_path):
 
 
 # ----------------------------------------------------------------------------- backends
-def test_backend_choice(minilm_dir, caplog):
+def test_backend_choice(minilm_dir, caplog, monkeypatch):
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, backend="onnxruntime", layers=3)
-    if HAVE_NATIVE:
-        pytest.skip("the native engine is present; its own tests cover the choice")
-    with pytest.raises(RuntimeError, match="native"):
+    assert embedrt.Encoder(minilm_dir).backend_name.startswith("native")
+    assert embedrt.Encoder(minilm_dir, backend="onnxruntime").backend_name == "onnxruntime"
+
+    # a graph the native engine declines: auto falls back with one log line saying why
+    from embedrt.encoder import native
+
+    def decline(*args, **kwargs):
+        raise native.NotRecognized("no BERT structure found (test)")
+
+    monkeypatch.setattr(native.NativeBackend, "from_model_dir", classmethod(lambda cls, *a, **k: decline()))
+    with pytest.raises(RuntimeError, match="native.*no BERT structure found"):
         embedrt.Encoder(minilm_dir, backend="native")
     with caplog.at_level(logging.INFO, logger="embedrt"):
         e = embedrt.Encoder(minilm_dir)
     assert e.backend_name == "onnxruntime"
-    lines = [r for r in caplog.records if "onnxruntime" in r.getMessage()]
+    lines = [r for r in caplog.records if "no BERT structure found" in r.getMessage()]
     assert len(lines) == 1
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, layers=3)
@@ -391,13 +392,6 @@ def test_threads_and_session_options(minilm_dir):
     with pytest.raises(ValueError, match="threads"):
         embedrt.Encoder(minilm_dir, backend="onnxruntime", threads=0)
     assert "onnxruntime" in repr(e)
-
-
-def test_convert_without_native_engine(minilm_dir):
-    if HAVE_NATIVE:
-        pytest.skip("the native engine is present")
-    with pytest.raises(RuntimeError, match="native engine"):
-        embedrt.convert(minilm_dir)
 
 
 # ----------------------------------------------------------------------------- default model

@@ -18,7 +18,7 @@ PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 
 def _load_native(folder, onnx_file, layers, threads):
     """The native engine for this folder, or raises ImportError / NotRecognized."""
-    from .native import NativeBackend  # optional, built separately
+    from .native import NativeBackend
 
     # the graph as resolved here (relative to the folder or its onnx/ subfolder)
     onnx_file = None if onnx_file is None else str(folder.onnx_path)
