@@ -158,6 +158,8 @@ def recall_table(quick: bool) -> str:
     configs = [("binary (Hamming)", dict(rescore=None), {}),
                ("int8 (exact scan)", dict(coarse=None), {})]
     configs += [(f"binary + int8 rescore, x{m}", {}, dict(rescore_multiplier=m)) for m in (1, 4, 10)]
+    configs += [(f"2-bit SDC + int8 rescore, x{m}", dict(coarse="sdc", coarse_bits=2), dict(rescore_multiplier=m))
+                for m in (1, 4, 10)]
     for name, kw, skw in configs:
         idx = embedrt.Index(dim, **kw)
         idx.add(x)
