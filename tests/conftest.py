@@ -24,6 +24,18 @@ _NO_SHARED = ("the reference model and fixtures (../shared beside the repository
               "EMBEDRT_SHARED) are not present")
 
 
+def subprocess_env(**extra) -> dict:
+    """The environment for a child Python process that must import the same embedrt as this
+    one (the installed package, or the source tree of an in-place build)."""
+    import embedrt
+
+    package_parent = str(Path(embedrt.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=package_parent + (os.pathsep + path if path else ""))
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     if not (MINILM / "onnx" / "model.onnx").is_file():

@@ -1,8 +1,6 @@
 """BinaryIndex: search against numpy, growth, tail bits, save/load (mmap), corrupted files."""
 from __future__ import annotations
 
-import json
-import struct
 
 import numpy as np
 import pytest

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ import pytest
 import embedrt
 from embedrt.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_info(capsys):
@@ -124,7 +121,9 @@ def test_convert_command(minilm_dir, tmp_path, capsys):
 
 
 def test_console_entry_point_runs(minilm_dir):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    from conftest import subprocess_env
+
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "embedrt.cli", "encode", "-m", str(minilm_dir), "hi"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr

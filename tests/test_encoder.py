@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -403,9 +402,9 @@ def test_default_model_is_exported_once(tmp_path, monkeypatch):
 
     from embedrt.encoder import default_model
 
-    repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, EMBEDRT_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(repo / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    from conftest import subprocess_env
+
+    env = subprocess_env(EMBEDRT_CACHE_DIR=str(tmp_path / "cache"))
     code = "import embedrt; print(embedrt.Encoder(backend='onnxruntime').encode('hi')[:4].tolist())"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]

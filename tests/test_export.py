@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import struct
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import embedrt
 from embedrt.encoder.export import ExportError
 from embedrt.encoder.safetensors_io import SafetensorsError, read_safetensors
 
-REPO = Path(__file__).resolve().parents[1]
 MINILM_TEXTS = 256
 
 
@@ -295,11 +293,10 @@ def test_export_does_not_import_torch(tmp_path):
     code = ("import sys, embedrt; embedrt.export(sys.argv[1], sys.argv[2]); "
             "embedrt.Encoder(sys.argv[2]).encode('w1'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
-    env_path = str(REPO / "python")
-    import os
+    from conftest import subprocess_env
 
-    env = dict(os.environ, PYTHONPATH=env_path + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out")], check=True, env=env)
+    subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out")], check=True,
+                   env=subprocess_env())
 
 
 def test_export_of_the_minilm_checkpoint_matches_reference(exported_minilm, reference_dir):
