@@ -161,10 +161,12 @@ void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, i
     const int64_t nqc = (m + qb - 1) / qb;
     const int64_t threads = get_num_threads();
     // Split the database too when there are few query chunks, so that one query still uses
-    // every thread; each (query chunk, part) keeps its own heaps, merged below.
+    // every thread; each (query chunk, part) keeps its own heaps, merged below. Each part
+    // starts with empty heaps (no distance threshold yet), and that warm-up is paid once per
+    // part and query, so use as few parts as keep every thread busy: one per thread.
     int64_t parts = 1;
     if (threads > 1 && nqc < 2 * threads) {
-        parts = std::min<int64_t>((8 * threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
+        parts = std::min<int64_t>((threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
         while (parts > 1 && parts * m * kk * 12 > kMaxHeapBytes) --parts;
     }
     const int64_t per_part = ((n + parts - 1) / parts + 7) / 8 * 8;
