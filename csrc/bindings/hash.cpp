@@ -120,6 +120,29 @@ void check_offsets(const py::array_t<int64_t, py::array::c_style>& offsets, int6
         throw py::value_error(std::string(name) + ": last entry must equal the data length");
 }
 
+// Optional per-id weights: nullptr when `obj` is None, else a float32 [n] array kept in `holder`.
+const float* optional_weights(const py::object& obj, int64_t n,
+                              py::array_t<float, py::array::c_style>* holder) {
+    if (obj.is_none()) return nullptr;
+    *holder = bind::as_array<float>(obj, "weights", 1);
+    if (holder->shape(0) != n)
+        throw py::value_error("weights: needs one entry per id (" + std::to_string(n) + "), got " +
+                              std::to_string(holder->shape(0)));
+    return holder->data();
+}
+
+// ValueError naming the first id outside [0, limit) (the scan runs without the GIL).
+void check_ids_in_range(const int64_t* ids, int64_t n, int64_t limit) {
+    int64_t bad;
+    {
+        py::gil_scoped_release nogil;
+        bad = embedding_bag_first_invalid(ids, n, limit);
+    }
+    if (bad >= 0)
+        throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " + std::to_string(ids[bad]) +
+                              " is outside [0, " + std::to_string(limit) + ")");
+}
+
 // The UTF-8 bytes of a sequence of str, concatenated, and offsets[n + 1] into them.
 void gather_utf8(py::handle seq_obj, const char* name, std::string* buf,
                  std::vector<int64_t>* offsets) {
@@ -278,24 +301,9 @@ void register_hash(py::module_& m) {
             check_offsets(offsets, n, "offsets");
             int64_t n_bags = offsets.shape(0) - 1;
             py::array_t<float, py::array::c_style> weights;
-            const float* wp = nullptr;
-            if (!weights_obj.is_none()) {
-                weights = bind::as_array<float>(weights_obj, "weights", 1);
-                if (weights.shape(0) != n)
-                    throw py::value_error("weights: needs one entry per id (" + std::to_string(n) +
-                                          "), got " + std::to_string(weights.shape(0)));
-                wp = weights.data();
-            }
+            const float* wp = optional_weights(weights_obj, n, &weights);
             const int64_t* ip = ids.data();
-            int64_t bad;
-            {
-                py::gil_scoped_release nogil;
-                bad = embedding_bag_first_invalid(ip, n, rows);
-            }
-            if (bad >= 0)
-                throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " +
-                                      std::to_string(ip[bad]) + " is outside [0, " +
-                                      std::to_string(rows) + ")");
+            check_ids_in_range(ip, n, rows);
             auto out = new_output<float>({n_bags, dim});
             const float* tp = table.data();
             const int64_t* offp = offsets.data();
@@ -327,22 +335,9 @@ void register_hash(py::module_& m) {
             check_offsets(offsets, n, "offsets");
             int64_t n_bags = offsets.shape(0) - 1;
             py::array_t<float, py::array::c_style> weights;
-            const float* wp = nullptr;
-            if (!weights_obj.is_none()) {
-                weights = bind::as_array<float>(weights_obj, "weights", 1);
-                if (weights.shape(0) != n) throw py::value_error("weights: needs one entry per id");
-                wp = weights.data();
-            }
+            const float* wp = optional_weights(weights_obj, n, &weights);
             const int64_t* ip = ids.data();
-            int64_t bad;
-            {
-                py::gil_scoped_release nogil;
-                bad = embedding_bag_first_invalid(ip, n, num_embeddings);
-            }
-            if (bad >= 0)
-                throw py::value_error("ids: ids[" + std::to_string(bad) + "] = " +
-                                      std::to_string(ip[bad]) + " is outside [0, " +
-                                      std::to_string(num_embeddings) + ")");
+            check_ids_in_range(ip, n, num_embeddings);
             int64_t out_w = op == 2 ? 2 * width : width;
             auto out = new_output<float>({n_bags, out_w});
             const float* qp = q.data();
