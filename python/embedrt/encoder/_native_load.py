@@ -15,10 +15,11 @@ Anything that is not a BERT the engine understands raises NotRecognized with the
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
+
+from . import safetensors_io as _safetensors_io
 
 
 class NotRecognized(ValueError):
@@ -93,47 +94,13 @@ def check_params(cfg: dict, params: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # safetensors
 
-_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": "bf16", "F64": np.float64,
-              "I64": np.int64, "I32": np.int32}
-
-
 def read_safetensors(path) -> dict:
-    """name -> numpy array (floating tensors as float32) from a .safetensors file."""
-    path = Path(path)
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise NotRecognized(f"{path}: truncated safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise NotRecognized(f"{path}: truncated safetensors header")
+    """name -> numpy array (floating tensors as float32), via the shared safetensors reader;
+    a malformed file is NotRecognized."""
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except ValueError as e:
-        raise NotRecognized(f"{path}: bad safetensors header ({e})") from None
-    base = 8 + n
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dt = _ST_DTYPES.get(info.get("dtype"))
-        if dt is None:
-            continue
-        start, end = (int(v) for v in info["data_offsets"])
-        shape = tuple(int(d) for d in info["shape"])
-        if base + end > len(data) or start > end:
-            raise NotRecognized(f"{path}: tensor {name} lies outside the file")
-        raw = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=base + start)
-        if dt == "bf16":
-            arr = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = raw.view(np.dtype(dt).newbyteorder("<"))
-        if arr.size != int(np.prod(shape, dtype=np.int64)):
-            raise NotRecognized(f"{path}: tensor {name} size does not match its shape")
-        arr = arr.reshape(shape)
-        if arr.dtype.kind == "f":
-            arr = arr.astype(np.float32)
-        out[name] = arr
-    return out
+        return _safetensors_io.read_safetensors(path)
+    except _safetensors_io.SafetensorsError as e:
+        raise NotRecognized(str(e)) from None
 
 
 def params_from_safetensors(path, cfg: dict) -> dict:
