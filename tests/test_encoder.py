@@ -449,10 +449,9 @@ def _stand_in_native(monkeypatch, recognize=True):
     from embedrt.encoder.model_dir import find_onnx
     from embedrt.encoder.ort_backend import OnnxRuntimeBackend
 
-    mod = types.ModuleType("embedrt.encoder.native")
+    from embedrt.encoder._native_load import NotRecognized
 
-    class NotRecognized(ValueError):
-        pass
+    mod = types.ModuleType("embedrt.encoder.native")
 
     class NativeBackend:
         name = "native"

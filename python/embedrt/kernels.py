@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._checks import as_array, as_float32, as_int
+from ._checks import as_array, as_int
 
 # ----------------------------------------------------------------------------------------
 # bit codes: pack_bits, unpack_bits, hamming, hamming_topk, binary_matmul

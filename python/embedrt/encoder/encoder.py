@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from .model_dir import check_pooling, read_model_folder
+from ._native_load import NotRecognized
+from .model_dir import read_model_folder
 from .tokenize import TextTokenizer
 
 logger = logging.getLogger("embedrt")
@@ -17,7 +17,7 @@ PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 
 
 def _load_native(folder, onnx_file, layers, threads):
-    """The native engine for this folder, or raises ImportError / NotRecognized."""
+    """The native engine for this folder, or raises NotRecognized."""
     from .native import NativeBackend
 
     # the graph as resolved here (relative to the folder or its onnx/ subfolder)
@@ -82,11 +82,7 @@ class Encoder:
         elif backend in ("auto", "native"):
             try:
                 self.backend = _load_native(self.folder, onnx_file, layers, threads)
-            except ImportError as e:
-                why = f"the native engine is not available ({e})"
-            except ValueError as e:  # NotRecognized derives from ValueError
-                if type(e).__name__ != "NotRecognized":
-                    raise
+            except NotRecognized as e:
                 why = f"the native engine does not recognize this model ({e})"
             if self.backend is None:
                 if backend == "native":
