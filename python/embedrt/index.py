@@ -428,15 +428,8 @@ class Int8Index:
 #   registered in _COARSE.
 
 
-def _hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int):
-    """(distances int32 [m, k], ids int64 [m, k]): smallest Hamming distance, ties by id."""
-    from .kernels import hamming_topk
-
-    return hamming_topk(queries, codes, k)
-
-
 class _BinaryCoarse:
-    """Sign bits (quantize 'ubinary'), searched by Hamming distance.
+    """Sign bits (quantize 'ubinary') in a :class:`BinaryIndex`, searched by Hamming distance.
 
     Score: ``dim - 2 * hamming``, the inner product of the +-1 sign vectors."""
 
@@ -444,23 +437,19 @@ class _BinaryCoarse:
 
     def __init__(self, dim: int):
         self.dim = dim
-        self.nbytes_per_vector = (dim + 7) // 8
-        self._codes = np.zeros((0, self.nbytes_per_vector), np.uint8)
-        self._chunks = []
+        self._index = BinaryIndex(dim)
+        self.nbytes_per_vector = self._index.code_size
 
     @property
     def codes(self) -> np.ndarray:
-        if self._chunks:
-            self._codes = np.concatenate([self._codes, *self._chunks])
-            self._chunks = []
-        return self._codes
+        return self._index.codes
 
     def add(self, x: np.ndarray) -> None:
-        self._chunks.append(_quantize(x, "ubinary"))
+        self._index.add(_quantize(x, "ubinary"))
 
     def candidates(self, q: np.ndarray, c: int):
-        dist, ids = _hamming_topk(_quantize(q, "ubinary"), self.codes, c)
-        return np.ascontiguousarray(ids, dtype=np.int64), (self.dim - 2 * np.asarray(dist)).astype(np.float32)
+        dist, ids = self._index.search(_quantize(q, "ubinary"), c)
+        return ids, (self.dim - 2 * dist).astype(np.float32)
 
     def arrays(self) -> dict:
         return {"binary_codes": self.codes}
@@ -472,9 +461,10 @@ class _BinaryCoarse:
     def from_arrays(cls, path, dim: int, arrays: dict, meta: dict):
         s = cls(dim)
         codes = arrays.get("binary_codes")
-        if codes is None or codes.dtype != np.uint8 or codes.shape[1:] != (s.nbytes_per_vector,):
+        if codes is None or codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1:] != (s.nbytes_per_vector,):
             raise ValueError(f"{path}: missing or malformed binary codes section")
-        s._codes = codes
+        s._index._codes = codes
+        s._index._n = codes.shape[0]
         return s
 
 
