@@ -191,8 +191,8 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq
             }
             if (L.int8) {
                 int8_gemm_packed_f32(xq + r0 * k, true, rb, k, L.wq, 0, n, xs + r0, L.scale.data(),
-                                     bias, c, ldc);
-                if (nout) enc_outlier_block(c, rb, ldc, n, xo + r0 * nout, nout, L.out_w.data());
+                                     bias, c, ldc, nout ? xo + r0 * nout : nullptr, nout,
+                                     nout ? L.out_w.data() : nullptr);
             } else {
                 enc_sgemm_packed(xf + r0 * ldx, rb, ldx, L.wf.data(), n, k, 0, (n + 15) / 16, c, ldc);
                 if (bias)

@@ -38,22 +38,6 @@ void enc_sgemm_packed(const float* a, int64_t m, int64_t lda, const float* bp, i
     ENC_DISPATCH(enc_sgemm_packed, a, m, lda, bp, n, k, p0, p1, c, ldc)
 }
 
-void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, const float* bias,
-                     float* out) {
-    ENC_DISPATCH(enc_dequant_row, c, n, rs, cs, bias, out)
-}
-
-void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, const float* w,
-                     float* out) {
-    ENC_DISPATCH(enc_outlier_row, y, n, xo, nout, w, out)
-}
-
-void enc_outlier_block(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
-                       int64_t nout, const float* w) {
-    if (rows <= 0 || nout <= 0) return;
-    ENC_DISPATCH(enc_outlier_block, c, rows, ldc, n, xo, nout, w)
-}
-
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out) {
     ENC_DISPATCH(enc_bias_row, y, n, bias, out)
 }

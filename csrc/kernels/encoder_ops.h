@@ -1,5 +1,5 @@
 // Float building blocks of the native encoder forward pass: a packed fp32 matrix product,
-// the int32 -> float epilogue of the int8 matrix product, LayerNorm, GELU (erf form),
+// a bias row, LayerNorm, GELU (erf form),
 // per-row symmetric int8 quantization and one attention head.
 //
 // Results agree across ISA paths to float rounding (they are not bit-exact: the vector paths
@@ -19,16 +19,6 @@ void enc_sgemm_packed(const float* a, int64_t m, int64_t lda, const float* bp, i
                       int64_t p0, int64_t p1, float* c, int64_t ldc);
 
 // ---- row operations ----------------------------------------------------------------------
-// out[j] = c[j] * rs * cs[j] + bias[j] (bias may be null).
-void enc_dequant_row(const int32_t* c, int64_t n, float rs, const float* cs, const float* bias,
-                     float* out);
-// out[j] = y[j] + sum_o xo[o] * w[o * n + j] (fp32 outlier channels); out may equal y.
-void enc_outlier_row(const float* y, int64_t n, const float* xo, int64_t nout, const float* w,
-                     float* out);
-// c[r, :] += xo[r, :] . w for r < rows (xo: [rows, nout], w: [nout, n]): the fp32 outlier
-// channels of a row block, in place.
-void enc_outlier_block(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
-                       int64_t nout, const float* w);
 // out[j] = y[j] + bias[j] (bias may be null); out may equal y.
 void enc_bias_row(const float* y, int64_t n, const float* bias, float* out);
 // v = y + res (res may be null); out = (v - mean) / sqrt(var + eps) * g + b. out may equal y.
@@ -53,13 +43,7 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     void enc_sgemm_packed_##isa(const float* a, int64_t m, int64_t lda, const float* bp,          \
                                 int64_t n, int64_t k, int64_t p0, int64_t p1, float* c,           \
                                 int64_t ldc);                                                     \
-    void enc_dequant_row_##isa(const int32_t* c, int64_t n, float rs, const float* cs,            \
-                               const float* bias, float* out);                                    \
     void enc_bias_row_##isa(const float* y, int64_t n, const float* bias, float* out);            \
-    void enc_outlier_block_##isa(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo, \
-                                 int64_t nout, const float* w);                                   \
-    void enc_outlier_row_##isa(const float* y, int64_t n, const float* xo, int64_t nout,          \
-                               const float* w, float* out);                                       \
     void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \
                                      const float* b, float eps, float* out);                      \
     void enc_gelu_row_##isa(float* x, int64_t n);                                                 \

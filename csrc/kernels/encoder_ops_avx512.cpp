@@ -8,7 +8,6 @@ namespace embedrt {
 
 #define ENC_FN(name) name##_avx512
 #define ENC_OWN_ATTENTION 1
-#define ENC_OWN_OUTLIER_BLOCK 1
 #define ENC_OWN_QUANTIZE_GELU 1
 #include "kernels/encoder_ops_generic.inc"
 
@@ -105,6 +104,35 @@ void softmax512(float* s, int64_t n) {
     }
 }
 
+// In-register transpose of a 16 x 16 float block: r[i] lane j <- r[j] lane i.
+inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    // 4 x 4 transposes inside each 128-bit lane, per group of 4 rows.
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+        __m512 a0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+        __m512 a1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        __m512 a2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+        __m512 a3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        t[4 * g] = _mm512_shuffle_ps(a0, a2, 0x44);
+        t[4 * g + 1] = _mm512_shuffle_ps(a0, a2, 0xEE);
+        t[4 * g + 2] = _mm512_shuffle_ps(a1, a3, 0x44);
+        t[4 * g + 3] = _mm512_shuffle_ps(a1, a3, 0xEE);
+    }
+    // t[4g + j] lane l holds rows 4g..4g+3 of column 4l + j: transpose the 128-bit lanes.
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+        __m512 u0 = _mm512_shuffle_f32x4(t[j], t[4 + j], 0x44);
+        __m512 u1 = _mm512_shuffle_f32x4(t[j], t[4 + j], 0xEE);
+        __m512 u2 = _mm512_shuffle_f32x4(t[8 + j], t[12 + j], 0x44);
+        __m512 u3 = _mm512_shuffle_f32x4(t[8 + j], t[12 + j], 0xEE);
+        r[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        r[4 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        r[8 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+}
+
 // R query rows [i0, i0 + R) of one head: scores, softmax, context.
 template <int R>
 void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64_t Lp, int64_t d,
@@ -154,12 +182,21 @@ void enc_attention_head_avx512(const float* q, const float* k, const float* v, i
     const int64_t Lp = (L + 15) / 16 * 16;
     float* kt = scratch;       // [d][Lp]
     float* S = kt + d * Lp;    // [8][Lp]
-    for (int64_t t = 0; t < L; ++t) {
-        const float* kr = k + t * ld;
-        for (int64_t c = 0; c < d; ++c) kt[c * Lp + t] = kr[c];
+    // K^T in 16 x 16 blocks through registers; tokens past L read as zeros, so the
+    // padding columns come out zero.
+    for (int64_t t0 = 0; t0 < L; t0 += 16) {
+        const int64_t nt = L - t0 < 16 ? L - t0 : 16;
+        for (int64_t c0 = 0; c0 < d; c0 += 16) {
+            const __mmask16 cm = tail_mask(d - c0);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; ++i)
+                r[i] = i < nt ? _mm512_maskz_loadu_ps(cm, k + (t0 + i) * ld + c0) : _mm512_setzero_ps();
+            transpose16(r);
+            const int64_t nc = d - c0 < 16 ? d - c0 : 16;
+            for (int64_t i = 0; i < nc; ++i) _mm512_storeu_ps(kt + (c0 + i) * Lp + t0, r[i]);
+        }
     }
-    for (int64_t c = 0; c < d; ++c)
-        for (int64_t t = L; t < Lp; ++t) kt[c * Lp + t] = 0.0f;
     int64_t i = 0;
     for (; i + 8 <= L; i += 8)
         attention_rows<8>(q + i * ld, v, ld, L, Lp, d, kt, S, out + i * ldo, ldo);
@@ -230,26 +267,6 @@ void enc_gelu_row_avx512(float* x, int64_t n) {
         __m512i zs = _mm512_and_si512(_mm512_castps_si512(z), sign);
         e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), zs));
         _mm512_mask_storeu_ps(x + j, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
-    }
-}
-
-void enc_outlier_block_avx512(float* c, int64_t rows, int64_t ldc, int64_t n, const float* xo,
-                              int64_t nout, const float* w) {
-    for (int64_t o0 = 0; o0 < nout; o0 += 8) {
-        const int64_t no = nout - o0 < 8 ? nout - o0 : 8;
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 m = tail_mask(n - j);
-            __m512 wv[8];
-            for (int64_t o = 0; o < no; ++o) wv[o] = _mm512_maskz_loadu_ps(m, w + (o0 + o) * n + j);
-            for (int64_t r = 0; r < rows; ++r) {
-                float* cr = c + r * ldc + j;
-                const float* xr = xo + r * nout + o0;
-                __m512 acc = _mm512_maskz_loadu_ps(m, cr);
-                for (int64_t o = 0; o < no; ++o)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(xr[o]), wv[o], acc);
-                _mm512_mask_storeu_ps(cr, m, acc);
-            }
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 #include "kernels/int8_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "dispatch.h"
@@ -26,6 +27,19 @@ uint8_t* scratch(int64_t bytes) {
     return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
 }
 
+// c[i, j] = fma(xo[i, o], wo[o, j], c[i, j]) for o in order: the same operations as the
+// avx512 epilogue, so every path gives the same floats.
+void add_side_channels(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
+    for (int64_t i = 0; i < g.m; ++i) {
+        float* c = g.cf + i * g.ldc;
+        for (int64_t o = 0; o < g.nout; ++o) {
+            const float x = g.xo[i * g.nout + o];
+            const float* w = g.wo + o * g.n;
+            for (int64_t j = j0; j < j1; ++j) c[j] = std::fma(x, w[j], c[j]);
+        }
+    }
+}
+
 void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
     if (args.m <= 0 || j1 <= j0) return;
     Isa isa = active_isa();
@@ -44,6 +58,7 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
         if (args.c32) blk.c32 = args.c32 + i0 * args.ldc;
         else blk.cf = args.cf + i0 * args.ldc;
         if (args.a_scale) blk.a_scale = args.a_scale + i0;
+        if (args.nout) blk.xo = args.xo + i0 * args.nout;
         switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
             case Isa::avx512: int8_gemm_avx512(blk, j0, j1); break;
@@ -54,6 +69,7 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
 #endif
             default: int8_gemm_scalar(blk, j0, j1); break;
         }
+        if (blk.nout && isa != Isa::avx512) add_side_channels(blk, j0, std::min(j1, blk.n));
     }
 }
 
@@ -155,13 +171,19 @@ void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const I
 
 void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
                           int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
-                          const float* bias, float* c, int64_t ldc) {
+                          const float* bias, float* c, int64_t ldc, const float* xo, int64_t nout,
+                          const float* wo) {
     Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
     args.cf = c;
     args.ldc = ldc;
     args.a_scale = a_scale;
     args.b_scale = b_scale;
     args.bias = bias;
+    if (nout > 0) {
+        args.xo = xo;
+        args.nout = nout;
+        args.wo = wo;
+    }
     run(args, j0, j1);
 }
 

@@ -71,9 +71,13 @@ void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const I
 // counts as 1. The float operations are the same, in the same order, on every path (an
 // explicit fused multiply-add where a bias is given), so results are identical too.
 // a_u8: as for int8_gemm_packed_u8 when true (a points at uint8 codes), else int8.
+// Optional fp32 side channels (nout > 0): xo [m, nout] and wo [nout, n] add, after the
+// above, c[i, j] = fma(xo[i, o], wo[o, j], c[i, j]) for o = 0 .. nout-1 in order (inputs
+// that were kept out of the int8 product, e.g. activation outliers).
 void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
                           int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
-                          const float* bias, float* c, int64_t ldc);
+                          const float* bias, float* c, int64_t ldc, const float* xo = nullptr,
+                          int64_t nout = 0, const float* wo = nullptr);
 void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
                              const Int8Packed& b, const float* a_scale, const float* b_scale,
                              const float* bias, float* c, int64_t ldc);
@@ -95,6 +99,11 @@ struct Int8GemmArgs {
     const float* a_scale = nullptr;
     const float* b_scale = nullptr;
     const float* bias = nullptr;
+    // fp32 side channels of the float output (see int8_gemm_packed_f32); handled by the
+    // avx512 kernel itself, by the dispatcher after the others.
+    const float* xo = nullptr;  // [m, nout]
+    const float* wo = nullptr;  // [nout, n]
+    int64_t nout = 0;
     // Caller-provided scratch of at least int8_gemm_scratch_bytes(m, kp) bytes, 64-aligned.
     uint8_t* scratch = nullptr;
 };

@@ -230,6 +230,9 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
                 __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(reinterpret_cast<const void*>(&tile[r][p * 16])));
                 __m512 s = _mm512_mul_ps(_mm512_set1_ps(g.a_scale ? g.a_scale[i0 + r] : 1.0f), bs);
                 __m512 v = g.bias ? _mm512_fmadd_ps(s, d, bias) : _mm512_mul_ps(s, d);
+                for (int64_t o = 0; o < g.nout; ++o)
+                    v = _mm512_fmadd_ps(_mm512_set1_ps(g.xo[(i0 + r) * g.nout + o]),
+                                        _mm512_maskz_loadu_ps(mask, g.wo + o * g.n + c0), v);
                 _mm512_mask_storeu_ps(g.cf + (i0 + r) * g.ldc + c0, mask, v);
             }
         }
