@@ -82,28 +82,6 @@ inline __mmask16 tail_mask(int64_t left) {
     return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1u);
 }
 
-void softmax512(float* s, int64_t n) {
-    __m512 mx = _mm512_set1_ps(-3.4e38f);
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, s + j));
-    }
-    __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmax));
-        e = _mm512_maskz_mov_ps(m, e);
-        sum = _mm512_add_ps(sum, e);
-        _mm512_mask_storeu_ps(s + j, m, e);
-    }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        _mm512_mask_storeu_ps(s + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + j), inv));
-    }
-}
-
 // In-register transpose of a 16 x 16 float block: r[i] lane j <- r[j] lane i.
 inline void transpose16(__m512 r[16]) {
     __m512 t[16];
@@ -133,10 +111,14 @@ inline void transpose16(__m512 r[16]) {
     }
 }
 
-// R query rows [i0, i0 + R) of one head: scores, softmax, context.
+// R query rows [i0, i0 + R) of one head: scores (with each row's running maximum), then
+// e = exp(s - max) and its sum, then the context sum_j e_j v_j scaled by 1 / sum at the store.
 template <int R>
 void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64_t Lp, int64_t d,
                     const float* kt, float* S, float* out, int64_t ldo) {
+    __m512 mx[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) mx[r] = _mm512_set1_ps(-3.4e38f);
     for (int64_t j = 0; j < Lp; j += 16) {
         __m512 acc[R];
 #pragma GCC unroll 8
@@ -147,10 +129,26 @@ void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64
             for (int r = 0; r < R; ++r)
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r * ld + c]), kv, acc[r]);
         }
+        const __mmask16 m = tail_mask(L - j);
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) _mm512_storeu_ps(S + r * Lp + j, acc[r]);
+        for (int r = 0; r < R; ++r) {
+            _mm512_storeu_ps(S + r * Lp + j, acc[r]);
+            mx[r] = _mm512_mask_max_ps(mx[r], m, mx[r], acc[r]);
+        }
     }
-    for (int r = 0; r < R; ++r) softmax512(S + r * Lp, L);
+    float inv[R];
+    for (int r = 0; r < R; ++r) {
+        float* sr = S + r * Lp;
+        const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < L; j += 16) {
+            const __mmask16 m = tail_mask(L - j);
+            __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_loadu_ps(sr + j), vmax)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(sr + j, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+    }
     for (int64_t c0 = 0; c0 < d; c0 += 32) {
         __mmask16 m0 = tail_mask(d - c0), m1 = tail_mask(d - c0 - 16 > 0 ? d - c0 - 16 : 0);
         __m512 a0[R], a1[R];
@@ -169,8 +167,9 @@ void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64
         }
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-            _mm512_mask_storeu_ps(out + r * ldo + c0, m0, a0[r]);
-            _mm512_mask_storeu_ps(out + r * ldo + c0 + 16, m1, a1[r]);
+            const __m512 sc = _mm512_set1_ps(inv[r]);
+            _mm512_mask_storeu_ps(out + r * ldo + c0, m0, _mm512_mul_ps(a0[r], sc));
+            _mm512_mask_storeu_ps(out + r * ldo + c0 + 16, m1, _mm512_mul_ps(a1[r], sc));
         }
     }
 }
@@ -256,7 +255,9 @@ void enc_gelu_row_avx512(float* x, int64_t n) {
         __m512 v = _mm512_maskz_loadu_ps(m, x + j);
         __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
         __m512 az = _mm512_abs_ps(z);
-        __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one));
+        const __m512 den = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one);
+        __m512 t = _mm512_rcp14_ps(den);  // one Newton step: relative error ~2^-28
+        t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0f)));
         __m512 p = _mm512_set1_ps(1.061405429f);
         p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
         p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
