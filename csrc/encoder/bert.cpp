@@ -98,6 +98,12 @@ void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const 
     else L.in_shift.clear();
     if (in_mul) L.in_mul.assign(in_mul, in_mul + L.k);
     else L.in_mul.clear();
+    L.q_mul.clear();
+    if (n_outliers > 0) {
+        if (in_mul) L.q_mul.assign(in_mul, in_mul + L.k);
+        else L.q_mul.assign(static_cast<size_t>(L.k), 1.0f);
+        for (int64_t o = 0; o < n_outliers; ++o) L.q_mul[static_cast<size_t>(outlier_idx[o])] = 0.0f;
+    }
 }
 
 void BertModel::set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b,
@@ -143,22 +149,13 @@ T* grow(std::vector<T>& v, int64_t n) {
     return v.data();
 }
 
-// Quantizes one input row of L (outlier channels saved to xo[0 .. nout) and left out).
-// tmp: 2 * k floats.
+// Quantizes one input row of L; the outlier channels' values go to xo[0 .. nout) and drop
+// out of the int8 row (their q_mul is 0). tmp: k floats.
 float quantize_input(const Linear& L, const float* src, uint8_t* q, float* tmp, float* xo) {
     const int64_t nout = static_cast<int64_t>(L.out_idx.size());
-    if (nout == 0)
-        return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
-                                L.in_mul.empty() ? nullptr : L.in_mul.data(), q, tmp);
-    float* t = tmp + L.k;
-    std::memcpy(t, src, sizeof(float) * static_cast<size_t>(L.k));
-    for (int64_t o = 0; o < nout; ++o) {
-        int64_t c = L.out_idx[static_cast<size_t>(o)];
-        xo[o] = t[c];
-        t[c] = 0.0f;
-    }
-    return enc_quantize_row(t, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(),
-                            L.in_mul.empty() ? nullptr : L.in_mul.data(), q, tmp);
+    for (int64_t o = 0; o < nout; ++o) xo[o] = src[L.out_idx[static_cast<size_t>(o)]];
+    const float* mul = nout ? L.q_mul.data() : (L.in_mul.empty() ? nullptr : L.in_mul.data());
+    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(), mul, q, tmp);
 }
 
 int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size()); }

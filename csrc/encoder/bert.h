@@ -43,6 +43,9 @@ struct Linear {
     // back as y += x[idx[o]] * out_w[o, :] (out_w: [nout, n]).
     std::vector<int64_t> out_idx;
     std::vector<float> out_w;
+    // The multiplier the quantizer applies: in_mul (or 1) with 0 at the outlier channels, so
+    // they drop out of the int8 input and its scale; empty when there are no outliers.
+    std::vector<float> q_mul;
 };
 
 struct BertLayer {

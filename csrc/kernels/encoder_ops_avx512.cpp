@@ -8,6 +8,7 @@ namespace embedrt {
 
 #define ENC_FN(name) name##_avx512
 #define ENC_OWN_ATTENTION 1
+#define ENC_OWN_LAYERNORM 1
 #define ENC_OWN_QUANTIZE_GELU 1
 #include "kernels/encoder_ops_generic.inc"
 
@@ -292,6 +293,54 @@ void enc_sgemm_packed_avx512(const float* a, int64_t m, int64_t lda, const float
             int w0 = static_cast<int>(n - j < 16 ? n - j : 16);
             sgemm_rows_avx512<1>(ai, mi, lda, bp + p * 16 * k, nullptr, k, ci + j, ldc, w0, 0);
         }
+    }
+}
+
+void enc_add_layernorm_row_avx512(const float* y, const float* res, int64_t n, const float* g,
+                                  const float* b, float eps, float* out) {
+    // v = y + res into out, with the sum; then the centred sum of squares; then the affine map.
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512 v0 = _mm512_loadu_ps(y + j), v1 = _mm512_loadu_ps(y + j + 16);
+        if (res) {
+            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(res + j));
+            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(res + j + 16));
+        }
+        _mm512_storeu_ps(out + j, v0);
+        _mm512_storeu_ps(out + j + 16, v1);
+        s0 = _mm512_add_ps(s0, v0);
+        s1 = _mm512_add_ps(s1, v1);
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        __m512 v = _mm512_maskz_loadu_ps(m, y + j);
+        if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + j));
+        _mm512_mask_storeu_ps(out + j, m, v);
+        s0 = _mm512_add_ps(s0, v);
+    }
+    const float mean = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / static_cast<float>(n);
+    const __m512 vm = _mm512_set1_ps(mean);
+    s0 = _mm512_setzero_ps();
+    s1 = s0;
+    for (j = 0; j + 32 <= n; j += 32) {
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(out + j), vm);
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(out + j + 16), vm);
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, out + j), vm);
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    const float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / static_cast<float>(n);
+    const __m512 rstd = _mm512_set1_ps(1.0f / __builtin_sqrtf(var + eps));
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, out + j), vm), rstd);
+        __m512 r = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, g + j), _mm512_maskz_loadu_ps(m, b + j));
+        _mm512_mask_storeu_ps(out + j, m, r);
     }
 }
 
