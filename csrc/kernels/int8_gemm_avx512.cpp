@@ -102,6 +102,40 @@ inline __mmask16 col_mask(int64_t lo, int64_t hi) {  // columns [lo, hi) of a 16
     return static_cast<__mmask16>(m);
 }
 
+// The float epilogue of one row of a finished block, straight from the accumulators:
+// c = fma(a_scale * b_scale, float(acc - comp), bias), then the fp32 side channels.
+struct F32Epilogue {
+    __m512i comp[3];
+    __m512 bs[3], bias[3];
+    __mmask16 mask[3];
+    float* c;  // row 0, column c0
+    int64_t ldc;
+    const float* a_scale;  // row 0 (may be null)
+    bool has_bias;
+    const float* xo;  // row 0 (nout > 0)
+    int64_t nout;
+    const float* wo;  // column c0
+    int64_t n;
+};
+
+template <int NP>
+inline __attribute__((always_inline)) void f32_row(const F32Epilogue& e, int r, __m512i x0,
+                                                   __m512i x1, __m512i x2) {
+    const __m512 sr = _mm512_set1_ps(e.a_scale ? e.a_scale[r] : 1.0f);
+    const __m512i x[3] = {x0, x1, x2};
+#pragma GCC unroll 3
+    for (int p = 0; p < NP; ++p) {
+        if (!e.mask[p]) continue;
+        const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(x[p], e.comp[p]));
+        const __m512 s = _mm512_mul_ps(sr, e.bs[p]);
+        __m512 v = e.has_bias ? _mm512_fmadd_ps(s, d, e.bias[p]) : _mm512_mul_ps(s, d);
+        for (int64_t o = 0; o < e.nout; ++o)
+            v = _mm512_fmadd_ps(_mm512_set1_ps(e.xo[r * e.nout + o]),
+                                _mm512_maskz_loadu_ps(e.mask[p], e.wo + o * e.n + p * 16), v);
+        _mm512_mask_storeu_ps(e.c + r * e.ldc + p * 16, e.mask[p], v);
+    }
+}
+
 // Accumulates groups [qb, qe) of 4 k's for rows i0.. (MR) and panels p0.. (NP). first: C is
 // written as acc - comp; otherwise (a later k block, int32 output only) acc is added to C.
 template <int MR, int NP>
@@ -201,7 +235,36 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
 #undef EMBEDRT_STORE
         return;
     }
-    // Otherwise spill the finished block once, compensated, and run the epilogue from memory.
+    if (!g.c32) {
+        // Float output: the epilogue straight from the accumulators.
+        F32Epilogue e;
+        const int64_t c0 = p0 * 16;
+        e.comp[0] = comp0;
+        e.comp[1] = comp1;
+        e.comp[2] = comp2;
+        for (int p = 0; p < 3; ++p) {
+            const int64_t cp = c0 + 16 * p;
+            e.mask[p] = p < NP ? col_mask(j0 > cp ? j0 - cp : 0, j1 - cp < 16 ? j1 - cp : 16) : 0;
+            e.bs[p] = g.b_scale ? _mm512_maskz_loadu_ps(e.mask[p], g.b_scale + cp) : _mm512_set1_ps(1.0f);
+            e.bias[p] = g.bias ? _mm512_maskz_loadu_ps(e.mask[p], g.bias + cp) : _mm512_setzero_ps();
+        }
+        e.c = g.cf + i0 * g.ldc + c0;
+        e.ldc = g.ldc;
+        e.a_scale = g.a_scale ? g.a_scale + i0 : nullptr;
+        e.has_bias = g.bias != nullptr;
+        e.nout = g.nout;
+        e.xo = g.nout ? g.xo + i0 * g.nout : nullptr;
+        e.wo = g.nout ? g.wo + c0 : nullptr;
+        e.n = g.n;
+#define EMBEDRT_F32(r) \
+        if (MR > r) f32_row<NP>(e, r, c##r##0, c##r##1, c##r##2);
+        EMBEDRT_F32(0) EMBEDRT_F32(1) EMBEDRT_F32(2) EMBEDRT_F32(3)
+        EMBEDRT_F32(4) EMBEDRT_F32(5) EMBEDRT_F32(6) EMBEDRT_F32(7)
+#undef EMBEDRT_F32
+        return;
+    }
+    // int32 output over part of the block: spill it once, compensated, and store the columns
+    // of [j0, j1) from memory.
     alignas(64) int32_t tile[8][48];
 #define EMBEDRT_SPILL(r)                                                                            \
     if (MR > r) {                                                                                   \
@@ -218,23 +281,9 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
         int64_t hi = j1 - c0 < 16 ? j1 - c0 : 16;
         __mmask16 mask = col_mask(lo, hi);
         if (!mask) continue;
-        if (g.c32) {
-            for (int r = 0; r < MR; ++r) {
-                __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(&tile[r][p * 16]));
-                _mm512_mask_storeu_epi32(g.c32 + (i0 + r) * g.ldc + c0, mask, v);
-            }
-        } else {
-            __m512 bs = g.b_scale ? _mm512_maskz_loadu_ps(mask, g.b_scale + c0) : _mm512_set1_ps(1.0f);
-            __m512 bias = g.bias ? _mm512_maskz_loadu_ps(mask, g.bias + c0) : _mm512_setzero_ps();
-            for (int r = 0; r < MR; ++r) {
-                __m512 d = _mm512_cvtepi32_ps(_mm512_load_si512(reinterpret_cast<const void*>(&tile[r][p * 16])));
-                __m512 s = _mm512_mul_ps(_mm512_set1_ps(g.a_scale ? g.a_scale[i0 + r] : 1.0f), bs);
-                __m512 v = g.bias ? _mm512_fmadd_ps(s, d, bias) : _mm512_mul_ps(s, d);
-                for (int64_t o = 0; o < g.nout; ++o)
-                    v = _mm512_fmadd_ps(_mm512_set1_ps(g.xo[(i0 + r) * g.nout + o]),
-                                        _mm512_maskz_loadu_ps(mask, g.wo + o * g.n + c0), v);
-                _mm512_mask_storeu_ps(g.cf + (i0 + r) * g.ldc + c0, mask, v);
-            }
+        for (int r = 0; r < MR; ++r) {
+            __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(&tile[r][p * 16]));
+            _mm512_mask_storeu_epi32(g.c32 + (i0 + r) * g.ldc + c0, mask, v);
         }
     }
 }
