@@ -2,6 +2,7 @@
 // (four 128-bit vectors per word, two codes each), popcounts are per-byte counts (vcntq_u8)
 // summed in bytes for up to 31 words (8 * 31 < 256, so bytes never overflow), then folded by
 // pairwise widening adds into 32-bit sums: two per code, joined by one vpaddq_u32 per four codes.
+// Codes of at most 192 bits (W <= 3) are summed in bytes to the end and widened once.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -33,6 +34,24 @@ inline uint64_t code_word(const uint8_t* row, int64_t w, int64_t nbytes, uint8_t
 template <int W>
 inline void block_distances(const uint64_t* T, const uint64_t* qi, int64_t wdyn, uint32x4_t d[2]) {
     const int64_t nw = W > 0 ? W : wdyn;
+    if (W > 0 && W <= 3) {
+        // at most 192 bits: a distance fits in a byte, so sum the 8 byte counts of each code
+        // with three rounds of pairwise byte adds, then widen once
+        uint8x16_t b0 = vdupq_n_u8(0), b1 = b0, b2 = b0, b3 = b0;
+        for (int64_t w = 0; w < W; ++w) {
+            const uint64x2_t qw = vdupq_n_u64(qi[w]);
+            const uint64_t* t = T + w * 8;
+            b0 = vaddq_u8(b0, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(t), qw))));
+            b1 = vaddq_u8(b1, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(t + 2), qw))));
+            b2 = vaddq_u8(b2, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(t + 4), qw))));
+            b3 = vaddq_u8(b3, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(t + 6), qw))));
+        }
+        const uint8x16_t p = vpaddq_u8(vpaddq_u8(b0, b1), vpaddq_u8(b2, b3));  // 2 lanes per code
+        const uint16x8_t h = vmovl_u8(vget_low_u8(vpaddq_u8(p, p)));          // codes 0-7
+        d[0] = vmovl_u16(vget_low_u16(h));
+        d[1] = vmovl_high_u16(h);
+        return;
+    }
     uint32x4_t a0 = vdupq_n_u32(0), a1 = a0, a2 = a0, a3 = a0;  // two 32-bit halves per code
     for (int64_t w0 = 0; w0 < nw; w0 += 31) {
         const int64_t w1 = nw - w0 < 31 ? nw : w0 + 31;
@@ -110,6 +129,7 @@ void hamming_scan_neon(const HammingScan& s, int64_t j0, int64_t j1) {
     switch (s.W) {
         case 1: scan<1>(s, j0, j1); break;
         case 2: scan<2>(s, j0, j1); break;
+        case 3: scan<3>(s, j0, j1); break;
         case 4: scan<4>(s, j0, j1); break;
         case 6: scan<6>(s, j0, j1); break;
         case 8: scan<8>(s, j0, j1); break;
