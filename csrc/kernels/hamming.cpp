@@ -62,6 +62,9 @@ void hamming_scan(const HammingScan& s, int64_t j0, int64_t j1) {
         case Isa::avx512: hamming_scan_avx512(s, j0, j1); return;
         case Isa::avx2: hamming_scan_avx2(s, j0, j1); return;
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+        case Isa::neon: hamming_scan_neon(s, j0, j1); return;
+#endif
         default: hamming_scan_scalar(s, j0, j1); return;
     }
 }

@@ -25,6 +25,9 @@ bool pack_bits_f32(const float* x, int64_t n, int64_t d, uint8_t* out) {
             case Isa::avx512: good = pack_bits_f32_avx512(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
             case Isa::avx2: good = pack_bits_f32_avx2(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+            case Isa::neon: good = pack_bits_f32_neon(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
+#endif
             default: good = pack_bits_f32_scalar(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
         }
         if (!good) ok.store(false);

@@ -19,5 +19,6 @@ void unpack_bits(const uint8_t* codes, int64_t n, int64_t nbytes, int64_t d, uin
 bool pack_bits_f32_scalar(const float* x, int64_t n, int64_t d, uint8_t* out);
 bool pack_bits_f32_avx2(const float* x, int64_t n, int64_t d, uint8_t* out);
 bool pack_bits_f32_avx512(const float* x, int64_t n, int64_t d, uint8_t* out);
+bool pack_bits_f32_neon(const float* x, int64_t n, int64_t d, uint8_t* out);  // aarch64 builds only
 
 }  // namespace embedrt

@@ -90,6 +90,9 @@ void tile(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t grou
         case Isa::avx512: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
         case Isa::avx2: sdc_tile_avx2(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+        case Isa::neon: sdc_tile_neon(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
+#endif
         default: sdc_tile_scalar(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
     }
 }
