@@ -84,8 +84,10 @@ public:
     void embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets, int64_t nseq,
                const std::vector<Pooling>& poolings, int64_t num_layers, float* out) const;
 
-    // Token budget of one forward chunk (bounds the activation memory).
-    int64_t max_chunk_tokens = 2048;
+    // Token budget of one forward chunk: it bounds the activation memory and keeps the
+    // activations of a chunk in cache between the passes (about 5 MB at 512 tokens of MiniLM;
+    // at 2048 they spill out of cache and the whole pass runs about 12% slower).
+    int64_t max_chunk_tokens = 512;
 
 private:
     Linear& linear(int64_t layer, int slot);
