@@ -149,13 +149,24 @@ T* grow(std::vector<T>& v, int64_t n) {
     return v.data();
 }
 
+// The multiplier the quantizer applies to L's input (null for none).
+const float* quant_mul(const Linear& L) {
+    if (!L.out_idx.empty()) return L.q_mul.data();
+    return L.in_mul.empty() ? nullptr : L.in_mul.data();
+}
+
+// The outlier channels' values of one input row of L, to xo[0 .. nout).
+void take_outliers(const Linear& L, const float* src, float* xo) {
+    const int64_t nout = static_cast<int64_t>(L.out_idx.size());
+    for (int64_t o = 0; o < nout; ++o) xo[o] = src[L.out_idx[static_cast<size_t>(o)]];
+}
+
 // Quantizes one input row of L; the outlier channels' values go to xo[0 .. nout) and drop
 // out of the int8 row (their q_mul is 0). tmp: k floats.
 float quantize_input(const Linear& L, const float* src, uint8_t* q, float* tmp, float* xo) {
-    const int64_t nout = static_cast<int64_t>(L.out_idx.size());
-    for (int64_t o = 0; o < nout; ++o) xo[o] = src[L.out_idx[static_cast<size_t>(o)]];
-    const float* mul = nout ? L.q_mul.data() : (L.in_mul.empty() ? nullptr : L.in_mul.data());
-    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(), mul, q, tmp);
+    take_outliers(L, src, xo);
+    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(), quant_mul(L),
+                            q, tmp);
 }
 
 int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size()); }
@@ -343,9 +354,17 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         // Up projection + GELU (+ the down projection's input).
         run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, I, Ly.down.int8 ? nullptr : hf, I,
                    [&](int64_t i, float* y, float* scr) {
-                       enc_gelu_row(y, I);
-                       if (Ly.down.int8)
+                       if (!Ly.down.int8) {
+                           enc_gelu_row(y, I);
+                       } else if (Ly.down.in_shift.empty()) {
+                           // GELU and the quantization in one pass over the row
+                           const float* mul = quant_mul(Ly.down);
+                           hs[i] = enc_gelu_quantize_row(y, I, mul, hq + i * I);
+                           take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
+                       } else {
+                           enc_gelu_row(y, I);
                            hs[i] = quantize_input(Ly.down, y, hq + i * I, scr, ho + i * nout_of(Ly.down));
+                       }
                    });
 
         // Down projection + residual + LayerNorm -> x (+ the next layer's input).

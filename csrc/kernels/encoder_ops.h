@@ -26,6 +26,9 @@ void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const fl
                            const float* b, float eps, float* out);
 // x = x * (1 + erf(x / sqrt 2)) / 2, in place.
 void enc_gelu_row(float* x, int64_t n);
+// GELU in place, then the quantization of x * mul (mul may be null) as enc_quantize_row
+// with no shift: the same values, with the row's maximum found in the GELU pass.
+float enc_gelu_quantize_row(float* x, int64_t n, const float* mul, uint8_t* q);
 // t = (x - shift) * mul (shift, mul may be null); q = round(t / s) + 128 (uint8 codes of the
 // int8 values, as the int8 GEMM's a_u8 form takes them) with s = max|t| / 127.
 // Returns s (0 for an all-zero row). tmp: n floats of scratch.
@@ -47,6 +50,7 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \
                                      const float* b, float eps, float* out);                      \
     void enc_gelu_row_##isa(float* x, int64_t n);                                                 \
+    float enc_gelu_quantize_row_##isa(float* x, int64_t n, const float* mul, uint8_t* q);         \
     float enc_quantize_row_##isa(const float* x, int64_t n, const float* shift, const float* mul, \
                                  uint8_t* q, float* tmp);                                          \
     void enc_attention_head_##isa(const float* q, const float* k, const float* v, int64_t ld,     \

@@ -248,28 +248,64 @@ float enc_quantize_row_avx512(const float* x, int64_t n, const float* shift, con
     return a / 127.0f;
 }
 
-void enc_gelu_row_avx512(float* x, int64_t n) {
+namespace {
+
+// GELU (erf form) of 16 lanes.
+inline __m512 gelu16(__m512 v) {
     const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
     const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+    __m512 az = _mm512_abs_ps(z);
+    const __m512 den = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one);
+    __m512 t = _mm512_rcp14_ps(den);  // one Newton step: relative error ~2^-28
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    __m512 e = _mm512_fnmadd_ps(_mm512_mul_ps(p, t),
+                                exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)), one);
+    // erf(z) carries the sign of z
+    __m512i zs = _mm512_and_si512(_mm512_castps_si512(z), sign);
+    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), zs));
+    return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e));
+}
+
+}  // namespace
+
+void enc_gelu_row_avx512(float* x, int64_t n) {
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 m = tail_mask(n - j);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + j);
-        __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
-        __m512 az = _mm512_abs_ps(z);
-        const __m512 den = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one);
-        __m512 t = _mm512_rcp14_ps(den);  // one Newton step: relative error ~2^-28
-        t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0f)));
-        __m512 p = _mm512_set1_ps(1.061405429f);
-        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-        __m512 e = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)), one);
-        // erf(z) carries the sign of z
-        __m512i zs = _mm512_and_si512(_mm512_castps_si512(z), sign);
-        e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), zs));
-        _mm512_mask_storeu_ps(x + j, m, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
+        _mm512_mask_storeu_ps(x + j, m, gelu16(_mm512_maskz_loadu_ps(m, x + j)));
     }
+}
+
+float enc_gelu_quantize_row_avx512(float* x, int64_t n, const float* mul, uint8_t* q) {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 g = gelu16(_mm512_maskz_loadu_ps(m, x + j));
+        _mm512_mask_storeu_ps(x + j, m, g);
+        if (mul) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, mul + j));
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(g));
+    }
+    float a = _mm512_reduce_max_ps(amax);
+    if (!(a > 0.0f)) {
+        for (int64_t j = 0; j < n; ++j) q[j] = 128;
+        return 0.0f;
+    }
+    __m512 inv = _mm512_set1_ps(127.0f / a);
+    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 t = _mm512_maskz_loadu_ps(m, x + j);
+        if (mul) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(m, mul + j));
+        __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(t, inv));
+        i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
+        _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
+    }
+    return a / 127.0f;
 }
 
 void enc_sgemm_packed_avx512(const float* a, int64_t m, int64_t lda, const float* bp, int64_t n,
