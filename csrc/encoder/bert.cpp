@@ -296,6 +296,20 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     for (int64_t s = 0; s < nseq; ++s)
         for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
 
+    // LayerNorm of y + res into dst, and (when L is given) dst quantized as L's input, in
+    // one pass where L takes no shift.
+    auto layernorm_quantize = [&](const float* y, const float* res, const float* g, const float* b,
+                                  float* dst, const Linear* L, uint8_t* q, float* qs, float* qo,
+                                  float* scr) {
+        if (L && L->in_shift.empty()) {
+            *qs = enc_add_layernorm_quantize_row(y, res, h, g, b, eps, dst, quant_mul(*L), q);
+            take_outliers(*L, dst, qo);
+            return;
+        }
+        enc_add_layernorm_row(y, res, h, g, b, eps, dst);
+        if (L) *qs = quantize_input(*L, dst, q, scr, qo);
+    };
+
     // Embeddings + LayerNorm (+ the first layer's quantized input).
     const Linear* first = num_layers > 0 ? &layers_[0].qkv : nullptr;
     parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
@@ -307,9 +321,9 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
             const float* p = pos_ + pos[t] * h;
             const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
             for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
-            enc_add_layernorm_row(row, nullptr, h, emb_g_.data(), emb_b_.data(), eps, row);
-            if (first && first->int8)
-                xs[t] = quantize_input(*first, row, xq + t * h, scr, xo + t * nout_of(*first));
+            layernorm_quantize(row, nullptr, emb_g_.data(), emb_b_.data(), row,
+                               first && first->int8 ? first : nullptr, xq + t * h, xs + t,
+                               first ? xo + t * nout_of(*first) : nullptr, scr);
         }
     });
 
@@ -346,9 +360,9 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, 0, nullptr, 0,
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x1 + i * h;
-                       enc_add_layernorm_row(y, x + i * h, h, Ly.ln1_g.data(), Ly.ln1_b.data(), eps, dst);
-                       if (Ly.up.int8)
-                           x1s[i] = quantize_input(Ly.up, dst, x1q + i * h, scr, x1o + i * nout_of(Ly.up));
+                       layernorm_quantize(y, x + i * h, Ly.ln1_g.data(), Ly.ln1_b.data(), dst,
+                                          Ly.up.int8 ? &Ly.up : nullptr, x1q + i * h, x1s + i,
+                                          x1o + i * nout_of(Ly.up), scr);
                    });
 
         // Up projection + GELU (+ the down projection's input).
@@ -371,9 +385,9 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         run_linear(Ly.down, hf, I, hq, hs, ho, T, 0, nullptr, 0,
                    [&](int64_t i, float* y, float* scr) {
                        float* dst = x + i * h;
-                       enc_add_layernorm_row(y, x1 + i * h, h, Ly.ln2_g.data(), Ly.ln2_b.data(), eps, dst);
-                       if (next && next->int8)
-                           xs[i] = quantize_input(*next, dst, xq + i * h, scr, xo + i * nout_of(*next));
+                       layernorm_quantize(y, x1 + i * h, Ly.ln2_g.data(), Ly.ln2_b.data(), dst,
+                                          next && next->int8 ? next : nullptr, xq + i * h, xs + i,
+                                          next ? xo + i * nout_of(*next) : nullptr, scr);
                    });
     }
 

@@ -49,6 +49,12 @@ void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const fl
 
 void enc_gelu_row(float* x, int64_t n) { ENC_DISPATCH(enc_gelu_row, x, n) }
 
+float enc_add_layernorm_quantize_row(const float* y, const float* res, int64_t n, const float* g,
+                                     const float* b, float eps, float* out, const float* mul,
+                                     uint8_t* q) {
+    ENC_DISPATCH(enc_add_layernorm_quantize_row, y, res, n, g, b, eps, out, mul, q)
+}
+
 float enc_gelu_quantize_row(float* x, int64_t n, const float* mul, uint8_t* q) {
     ENC_DISPATCH(enc_gelu_quantize_row, x, n, mul, q)
 }

@@ -26,6 +26,11 @@ void enc_add_layernorm_row(const float* y, const float* res, int64_t n, const fl
                            const float* b, float eps, float* out);
 // x = x * (1 + erf(x / sqrt 2)) / 2, in place.
 void enc_gelu_row(float* x, int64_t n);
+// enc_add_layernorm_row, then the quantization of out * mul (mul may be null) as
+// enc_quantize_row with no shift, the row's maximum found in the LayerNorm pass.
+float enc_add_layernorm_quantize_row(const float* y, const float* res, int64_t n, const float* g,
+                                     const float* b, float eps, float* out, const float* mul,
+                                     uint8_t* q);
 // GELU in place, then the quantization of x * mul (mul may be null) as enc_quantize_row
 // with no shift: the same values, with the row's maximum found in the GELU pass.
 float enc_gelu_quantize_row(float* x, int64_t n, const float* mul, uint8_t* q);
@@ -50,6 +55,9 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     void enc_add_layernorm_row_##isa(const float* y, const float* res, int64_t n, const float* g, \
                                      const float* b, float eps, float* out);                      \
     void enc_gelu_row_##isa(float* x, int64_t n);                                                 \
+    float enc_add_layernorm_quantize_row_##isa(const float* y, const float* res, int64_t n,       \
+                                               const float* g, const float* b, float eps,         \
+                                               float* out, const float* mul, uint8_t* q);         \
     float enc_gelu_quantize_row_##isa(float* x, int64_t n, const float* mul, uint8_t* q);         \
     float enc_quantize_row_##isa(const float* x, int64_t n, const float* shift, const float* mul, \
                                  uint8_t* q, float* tmp);                                          \

@@ -281,16 +281,10 @@ void enc_gelu_row_avx512(float* x, int64_t n) {
     }
 }
 
-float enc_gelu_quantize_row_avx512(float* x, int64_t n, const float* mul, uint8_t* q) {
-    __m512 amax = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 g = gelu16(_mm512_maskz_loadu_ps(m, x + j));
-        _mm512_mask_storeu_ps(x + j, m, g);
-        if (mul) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, mul + j));
-        amax = _mm512_max_ps(amax, _mm512_abs_ps(g));
-    }
-    float a = _mm512_reduce_max_ps(amax);
+namespace {
+
+// q = round(x * mul * 127 / a) + 128, a = max|x * mul| (found by the caller); returns a / 127.
+float quantize_known_max(const float* x, int64_t n, const float* mul, float a, uint8_t* q) {
     if (!(a > 0.0f)) {
         for (int64_t j = 0; j < n; ++j) q[j] = 128;
         return 0.0f;
@@ -306,6 +300,20 @@ float enc_gelu_quantize_row_avx512(float* x, int64_t n, const float* mul, uint8_
         _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
     }
     return a / 127.0f;
+}
+
+}  // namespace
+
+float enc_gelu_quantize_row_avx512(float* x, int64_t n, const float* mul, uint8_t* q) {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 g = gelu16(_mm512_maskz_loadu_ps(m, x + j));
+        _mm512_mask_storeu_ps(x + j, m, g);
+        if (mul) g = _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, mul + j));
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(g));
+    }
+    return quantize_known_max(x, n, mul, _mm512_reduce_max_ps(amax), q);
 }
 
 void enc_sgemm_packed_avx512(const float* a, int64_t m, int64_t lda, const float* bp, int64_t n,
@@ -332,8 +340,11 @@ void enc_sgemm_packed_avx512(const float* a, int64_t m, int64_t lda, const float
     }
 }
 
-void enc_add_layernorm_row_avx512(const float* y, const float* res, int64_t n, const float* g,
-                                  const float* b, float eps, float* out) {
+namespace {
+
+// LayerNorm of y + res into out; returns max |out * mul| when want_max (mul may be null).
+inline float layernorm512(const float* y, const float* res, int64_t n, const float* g,
+                          const float* b, float eps, float* out, bool want_max, const float* mul) {
     // v = y + res into out, with the sum; then the centred sum of squares; then the affine map.
     __m512 s0 = _mm512_setzero_ps(), s1 = s0;
     int64_t j = 0;
@@ -372,12 +383,31 @@ void enc_add_layernorm_row_avx512(const float* y, const float* res, int64_t n, c
     }
     const float var = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / static_cast<float>(n);
     const __m512 rstd = _mm512_set1_ps(1.0f / __builtin_sqrtf(var + eps));
+    __m512 amax = _mm512_setzero_ps();
     for (j = 0; j < n; j += 16) {
         const __mmask16 m = tail_mask(n - j);
         __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, out + j), vm), rstd);
         __m512 r = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, g + j), _mm512_maskz_loadu_ps(m, b + j));
         _mm512_mask_storeu_ps(out + j, m, r);
+        if (want_max) {
+            if (mul) r = _mm512_mul_ps(r, _mm512_maskz_loadu_ps(m, mul + j));
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(r));
+        }
     }
+    return want_max ? _mm512_reduce_max_ps(amax) : 0.0f;
+}
+
+}  // namespace
+
+void enc_add_layernorm_row_avx512(const float* y, const float* res, int64_t n, const float* g,
+                                  const float* b, float eps, float* out) {
+    layernorm512(y, res, n, g, b, eps, out, false, nullptr);
+}
+
+float enc_add_layernorm_quantize_row_avx512(const float* y, const float* res, int64_t n,
+                                            const float* g, const float* b, float eps, float* out,
+                                            const float* mul, uint8_t* q) {
+    return quantize_known_max(out, n, mul, layernorm512(y, res, n, g, b, eps, out, true, mul), q);
 }
 
 }  // namespace embedrt
