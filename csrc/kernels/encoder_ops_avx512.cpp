@@ -250,26 +250,30 @@ float enc_quantize_row_avx512(const float* x, int64_t n, const float* shift, con
 
 namespace {
 
-// GELU (erf form) of 16 lanes.
+// GELU (erf form) of 16 lanes: erf(z) = z P(z^2) / Q(z^2) on z clamped to [-3.925, 3.925]
+// (a rational fit, absolute error below 4e-7 in float), the division by a refined reciprocal.
 inline __m512 gelu16(__m512 v) {
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    const __m512 c = _mm512_set1_ps(3.925f);
     __m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
-    __m512 az = _mm512_abs_ps(z);
-    const __m512 den = _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), az, one);
-    __m512 t = _mm512_rcp14_ps(den);  // one Newton step: relative error ~2^-28
-    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0f)));
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    __m512 e = _mm512_fnmadd_ps(_mm512_mul_ps(p, t),
-                                exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az)), one);
-    // erf(z) carries the sign of z
-    __m512i zs = _mm512_and_si512(_mm512_castps_si512(z), sign);
-    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), zs));
-    return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e));
+    z = _mm512_min_ps(_mm512_max_ps(z, _mm512_sub_ps(_mm512_setzero_ps(), c)), c);
+    const __m512 z2 = _mm512_mul_ps(z, z);
+    __m512 p = _mm512_set1_ps(2.086939730361337e-06f);
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(0.00028648643638007343f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(0.0037359942216426134f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(0.052660588175058365f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(0.18941472470760345f));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(1.1283791065216064f));
+    __m512 q = _mm512_set1_ps(3.8558413507416844e-05f);
+    q = _mm512_fmadd_ps(q, z2, _mm512_set1_ps(0.001159676699899137f));
+    q = _mm512_fmadd_ps(q, z2, _mm512_set1_ps(0.014906398020684719f));
+    q = _mm512_fmadd_ps(q, z2, _mm512_set1_ps(0.1137390062212944f));
+    q = _mm512_fmadd_ps(q, z2, _mm512_set1_ps(0.5011966824531555f));
+    q = _mm512_fmadd_ps(q, z2, _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_rcp14_ps(q);  // one Newton step: relative error ~2^-28
+    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(q, r, _mm512_set1_ps(2.0f)));
+    const __m512 e = _mm512_mul_ps(_mm512_mul_ps(z, p), r);
+    const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), v);
+    return _mm512_fmadd_ps(h, e, h);
 }
 
 }  // namespace
