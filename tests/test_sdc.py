@@ -349,3 +349,24 @@ def test_public_names():
     np.testing.assert_array_equal(embedrt.sdc(q, q), ref_sdc(q, q, 16))
     assert embedrt.sdc_topk(q, q, 1)[1].shape == (2, 1)
     assert embedrt.ResidualBinarizer is ResidualBinarizer and embedrt.SDCIndex is SDCIndex
+
+
+def test_index_many_small_adds_and_mapped_growth(tmp_path):
+    # adds interleaved with searches; a memory-mapped index grows by copying, never writing the file
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 40)).astype(np.float32)
+    idx = embedrt.SDCIndex(40, bits=2)
+    for i in range(0, 300, 7):
+        idx.add(X[i:i + 7])
+        s, ids = idx.search(X[:3], k=5)
+        assert len(idx) == min(i + 7, 300) and ids.shape == (3, min(5, len(idx)))
+    assert not idx.codes.flags.writeable
+    np.testing.assert_array_equal(idx.codes, idx.binarizer.encode(X))
+    path = tmp_path / "i.sdc"
+    idx.save(path)
+    before = path.read_bytes()
+    m = embedrt.SDCIndex.load(path, mmap=True)
+    m.add(X[:10])
+    assert len(m) == 310 and path.read_bytes() == before
+    np.testing.assert_array_equal(m.codes[300:], idx.codes[:10])
+    np.testing.assert_array_equal(m.search(X[:4], k=3)[1], m.search(X[:4], k=3)[1])

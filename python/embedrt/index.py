@@ -10,6 +10,7 @@ import numpy as np
 from . import _core
 from . import _fileformat
 from ._checks import as_array, as_float32, as_int
+from ._storage import append_rows
 
 # ----------------------------------------------------------------------------------------
 # BinaryIndex
@@ -100,15 +101,11 @@ class BinaryIndex:
         n = codes.shape[0]
         if n == 0:
             return
-        need = self._n + n
-        if need > self._codes.shape[0] or not self._codes.flags.writeable:
-            capacity = max(need, 2 * self._codes.shape[0], 1024)
-            grown = np.empty((capacity, self._code_size), dtype=np.uint8)
-            grown[:self._n] = self._codes[:self._n]
-            self._codes = grown
+        grown = append_rows(self._codes, self._n, codes)
+        if grown is not self._codes:
             self._mapped = False  # copied into memory; verify() still checks the file
-        self._codes[self._n:need] = codes
-        self._n = need
+        self._codes = grown
+        self._n += n
 
     def reset(self) -> None:
         """Removes every code."""
@@ -528,6 +525,7 @@ class _SDCCoarse:
             raise ValueError(f"{path}: SDC codes stored without their binarizer")
         s._index = SDCIndex(dim, bits, binarizer=binarizer)
         s._index._codes = codes
+        s._index._n = int(codes.shape[0])
         return s
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from . import _core
 from . import _fileformat
 from ._checks import as_array, as_float32, as_int
+from ._storage import append_rows
 
 __all__ = ["ResidualBinarizer", "sdc", "sdc_topk", "SDCIndex"]
 
@@ -357,23 +358,27 @@ class SDCIndex:
             if binarizer.fitted and binarizer.dim != self.dim:
                 raise ValueError(f"binarizer has dim {binarizer.dim}, the index {self.dim}")
         self.binarizer = binarizer if binarizer is not None else ResidualBinarizer(self.bits)
-        self._chunks = []
+        # capacity rows, the first _n in use (grown geometrically by add)
         self._codes = np.zeros((0, self.bits, (self.dim + 7) // 8), dtype=np.uint8)
+        self._n = 0
 
     def __len__(self) -> int:
         return self.ntotal
 
     @property
     def ntotal(self) -> int:
-        return int(self._codes.shape[0]) + sum(int(c.shape[0]) for c in self._chunks)
+        return self._n
 
     @property
     def codes(self) -> np.ndarray:
-        """All stored codes, uint8 ``[ntotal, bits, ceil(dim / 8)]``."""
-        if self._chunks:
-            self._codes = np.concatenate([self._codes, *self._chunks])
-            self._chunks = []
-        return self._codes
+        """All stored codes, uint8 ``[ntotal, bits, ceil(dim / 8)]`` (a read-only view)."""
+        view = self._codes[:self._n].view(np.ndarray)
+        view.flags.writeable = False
+        return view
+
+    def _append(self, codes: np.ndarray) -> None:
+        self._codes = append_rows(self._codes, self._n, codes)
+        self._n += codes.shape[0]
 
     def __repr__(self):
         return f"SDCIndex(dim={self.dim}, bits={self.bits}, ntotal={self.ntotal})"
@@ -387,7 +392,7 @@ class SDCIndex:
             return
         if not self.binarizer.fitted:
             self.binarizer.fit(X)
-        self._chunks.append(self.binarizer.encode(X))
+        self._append(self.binarizer.encode(X))
 
     def add_codes(self, codes) -> None:
         """Adds codes made by this index's binarizer, uint8 ``[n, bits, ceil(dim / 8)]``."""
@@ -396,7 +401,7 @@ class SDCIndex:
         if codes.shape[1:] != want:
             raise ValueError(f"codes: expected shape [n, {want[0]}, {want[1]}], got {codes.shape}")
         if codes.shape[0]:
-            self._chunks.append(np.array(codes))
+            self._append(codes)
 
     def _query_codes(self, Q) -> np.ndarray:
         Q = as_float32(Q, "queries", ndim=2, allow_1d=True)
@@ -456,4 +461,5 @@ class SDCIndex:
             raise ValueError(f"{path}: codes have shape {codes.shape}, expected [n, {bits}, {(dim + 7) // 8}]")
         index = cls(dim, bits, binarizer=binarizer)
         index._codes = codes
+        index._n = int(codes.shape[0])
         return index
