@@ -63,19 +63,22 @@ def test_same_on_every_path(isa):
 
 
 @pytest.mark.isa
-def test_uint8_activations_and_bias(isa):
-    # The _core entry points also take A as uint8 codes a + 128 and a fused bias.
+@pytest.mark.parametrize("m,k", [(19, 77), (1, 4), (12, 384), (70, 76), (9, 1540)])
+def test_uint8_activations_and_bias(isa, m, k):
+    # The _core entry points also take A as uint8 codes a + 128 and a fused bias (codes with
+    # k a multiple of 4 are read in place on the avx512 path, others packed; k > 512 runs in
+    # k blocks for int32 output).
     rng = np.random.default_rng(3)
-    a, b = rand(rng, (19, 77)), rand(rng, (35, 77))
+    a, b = rand(rng, (m, k)), rand(rng, (35, k))
     packed = Int8Matrix(b)
     au8 = (a.view(np.uint8) ^ 0x80)
-    out = np.empty((19, 35), np.int32)
+    out = np.empty((m, 35), np.int32)
     core.int8_gemm(au8, packed._packed, out)
     np.testing.assert_array_equal(out, ref(a, b))
-    sa = rng.random(19, dtype=np.float32)
+    sa = rng.random(m, dtype=np.float32)
     sb = rng.random(35, dtype=np.float32)
     bias = rng.standard_normal(35).astype(np.float32)
-    outf = np.empty((19, 35), np.float32)
+    outf = np.empty((m, 35), np.float32)
     core.int8_gemm_f32(au8, packed._packed, sa, sb, bias, outf)
     s = (sa[:, None] * sb[None, :]).astype(np.float32)
     np.testing.assert_allclose(outf, s.astype(np.float64) * ref(a, b) + bias, rtol=1e-6, atol=1e-6)

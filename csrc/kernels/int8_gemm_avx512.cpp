@@ -1,7 +1,8 @@
 // AVX-512 VNNI int8 GEMM: vpdpbusd on u8 x s8 with the compensation of the packing.
 //
 // A rows are packed per call into micro panels of 8 rows, [kp / 4][8][4] uint8 (a xor 0x80),
-// so that the microkernel broadcasts 4 consecutive bytes of one row per vpdpbusd. The
+// so that the microkernel broadcasts 4 consecutive bytes of one row per vpdpbusd; uint8 codes
+// (a_u8) with k a multiple of 4 are already in that form row by row and are read in place. The
 // microkernel keeps an 8 x 48 block of C in 24 zmm accumulators and streams 3 B panels.
 // Exactness: each int32 lane accumulates products of at most 255 * 128, so for k <= kInt8MaxK
 // nothing overflows; subtracting comp[j] = 128 * sum_k b[j, k] yields the signed product.
@@ -138,7 +139,7 @@ inline __attribute__((always_inline)) void f32_row(const F32Epilogue& e, int r, 
 
 // Accumulates groups [qb, qe) of 4 k's for rows i0.. (MR) and panels p0.. (NP). first: C is
 // written as acc - comp; otherwise (a later k block, int32 output only) acc is added to C.
-template <int MR, int NP>
+template <int MR, int NP, bool DIRECT>
 void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int64_t j0,
            int64_t j1, int64_t qb, int64_t qe, bool first) {
     const int64_t kp = g.kp;
@@ -157,11 +158,12 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
         const __m512i b0 = _mm512_loadu_si512(reinterpret_cast<const void*>(b0p + q * 64));
         const __m512i b1 = NP > 1 ? _mm512_loadu_si512(reinterpret_cast<const void*>(b1p + q * 64)) : b0;
         const __m512i b2 = NP > 2 ? _mm512_loadu_si512(reinterpret_cast<const void*>(b2p + q * 64)) : b0;
-        const uint8_t* aq = ap + q * 4 * kMR;
+        // packed: [q][row][4]; DIRECT: A itself (uint8 codes, rows lda bytes apart)
+        const uint8_t* aq = DIRECT ? ap + q * 4 : ap + q * 4 * kMR;
 #define EMBEDRT_ROW(r)                                                         \
         if (MR > r) {                                                          \
             int32_t av;                                                        \
-            std::memcpy(&av, aq + r * 4, 4);                                   \
+            std::memcpy(&av, aq + (DIRECT ? r * g.lda : r * 4), 4);            \
             const __m512i a = _mm512_set1_epi32(av);                           \
             c##r##0 = dpbusd(c##r##0, a, b0);                     \
             if (NP > 1) c##r##1 = dpbusd(c##r##1, a, b1);         \
@@ -288,18 +290,18 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
     }
 }
 
-template <int NP>
+template <int NP, bool DIRECT>
 void micro_rows(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int rows, int64_t p0,
                 int64_t j0, int64_t j1, int64_t qb, int64_t qe, bool first) {
     switch (rows) {
-        case 8: micro<8, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 7: micro<7, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 6: micro<6, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 5: micro<5, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 4: micro<4, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 3: micro<3, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        case 2: micro<2, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
-        default: micro<1, NP>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 8: micro<8, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 7: micro<7, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 6: micro<6, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 5: micro<5, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 4: micro<4, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 3: micro<3, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        case 2: micro<2, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
+        default: micro<1, NP, DIRECT>(g, ap, i0, p0, j0, j1, qb, qe, first); break;
     }
 }
 
@@ -307,8 +309,13 @@ void micro_rows(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int rows, 
 
 void int8_gemm_avx512(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
     if (g.m <= 0 || j1 <= j0) return;
-    uint8_t* ap = g.scratch;
-    pack_a(g, ap);
+    // uint8 codes with k a multiple of 4 are read in place; anything else is packed first.
+    const bool direct = g.a_u8 && g.k % 4 == 0;
+    const uint8_t* ap = static_cast<const uint8_t*>(g.a);
+    if (!direct) {
+        pack_a(g, g.scratch);
+        ap = g.scratch;
+    }
     const int64_t pbeg = j0 / 16, pend = (j1 + 15) / 16;
     // Column blocks of kNP panels outermost; for int32 output, blocks of kKC k's next (so a
     // B block of 3 x 16 x kKC bytes stays in L1 while all row micro panels stream past it).
@@ -320,10 +327,17 @@ void int8_gemm_avx512(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
             int64_t qe = qb + kc < groups ? qb + kc : groups;
             for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
                 int rows = g.m - i0 < kMR ? int(g.m - i0) : kMR;
-                const uint8_t* a = ap + i0 * g.kp;
-                if (np == 3) micro_rows<3>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
-                else if (np == 2) micro_rows<2>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
-                else micro_rows<1>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                if (direct) {
+                    const uint8_t* a = ap + i0 * g.lda;
+                    if (np == 3) micro_rows<3, true>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                    else if (np == 2) micro_rows<2, true>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                    else micro_rows<1, true>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                } else {
+                    const uint8_t* a = ap + i0 * g.kp;
+                    if (np == 3) micro_rows<3, false>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                    else if (np == 2) micro_rows<2, false>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                    else micro_rows<1, false>(g, a, i0, rows, p, j0, j1, qb, qe, qb == 0);
+                }
             }
             if (groups == 0) break;
         }
