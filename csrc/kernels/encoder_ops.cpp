@@ -28,6 +28,12 @@ int64_t enc_attention_scratch(int64_t L, int64_t d) { return (d + 8) * ((L + 15)
         case Isa::avx2: return name##_avx2(__VA_ARGS__);        \
         default: return name##_scalar(__VA_ARGS__);             \
     }
+#elif defined(EMBEDRT_HAVE_NEON)
+#define ENC_DISPATCH(name, ...)                                 \
+    switch (active_isa()) {                                     \
+        case Isa::neon: return name##_neon(__VA_ARGS__);        \
+        default: return name##_scalar(__VA_ARGS__);             \
+    }
 #else
 #define ENC_DISPATCH(name, ...) return name##_scalar(__VA_ARGS__);
 #endif

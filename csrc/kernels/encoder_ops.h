@@ -67,6 +67,9 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
 EMBEDRT_ENC_OPS_DECL(scalar)
 EMBEDRT_ENC_OPS_DECL(avx2)
 EMBEDRT_ENC_OPS_DECL(avx512)
+#if defined(EMBEDRT_HAVE_NEON)
+EMBEDRT_ENC_OPS_DECL(neon)
+#endif
 #undef EMBEDRT_ENC_OPS_DECL
 
 }  // namespace embedrt

@@ -1,10 +1,12 @@
 // NEON against scalar for the kernel families that have aarch64 versions: bit codes
 // (pack_bits, hamming, hamming_topk, binary_matmul), SDC scores and top-k, int8 GEMM and the
-// int8 query scan. Built for aarch64 together with those families' sources (see
+// int8 query scan, and the encoder's float operations (within a float tolerance: those
+// paths are not bit-exact). Built for aarch64 together with those families' sources (see
 // tests/test_neon_cross.py) and run on an aarch64 CPU or under an emulator.
 //
 // Every case runs the public entry point twice, with the ISA level forced to scalar and then
-// to neon, and compares the two results byte for byte; most cases also compare with a plain
+// to neon, and compares the two results byte for byte (the encoder's floats within a relative
+// tolerance, their quantized codes exactly but at rounding ties); most cases also compare with a plain
 // reference computed here. Exit status 0 when every case agrees, 1 on any mismatch (the first
 // ones are printed), 2 when the CPU does not offer the neon level.
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/encoder_ops.h"
 #include "kernels/hamming.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/int8_scan.h"
@@ -431,6 +434,331 @@ void int8_cases(Rng& rng) {
     int8_scan_case(rng, 4, 300, 384, true);
 }
 
+
+// ------------------------------------------------------------------ encoder float operations
+//
+// These paths are not bit-exact across ISAs (the NEON path contracts multiply-adds and
+// reorders sums), so floats are compared within a relative tolerance: |neon - scalar| <=
+// kEncRtol * scale, where scale is the magnitude the result is built from (the sum of
+// |a_ik b_jk| for a matrix product, the row's largest |value| for row operations, the largest
+// |v| for attention). Quantized codes may differ by 1 only where the value being rounded sits
+// at (or, for the fused operations whose float inputs already differ slightly, within
+// kEncTieWindow of) a rounding tie.
+
+constexpr double kEncRtol = 1e-5;
+constexpr double kEncTieWindow = 2e-3;
+int64_t g_enc_ties = 0;  // code differences accepted at rounding ties
+
+float uniform(Rng& rng, float lo, float hi) {
+    return lo + (hi - lo) * static_cast<float>(static_cast<double>(rng.next() >> 40) / 16777216.0);
+}
+
+std::vector<float> random_floats(Rng& rng, int64_t n, float scale) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = uniform(rng, -scale, scale);
+    return v;
+}
+
+// |a[i] - b[i]| <= rtol * mag[i] for every i (mag >= 0; exact equality always passes).
+bool close(const std::vector<float>& a, const std::vector<float>& b, const std::vector<double>& mag,
+           double rtol, const std::string& what) {
+    ++g_cases;
+    bool ok = a.size() == b.size() && mag.size() == a.size();
+    size_t bad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; ok && i < a.size(); ++i) {
+        const double d = std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
+        if (a[i] == b[i]) continue;
+        if (!(d <= rtol * mag[i])) {  // also catches NaN
+            ok = false;
+            bad = i;
+            worst = d;
+        }
+    }
+    if (ok) return true;
+    ++g_failures;
+    if (g_failures <= 20) {
+        if (a.size() != b.size() || mag.size() != a.size())
+            std::printf("MISMATCH %s: sizes %zu vs %zu\n", what.c_str(), a.size(), b.size());
+        else
+            std::printf("MISMATCH %s: element %zu: %.9g vs %.9g (difference %.3g, allowed %.3g)\n",
+                        what.c_str(), bad, static_cast<double>(a[bad]), static_cast<double>(b[bad]),
+                        worst, rtol * mag[bad]);
+    }
+    return false;
+}
+
+bool close1(float a, float b, double mag, double rtol, const std::string& what) {
+    return close({a}, {b}, {mag}, rtol, what);
+}
+
+// Every element equals `fill` (writes outside the requested region).
+bool untouched(const std::vector<float>& c, const std::vector<bool>& written, float fill,
+               const std::string& what) {
+    for (size_t i = 0; i < c.size(); ++i)
+        if (!written[i] && std::memcmp(&c[i], &fill, sizeof fill) != 0)
+            return expect(false, what + fmt(": element %" PRId64 " written outside the output region",
+                                             static_cast<int64_t>(i)));
+    return expect(true, what);
+}
+
+// Row of n values: the scale for row operations is the row's largest |value| (at least 1e-30).
+std::vector<double> row_scale(const std::vector<float>& ref) {
+    double m = 1e-30;
+    for (float v : ref) m = std::max(m, std::fabs(static_cast<double>(v)));
+    return std::vector<double>(ref.size(), m);
+}
+
+// Quantized codes: equal, or 1 apart where t[j] / s (the value rounded, from the neon path's
+// own floats) lies within `window` of a half-integer.
+bool codes_match(const std::vector<uint8_t>& qs, const std::vector<uint8_t>& qn,
+                 const std::vector<double>& t, double s, double window, const std::string& what) {
+    ++g_cases;
+    for (size_t j = 0; j < qs.size(); ++j) {
+        if (qs[j] == qn[j]) continue;
+        const int diff = std::abs(int(qs[j]) - int(qn[j]));
+        double frac = -1.0;
+        if (diff == 1 && s > 0.0) {
+            const double r = std::fabs(t[j] / s);
+            frac = std::fabs(r - std::floor(r) - 0.5);
+            if (frac <= window) {
+                ++g_enc_ties;
+                continue;
+            }
+        }
+        ++g_failures;
+        if (g_failures <= 20)
+            std::printf("MISMATCH %s: code %zu: %d vs %d (value / scale %.9g, distance from a tie %.3g)\n",
+                        what.c_str(), j, int(qs[j]), int(qn[j]), s > 0.0 ? t[j] / s : 0.0, frac);
+        return false;
+    }
+    return true;
+}
+
+void enc_sgemm_case(Rng& rng, int64_t m, int64_t n, int64_t k, int64_t p0, int64_t p1) {
+    const int64_t lda = k + 3, ldb = k + 1, ldc = n + 5;
+    const std::vector<float> a = random_floats(rng, m * lda, 1.0f);
+    const std::vector<float> b = random_floats(rng, n * ldb, 0.5f);
+    std::vector<float> bp(static_cast<size_t>(enc_packed_f32_size(n, k)));
+    enc_pack_f32(b.data(), n, k, ldb, bp.data());
+    const float fill = -777.0f;
+    std::vector<float> cs(static_cast<size_t>(m * ldc), fill), cn = cs;
+    set_isa(Isa::scalar);
+    enc_sgemm_packed(a.data(), m, lda, bp.data(), n, k, p0, p1, cs.data(), ldc);
+    set_isa(Isa::neon);
+    enc_sgemm_packed(a.data(), m, lda, bp.data(), n, k, p0, p1, cn.data(), ldc);
+    const std::string shape = fmt("m=%" PRId64 " n=%" PRId64 " k=%" PRId64 " panels %" PRId64 "..%" PRId64,
+                                  m, n, k, p0, p1);
+    // magnitudes and a double reference
+    std::vector<double> mag(cs.size(), 0.0);
+    std::vector<float> ref = cs;
+    std::vector<bool> written(cs.size(), false);
+    const int64_t j1 = std::min(n, 16 * p1);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 16 * p0; j < j1; ++j) {
+            double s = 0.0, sa = 0.0;
+            for (int64_t t = 0; t < k; ++t) {
+                const double p = double(a[size_t(i * lda + t)]) * double(b[size_t(j * ldb + t)]);
+                s += p;
+                sa += std::fabs(p);
+            }
+            const size_t at = size_t(i * ldc + j);
+            mag[at] = sa + 1e-30;
+            ref[at] = static_cast<float>(s);
+            written[at] = true;
+        }
+    close(cn, cs, mag, kEncRtol, "enc_sgemm_packed neon vs scalar " + shape);
+    close(cn, ref, mag, kEncRtol, "enc_sgemm_packed neon vs reference " + shape);
+    untouched(cn, written, fill, "enc_sgemm_packed neon output region " + shape);
+}
+
+void enc_row_cases(Rng& rng, int64_t n) {
+    const std::string sn = fmt("n=%" PRId64, n);
+    for (int variant = 0; variant < 2; ++variant) {
+        const float scale = variant == 0 ? 1.0f : 60.0f;
+        const std::string what = sn + (variant ? " large" : "");
+        const std::vector<float> y = random_floats(rng, n, scale);
+        const std::vector<float> res = random_floats(rng, n, scale);
+        std::vector<float> g = random_floats(rng, n, 1.0f), bias = random_floats(rng, n, 0.5f);
+        for (auto& v : g) v += 1.5f;
+        std::vector<float> mul = random_floats(rng, n, 1.0f);
+        for (auto& v : mul) v = std::fabs(v) + 0.25f;
+        const std::vector<float> shift = random_floats(rng, n, 0.3f);
+
+        // bias row: with and without bias, in place and not
+        for (int mode = 0; mode < 3; ++mode) {
+            const float* bb = mode == 1 ? nullptr : bias.data();
+            std::vector<float> os(static_cast<size_t>(n), 3.0f), on = os;
+            if (mode == 2) { os = y; on = y; }
+            set_isa(Isa::scalar);
+            enc_bias_row(mode == 2 ? os.data() : y.data(), n, bb, os.data());
+            set_isa(Isa::neon);
+            enc_bias_row(mode == 2 ? on.data() : y.data(), n, bb, on.data());
+            close(on, os, row_scale(os), kEncRtol, "enc_bias_row neon vs scalar " + what + fmt(" mode=%" PRId64, mode));
+        }
+
+        // LayerNorm, with and without the residual, in place
+        for (int with_res = 0; with_res < 2; ++with_res) {
+            const float* r = with_res ? res.data() : nullptr;
+            std::vector<float> os = y, on = y;
+            set_isa(Isa::scalar);
+            enc_add_layernorm_row(os.data(), r, n, g.data(), bias.data(), 1e-12f, os.data());
+            set_isa(Isa::neon);
+            enc_add_layernorm_row(on.data(), r, n, g.data(), bias.data(), 1e-12f, on.data());
+            close(on, os, row_scale(os), kEncRtol, "enc_add_layernorm_row neon vs scalar " + what + fmt(" res=%" PRId64, with_res));
+
+            for (int with_mul = 0; with_mul < 2; ++with_mul) {
+                const float* mp = with_mul ? mul.data() : nullptr;
+                std::vector<float> fs(static_cast<size_t>(n)), fn(static_cast<size_t>(n));
+                std::vector<uint8_t> qs(static_cast<size_t>(n), 1), qn(static_cast<size_t>(n), 2);
+                set_isa(Isa::scalar);
+                const float ss = enc_add_layernorm_quantize_row(y.data(), r, n, g.data(), bias.data(), 1e-5f, fs.data(), mp, qs.data());
+                set_isa(Isa::neon);
+                const float sv = enc_add_layernorm_quantize_row(y.data(), r, n, g.data(), bias.data(), 1e-5f, fn.data(), mp, qn.data());
+                const std::string w2 = what + fmt(" res=%" PRId64 " mul=%" PRId64, with_res, with_mul);
+                close(fn, fs, row_scale(fs), kEncRtol, "enc_add_layernorm_quantize_row floats neon vs scalar " + w2);
+                close1(sv, ss, std::fabs(ss), kEncRtol, "enc_add_layernorm_quantize_row scale neon vs scalar " + w2);
+                std::vector<double> t(static_cast<size_t>(n));
+                for (int64_t j = 0; j < n; ++j) t[size_t(j)] = double(fn[size_t(j)]) * (mp ? double(mp[j]) : 1.0);
+                codes_match(qs, qn, t, sv, kEncTieWindow, "enc_add_layernorm_quantize_row codes neon vs scalar " + w2);
+            }
+        }
+
+        // GELU, and GELU with quantization
+        {
+            std::vector<float> os = y, on = y;
+            set_isa(Isa::scalar);
+            enc_gelu_row(os.data(), n);
+            set_isa(Isa::neon);
+            enc_gelu_row(on.data(), n);
+            close(on, os, row_scale(os), kEncRtol, "enc_gelu_row neon vs scalar " + what);
+        }
+        for (int with_mul = 0; with_mul < 2; ++with_mul) {
+            const float* mp = with_mul ? mul.data() : nullptr;
+            std::vector<float> os = y, on = y;
+            std::vector<uint8_t> qs(static_cast<size_t>(n), 1), qn(static_cast<size_t>(n), 2);
+            set_isa(Isa::scalar);
+            const float ss = enc_gelu_quantize_row(os.data(), n, mp, qs.data());
+            set_isa(Isa::neon);
+            const float sv = enc_gelu_quantize_row(on.data(), n, mp, qn.data());
+            const std::string w2 = what + fmt(" mul=%" PRId64, with_mul);
+            close(on, os, row_scale(os), kEncRtol, "enc_gelu_quantize_row floats neon vs scalar " + w2);
+            close1(sv, ss, std::fabs(ss), kEncRtol, "enc_gelu_quantize_row scale neon vs scalar " + w2);
+            std::vector<double> t(static_cast<size_t>(n));
+            for (int64_t j = 0; j < n; ++j) t[size_t(j)] = double(on[size_t(j)]) * (mp ? double(mp[j]) : 1.0);
+            codes_match(qs, qn, t, sv, kEncTieWindow, "enc_gelu_quantize_row codes neon vs scalar " + w2);
+        }
+
+        // quantization with every shift / mul combination (the same float input on both paths)
+        for (int combo = 0; combo < 4; ++combo) {
+            const float* sp = combo & 1 ? shift.data() : nullptr;
+            const float* mp = combo & 2 ? mul.data() : nullptr;
+            std::vector<uint8_t> qs(static_cast<size_t>(n), 1), qn(static_cast<size_t>(n), 2);
+            std::vector<float> tmp(static_cast<size_t>(n));
+            set_isa(Isa::scalar);
+            const float ss = enc_quantize_row(y.data(), n, sp, mp, qs.data(), tmp.data());
+            set_isa(Isa::neon);
+            const float sv = enc_quantize_row(y.data(), n, sp, mp, qn.data(), tmp.data());
+            const std::string w2 = what + fmt(" shift=%" PRId64 " mul=%" PRId64, combo & 1, combo >> 1);
+            close1(sv, ss, std::fabs(ss), kEncRtol, "enc_quantize_row scale neon vs scalar " + w2);
+            std::vector<double> t(static_cast<size_t>(n));
+            for (int64_t j = 0; j < n; ++j)
+                t[size_t(j)] = (double(y[size_t(j)]) - (sp ? double(sp[j]) : 0.0)) * (mp ? double(mp[j]) : 1.0);
+            codes_match(qs, qn, t, sv, 1e-4, "enc_quantize_row codes neon vs scalar " + w2);
+        }
+    }
+
+    // exact ties: half-integers with max |x| = 127, so x / s is x itself
+    {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) x[size_t(j)] = static_cast<float>(rng.below(254) - 127) + 0.5f;
+        x[size_t(n / 2)] = n % 2 ? 127.0f : -127.0f;
+        std::vector<uint8_t> qs(static_cast<size_t>(n), 1), qn(static_cast<size_t>(n), 2), ref(static_cast<size_t>(n));
+        std::vector<float> tmp(static_cast<size_t>(n));
+        set_isa(Isa::scalar);
+        const float ss = enc_quantize_row(x.data(), n, nullptr, nullptr, qs.data(), tmp.data());
+        set_isa(Isa::neon);
+        const float sv = enc_quantize_row(x.data(), n, nullptr, nullptr, qn.data(), tmp.data());
+        expect(ss == 1.0f && sv == 1.0f, "enc_quantize_row ties: scale 1 " + sn);
+        for (int64_t j = 0; j < n; ++j)
+            ref[size_t(j)] = static_cast<uint8_t>(static_cast<int>(std::nearbyint(x[size_t(j)])) + 128);  // half to even
+        same(qn, qs, "enc_quantize_row ties neon vs scalar " + sn);
+        same(qn, ref, "enc_quantize_row ties neon vs round-half-even " + sn);
+    }
+    // an all-zero row: scale 0, every code 128
+    {
+        std::vector<float> x(static_cast<size_t>(n), 0.0f), tmp(static_cast<size_t>(n)), xs = x;
+        std::vector<uint8_t> qn(static_cast<size_t>(n), 1), qg(static_cast<size_t>(n), 2), all(static_cast<size_t>(n), 128);
+        set_isa(Isa::neon);
+        const float s1 = enc_quantize_row(x.data(), n, nullptr, nullptr, qn.data(), tmp.data());
+        const float s2 = enc_gelu_quantize_row(xs.data(), n, nullptr, qg.data());
+        expect(s1 == 0.0f && s2 == 0.0f, "enc quantize of a zero row: scale 0 " + sn);
+        same(qn, all, "enc_quantize_row zero row " + sn);
+        same(qg, all, "enc_gelu_quantize_row zero row " + sn);
+    }
+}
+
+void enc_attention_case(Rng& rng, int64_t L, int64_t d) {
+    const int64_t ld = 3 * d + 5, ldo = d + 3;  // fused q|k|v rows, a padded output
+    const std::vector<float> qkv = random_floats(rng, L * ld, 1.0f);
+    std::vector<float> qs(qkv);
+    const float qscale = 3.0f / std::sqrt(static_cast<float>(d));  // peaked softmax rows
+    for (int64_t t = 0; t < L; ++t)
+        for (int64_t c = 0; c < d; ++c) qs[size_t(t * ld + c)] *= qscale;
+    const float* q = qs.data();
+    const float* k = qs.data() + d;
+    const float* v = qs.data() + 2 * d;
+    const float fill = 55.5f;
+    std::vector<float> os(size_t(L * ldo), fill), on = os;
+    std::vector<float> scratch(size_t(enc_attention_scratch(L, d)), -1.0f);
+    set_isa(Isa::scalar);
+    enc_attention_head(q, k, v, ld, L, d, os.data(), ldo, scratch.data());
+    std::fill(scratch.begin(), scratch.end(), std::numeric_limits<float>::quiet_NaN());
+    set_isa(Isa::neon);
+    enc_attention_head(q, k, v, ld, L, d, on.data(), ldo, scratch.data());
+    const std::string shape = fmt("L=%" PRId64 " d=%" PRId64, L, d);
+
+    double vmax = 1e-30;
+    for (int64_t t = 0; t < L; ++t)
+        for (int64_t c = 0; c < d; ++c) vmax = std::max(vmax, std::fabs(double(v[t * ld + c])));
+    std::vector<double> mag(os.size(), vmax);
+    std::vector<float> ref = os;
+    std::vector<bool> written(os.size(), false);
+    std::vector<double> s(static_cast<size_t>(L));
+    for (int64_t i = 0; i < L; ++i) {
+        double mx = -1e300, sum = 0.0;
+        for (int64_t j = 0; j < L; ++j) {
+            double dot = 0.0;
+            for (int64_t c = 0; c < d; ++c) dot += double(q[i * ld + c]) * double(k[j * ld + c]);
+            s[size_t(j)] = dot;
+            mx = std::max(mx, dot);
+        }
+        for (auto& e : s) sum += (e = std::exp(e - mx));
+        for (int64_t c = 0; c < d; ++c) {
+            double o = 0.0;
+            for (int64_t j = 0; j < L; ++j) o += s[size_t(j)] * double(v[j * ld + c]);
+            ref[size_t(i * ldo + c)] = static_cast<float>(o / sum);
+            written[size_t(i * ldo + c)] = true;
+        }
+    }
+    close(on, os, mag, kEncRtol, "enc_attention_head neon vs scalar " + shape);
+    close(on, ref, mag, 1e-5, "enc_attention_head neon vs reference " + shape);
+    untouched(on, written, fill, "enc_attention_head neon output region " + shape);
+}
+
+void encoder_cases(Rng& rng) {
+    for (int64_t m = 1; m <= 9; ++m)
+        for (int64_t n : {1, 15, 16, 17, 40, 100})
+            for (int64_t k : {1, 3, 5, 7, 33, 385}) enc_sgemm_case(rng, m, n, k, 0, (n + 15) / 16);
+    enc_sgemm_case(rng, 7, 100, 65, 1, 5);     // a range of panels, the last one partial
+    enc_sgemm_case(rng, 5, 100, 65, 2, 3);     // one full panel in the middle
+    enc_sgemm_case(rng, 101, 390, 385, 0, 25); // several row blocks
+    for (int64_t n : {1, 15, 16, 17, 384, 1536}) enc_row_cases(rng, n);
+    for (int64_t L : {1, 7, 16, 33})
+        for (int64_t d : {24, 32, 64}) enc_attention_case(rng, L, d);
+    for (int64_t L : {2, 7, 33}) enc_attention_case(rng, L, 13);  // a head width not a multiple of 4
+}
+
 }  // namespace
 
 int main() {
@@ -445,7 +773,12 @@ int main() {
     pack_bits_cases(rng);
     sdc_cases(rng);
     int8_cases(rng);
+    const int64_t before_encoder = g_cases;
+    encoder_cases(rng);
     set_isa(best_isa());
-    std::printf("neon_check: %" PRId64 " cases compared, %" PRId64 " mismatches\n", g_cases, g_failures);
+    std::printf("neon_check: %" PRId64 " cases compared, %" PRId64 " mismatches"
+                " (%" PRId64 " of the cases encoder operations, %" PRId64
+                " of their codes one apart at rounding ties)\n",
+                g_cases, g_failures, g_cases - before_encoder, g_enc_ties);
     return g_failures ? 1 : 0;
 }
