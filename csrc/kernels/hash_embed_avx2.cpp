@@ -138,15 +138,19 @@ void murmur3_128_u64_avx2(const uint64_t* keys, int64_t n, uint32_t seed, uint32
 }
 
 void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                     uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out) {
+                     uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                     bool prefetch, float* out) {
+    if (n <= 0 || c1 <= c0) return;
     const __m256i seed8 = _mm256_set1_epi64x(int64_t(uint64_t(seed) ^ 8u));
     const __m256i mlo = _mm256_set1_epi64x(int64_t(fastmod_m & 0xffffffffULL));
     const __m256i mhi = _mm256_set1_epi64x(int64_t(fastmod_m >> 32));
     const __m256i d = _mm256_set1_epi64x(int64_t(rows));
     const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL);
-    const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
-    const bool stream = (reinterpret_cast<uintptr_t>(out) & 31) == 0 && dim % 8 == 0 &&
-                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    const int64_t w = c1 - c0;
+    const float* tab = table + c0;
+    float* dst = out + c0;
+    const bool stream = (reinterpret_cast<uintptr_t>(dst) & 31) == 0 && dim % 8 == 0 &&
+                        w % 8 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(32) int64_t idx[2][16];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 4 ? n - i : 4;
@@ -161,7 +165,6 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
         _mm256_store_si256(reinterpret_cast<__m256i*>(o + 12),
                            fastmod4(_mm256_srli_epi64(h2, 32), mlo, mhi, d));
     };
-    if (n <= 0) return;
     block(0, idx[0]);
     int cur = 0;
     for (int64_t i = 0; i < n; i += 4) {
@@ -171,18 +174,18 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
             if (prefetch) {
                 int64_t nc = n - i - 4 < 4 ? n - i - 4 : 4;
                 for (int64_t l = 0; l < nc; ++l)
-                    for (int w = 0; w < 4; ++w) prefetch_row(table + idx[cur ^ 1][w * 4 + l] * dim, dim);
+                    for (int r = 0; r < 4; ++r) prefetch_row(tab + idx[cur ^ 1][r * 4 + l] * dim, w);
             }
         }
         const int64_t* o = idx[cur];
         if (stream) {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<true>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
-                           table + o[12 + l] * dim, dim, out + (i + l) * dim);
+                sum4<true>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                           tab + o[12 + l] * dim, w, dst + (i + l) * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<false>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
-                            table + o[12 + l] * dim, dim, out + (i + l) * dim);
+                sum4<false>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                            tab + o[12 + l] * dim, w, dst + (i + l) * dim);
         }
         cur ^= 1;
     }

@@ -127,21 +127,26 @@ void murmur3_128_u64_avx512(const uint64_t* keys, int64_t n, uint32_t seed, uint
 }
 
 void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                       uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out) {
+                       uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                       bool prefetch, float* out) {
+    if (n <= 0 || c1 <= c0) return;
     const __m512i seed8 = _mm512_set1_epi64(int64_t(uint64_t(seed) ^ 8u));
     const __m512i m = _mm512_set1_epi64(int64_t(fastmod_m));
     const __m512i d = _mm512_set1_epi64(int64_t(rows));
     const __m512i vdim = _mm512_set1_epi64(dim);
-    const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
-    const bool stream = (reinterpret_cast<uintptr_t>(out) & 63) == 0 && dim % 16 == 0 &&
-                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    const int64_t w = c1 - c0;
+    const float* tab = table + c0;
+    float* dst = out + c0;
+    // Non-temporal stores when every row segment starts a cache line and the whole output
+    // (not just this call's part) is larger than the caches would keep.
+    const bool stream = (reinterpret_cast<uintptr_t>(dst) & 63) == 0 && dim % 16 == 0 &&
+                        w % 16 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(64) int64_t off[2][32];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 8 ? n - i : 8;
         __m512i k = _mm512_maskz_loadu_epi64(__mmask8((1u << cnt) - 1), ids + i);
         row_offsets8(k, seed8, m, d, vdim, o);
     };
-    if (n <= 0) return;
     block(0, off[0]);
     int cur = 0;
     for (int64_t i = 0; i < n; i += 8) {
@@ -151,18 +156,18 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
             if (prefetch) {
                 int64_t nc = n - i - 8 < 8 ? n - i - 8 : 8;
                 for (int64_t l = 0; l < nc; ++l)
-                    for (int w = 0; w < 4; ++w) prefetch_row(table + off[cur ^ 1][w * 8 + l], dim);
+                    for (int r = 0; r < 4; ++r) prefetch_row(tab + off[cur ^ 1][r * 8 + l], w);
             }
         }
         const int64_t* o = off[cur];
         if (stream) {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<true>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
-                           dim, out + (i + l) * dim);
+                sum4<true>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                           dst + (i + l) * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<false>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
-                            dim, out + (i + l) * dim);
+                sum4<false>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                            dst + (i + l) * dim);
         }
         cur ^= 1;
     }
