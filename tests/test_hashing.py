@@ -528,6 +528,26 @@ def test_embedding_bag_large_table_threaded(isa):
     np.testing.assert_allclose(got[:50], sums, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.isa
+@pytest.mark.parametrize("dim", [7, 20, 64, 100, 128, 130])
+def test_embedding_bag_prefetched_rows_every_width(isa, dim):
+    # tables over 4 MB take the prefetching paths (fixed-count row prefetches; whole-row
+    # accumulators up to 128 floats, tiles beyond)
+    rng = np.random.default_rng(dim)
+    rows = (4_600_000 // (dim * 4)) + 1
+    table = rng.standard_normal((rows, dim)).astype(np.float32)
+    ids = rng.integers(0, rows, size=6000)
+    ids[-1] = rows - 1  # the last row, whose last line ends the table
+    offsets = np.sort(rng.integers(0, 6000, size=400))
+    offsets[0] = 0
+    weights = rng.standard_normal(6000).astype(np.float32)
+    for mode in ("sum", "mean"):
+        got = embedrt.embedding_bag(table, ids, offsets, mode=mode)
+        assert got.tobytes() == ref_bag(table, ids, offsets, mode).tobytes()
+    got = embedrt.embedding_bag(table, ids, offsets, weights=weights)
+    assert got.tobytes() == ref_bag(table, ids, offsets, "sum", weights).tobytes()
+
+
 @contextlib.contextmanager
 def forced_isa(level):
     before = _core.isa()

@@ -22,10 +22,13 @@ void embedding_bag(const float* table, int64_t rows, int64_t dim, const int64_t*
                    const int64_t* offsets, int64_t n_bags, const float* weights, BagMode mode,
                    float* out) {
     if (n_bags <= 0 || dim <= 0) return;
-    // Tables beyond the caches: prefetch ~4 KiB of rows ahead (16 ids of 64 floats).
+    // Tables beyond the caches: prefetch the rows ~8 KiB of gathered data ahead (32 ids of
+    // 64 floats; measured best for rows of 32 to 128 floats). Rows longer than 128 floats
+    // are left to the hardware prefetchers (sequential within the row; prefetching did not
+    // help them).
     int64_t prefetch = 0;
-    if (uint64_t(rows) * uint64_t(dim) * 4u > (4u << 20))
-        prefetch = std::min<int64_t>(32, std::max<int64_t>(4, 4096 / (dim * 4)));
+    if (uint64_t(rows) * uint64_t(dim) * 4u > (4u << 20) && dim <= 128)
+        prefetch = std::min<int64_t>(64, std::max<int64_t>(4, 8192 / (dim * 4)));
     const int64_t n_ids = offsets[n_bags] - offsets[0];
     // Chunks of roughly 2048 rows gathered.
     const int64_t per_bag = std::max<int64_t>(1, n_ids / n_bags);
