@@ -187,7 +187,8 @@ def test_hash_embed_same_on_every_isa_and_thread_count(isa):
                                       (2000, 144)])
 def test_hash_embed_column_slices(isa, rows, dim):
     # tables beyond the L2 cache with many more ids than rows are gathered one column slice
-    # at a time (several passes over the ids); the result must not change
+    # at a time (several passes over the ids) when rows are whole cache lines (widths of
+    # 16k floats), else whole rows go through the staged stores; the result must not change
     rng = np.random.default_rng(rows + dim)
     table = rng.standard_normal((rows, dim)).astype(np.float32)
     ids = np.concatenate([EDGE_KEYS, rand_keys(4 * rows + 37, dim)])
@@ -213,6 +214,27 @@ def test_hash_embed_output_sizes_around_streaming_threshold(isa, n):
     got = embedrt.HashEmbed(64, 300, 4, table)(ids)
     assert got.shape == (n, 64) and got.flags.c_contiguous
     assert got.tobytes() == ref_hash_embed(ids, 4, table).tobytes()
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("dim", [17, 90, 100, 300, 513])
+def test_hash_embed_staged_streaming_rows(isa, dim):
+    # rows that do not start cache lines: above 4 MiB of output, blocks of 8 rows are summed
+    # into a buffer and copied out (ordinary stores on the partial lines where blocks and
+    # thread chunks meet, non-temporal stores between); 513 floats is past the buffer
+    rng = np.random.default_rng(dim)
+    table = rng.standard_normal((211, dim)).astype(np.float32)
+    threshold = (4 << 20) // (dim * 4)
+    before = embedrt.get_num_threads()
+    try:
+        for n in (threshold, threshold + 1, threshold + 13):
+            ids = rand_keys(n, n)
+            ref = ref_hash_embed(ids, 2, table)
+            for threads in (1, 2):
+                embedrt.set_num_threads(threads)
+                assert _core.hash_embed(ids, 2, table).tobytes() == ref.tobytes()
+    finally:
+        embedrt.set_num_threads(before)
 
 
 @pytest.mark.isa

@@ -1,5 +1,7 @@
 // AVX-512 paths: MurmurHash3 x64_128 across 8 keys per vector (native 64-bit multiplies,
 // vpmullq), fastmod of the four 32-bit words, then the gather + sum of 4 rows per id.
+// Outputs beyond 4 MB are written with non-temporal stores: directly when every row starts a
+// cache line, else through an L1 buffer of 8 rows copied out line by line.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -59,6 +61,8 @@ inline void row_offsets8(__m512i k, __m512i seed8, __m512i m, __m512i d, __m512i
     _mm512_storeu_si512(off + 24, _mm512_mullo_epi64(w3, vdim));
 }
 
+constexpr int64_t kStageFloats = 8 * 512;  // rows of up to 512 floats are staged
+
 inline void prefetch_row(const float* r, int64_t dim) {
     // every cache line the row touches (rows need not start on one)
     uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63);
@@ -104,6 +108,23 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
     }
 }
 
+// Copies n floats from src to dst: ordinary (masked) stores for the partial cache lines at
+// either end, non-temporal stores for every whole line in between. dst is 4-byte aligned.
+inline void copy_stream(const float* src, int64_t n, float* dst) {
+    int64_t head = int64_t((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63) / 4;
+    if (head > n) head = n;
+    if (head) {
+        const __mmask16 k = __mmask16((1u << head) - 1);
+        _mm512_mask_storeu_ps(dst, k, _mm512_maskz_loadu_ps(k, src));
+    }
+    int64_t j = head;
+    for (; j + 16 <= n; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+    if (j < n) {
+        const __mmask16 k = __mmask16((1u << (n - j)) - 1);
+        _mm512_mask_storeu_ps(dst + j, k, _mm512_maskz_loadu_ps(k, src + j));
+    }
+}
+
 }  // namespace
 
 void murmur3_128_u64_avx512(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* out) {
@@ -141,6 +162,12 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
     // (not just this call's part) is larger than the caches would keep.
     const bool stream = (reinterpret_cast<uintptr_t>(dst) & 63) == 0 && dim % 16 == 0 &&
                         w % 16 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    // Whole rows whose lines the rows do not start (dim not a multiple of 16): the 8 rows
+    // of a block are summed into an L1 buffer, then copied out with non-temporal stores on
+    // every whole line (the partial lines where blocks meet get ordinary stores).
+    alignas(64) float stage[kStageFloats];
+    const bool staged = !stream && c0 == 0 && c1 == dim && dim * 8 <= kStageFloats &&
+                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(64) int64_t off[2][32];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 8 ? n - i : 8;
@@ -164,6 +191,11 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
             for (int64_t l = 0; l < cnt; ++l)
                 sum4<true>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
                            dst + (i + l) * dim);
+        } else if (staged) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                            stage + l * dim);
+            copy_stream(stage, cnt * dim, dst + i * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
                 sum4<false>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
@@ -171,7 +203,7 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
         }
         cur ^= 1;
     }
-    if (stream) _mm_sfence();
+    if (stream || staged) _mm_sfence();
 }
 
 }  // namespace embedrt
