@@ -31,13 +31,17 @@ inline void prefetch_row(const float* r, int64_t bytes) {
     _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
 }
 
-// Whole rows of up to 8 * V floats held in V accumulators; the last vector masked by kl.
+// Whole rows of up to 8 * V floats held in V accumulators. With V >= 2 the last vector is
+// the row's last 8 floats (overlapping the one before when dim is not a multiple of 8): its
+// lanes sum the same elements in the same order, so storing it last is exact, and no load is
+// masked. V == 1 masks the load and the store.
 template <int V>
 void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int64_t* offsets,
                  int64_t b0, int64_t b1, const float* weights, int mode, int64_t prefetch,
                  float* out) {
-    const __m256i kl = tail_mask(dim - 8 * (V - 1));
-    const bool full = dim == 8 * V;
+    const __m256i kl = tail_mask(dim);
+    const bool full = V > 1 || dim == 8;
+    const int64_t tail = V == 1 ? 0 : dim - 8;
     const int64_t end_all = offsets[b1];
     const int64_t row_bytes = dim * 4;
     for (int64_t b = b0; b < b1; ++b) {
@@ -50,8 +54,7 @@ void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int6
             const float* row = table + ids[p] * dim;
             __m256 x[V];
             for (int v = 0; v + 1 < V; ++v) x[v] = _mm256_loadu_ps(row + 8 * v);
-            x[V - 1] = full ? _mm256_loadu_ps(row + 8 * (V - 1))
-                            : _mm256_maskload_ps(row + 8 * (V - 1), kl);
+            x[V - 1] = full ? _mm256_loadu_ps(row + tail) : _mm256_maskload_ps(row, kl);
             if (weights) {
                 const __m256 w = _mm256_set1_ps(weights[p]);
                 for (int v = 0; v < V; ++v) x[v] = mul_rounded(w, x[v]);
@@ -65,9 +68,9 @@ void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int6
         float* o = out + b * dim;
         for (int v = 0; v + 1 < V; ++v) _mm256_storeu_ps(o + 8 * v, acc[v]);
         if (full)
-            _mm256_storeu_ps(o + 8 * (V - 1), acc[V - 1]);
+            _mm256_storeu_ps(o + tail, acc[V - 1]);
         else
-            _mm256_maskstore_ps(o + 8 * (V - 1), kl, acc[V - 1]);
+            _mm256_maskstore_ps(o, kl, acc[0]);
     }
 }
 

@@ -32,12 +32,16 @@ inline void prefetch_row(const float* r, int64_t bytes) {
     _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
 }
 
-// Whole rows of up to 16 * V floats held in V accumulators; the last vector masked by kl.
+// Whole rows of up to 16 * V floats held in V accumulators. With V >= 2 the last vector is
+// the row's last 16 floats (overlapping the one before when dim is not a multiple of 16):
+// its lanes sum the same elements in the same order, so storing it last is exact, and no
+// load is masked. V == 1 masks the load and the store.
 template <int V>
 void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int64_t* offsets,
                  int64_t b0, int64_t b1, const float* weights, int mode, int64_t prefetch,
                  float* out) {
-    const __mmask16 kl = tail_mask(dim - 16 * (V - 1));
+    const __mmask16 kl = V == 1 ? tail_mask(dim) : __mmask16(0xffff);
+    const int64_t tail = V == 1 ? 0 : dim - 16;
     const int64_t end_all = offsets[b1];
     const int64_t row_bytes = dim * 4;
     for (int64_t b = b0; b < b1; ++b) {
@@ -50,7 +54,7 @@ void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int6
             const float* row = table + ids[p] * dim;
             __m512 x[V];
             for (int v = 0; v + 1 < V; ++v) x[v] = _mm512_loadu_ps(row + 16 * v);
-            x[V - 1] = _mm512_maskz_loadu_ps(kl, row + 16 * (V - 1));
+            x[V - 1] = V == 1 ? _mm512_maskz_loadu_ps(kl, row) : _mm512_loadu_ps(row + tail);
             if (weights) {
                 const __m512 w = _mm512_set1_ps(weights[p]);
                 for (int v = 0; v < V; ++v) x[v] = mul_rounded(w, x[v]);
@@ -63,7 +67,10 @@ void bags_narrow(const float* table, int64_t dim, const int64_t* ids, const int6
         }
         float* o = out + b * dim;
         for (int v = 0; v + 1 < V; ++v) _mm512_storeu_ps(o + 16 * v, acc[v]);
-        _mm512_mask_storeu_ps(o + 16 * (V - 1), kl, acc[V - 1]);
+        if (V == 1)
+            _mm512_mask_storeu_ps(o, kl, acc[0]);
+        else
+            _mm512_storeu_ps(o + tail, acc[V - 1]);
     }
 }
 
