@@ -98,13 +98,22 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         _mm512_storeu_ps(o + j, a);
         _mm512_storeu_ps(o + j + 16, b);
     }
-    for (; j < dim; j += 16) {
-        __mmask16 mk = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
+    // then at most one whole vector, and the rest as the last 16 floats of the row (rewriting
+    // a few sums already stored with the same values), masked only for rows under 16 floats
+    for (int pass = 0; pass < 2 && j < dim; ++pass) {
+        __mmask16 mk = __mmask16(0xffff);
+        if (j + 16 > dim) {
+            if (dim >= 16)
+                j = dim - 16;
+            else
+                mk = __mmask16((1u << (dim - j)) - 1);
+        }
         __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mk, r0 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r1 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r2 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r3 + j));
         _mm512_mask_storeu_ps(o + j, mk, a);
+        j += 16;
     }
 }
 
