@@ -646,6 +646,14 @@ def test_embedding_bag_bad_input():
         embedrt.embedding_bag(table, np.array([1, -1]), [0])
     with pytest.raises(ValueError, match="out of range"):
         embedrt.embedding_bag(table, np.array([1, 2**64 - 1], np.uint64), [0])
+    # large id arrays are checked in threaded chunks; the first bad id is named
+    many = np.tile(np.arange(10), 30_000)
+    for pos, bad in ((0, 10), (150_001, -3), (299_999, 11)):
+        ids = many.copy()
+        ids[pos] = bad
+        ids[-1] = 10 if pos != len(ids) - 1 else ids[-1]
+        with pytest.raises(ValueError, match=rf"ids\[{pos}\] = {bad} is outside"):
+            embedrt.embedding_bag(table, ids, np.arange(0, len(ids), 7))
     with pytest.raises(TypeError):
         embedrt.embedding_bag(table, np.array([1.0, 2.0]), [0])
     with pytest.raises(TypeError):

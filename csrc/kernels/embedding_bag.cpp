@@ -1,6 +1,7 @@
 #include "kernels/embedding_bag.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "dispatch.h"
 #include "parallel.h"
@@ -8,11 +9,15 @@
 namespace embedrt {
 
 int64_t embedding_bag_first_invalid(const int64_t* ids, int64_t n, int64_t rows) {
-    // One branch-free pass (vectorised by the compiler), then locate the culprit if any.
+    // Threaded branch-free passes (vectorised by the compiler), then locate the culprit if any.
     const uint64_t limit = uint64_t(rows);
-    uint64_t bad = 0;
-    for (int64_t i = 0; i < n; ++i) bad |= uint64_t(uint64_t(ids[i]) >= limit);
-    if (!bad) return -1;
+    std::atomic<bool> bad{false};
+    parallel_for(n, int64_t(1) << 16, [&](int64_t b, int64_t e) {
+        uint64_t any = 0;
+        for (int64_t i = b; i < e; ++i) any |= uint64_t(uint64_t(ids[i]) >= limit);
+        if (any) bad.store(true, std::memory_order_relaxed);
+    });
+    if (!bad.load()) return -1;
     for (int64_t i = 0; i < n; ++i)
         if (uint64_t(ids[i]) >= limit) return i;
     return -1;
