@@ -1,5 +1,7 @@
 // AVX2 paths: MurmurHash3 x64_128 across 4 keys per vector. AVX2 has no 64-bit multiply, so
 // the low 64 bits of k * C are assembled from three 32 x 32 -> 64 products (vpmuludq).
+// Outputs beyond 4 MB are written with non-temporal stores: directly when every row starts a
+// 32-byte boundary, else through an L1 buffer of 4 rows copied out line by line.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -103,6 +105,16 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         _mm256_storeu_ps(o + j, a);
         j += 8;
     }
+    if (j < dim && dim >= 8) {
+        // the last 8 floats (rewriting a few sums already stored with the same values)
+        j = dim - 8;
+        __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r0 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r1 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r2 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r3 + j));
+        _mm256_storeu_ps(o + j, a);
+        return;
+    }
     for (; j < dim; ++j) {
         float acc = 0.0f;
         acc += r0[j];
@@ -111,6 +123,22 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         acc += r3[j];
         o[j] = acc;
     }
+}
+
+constexpr int64_t kStageFloats = 8 * 512;  // rows of up to 512 floats are staged
+
+// Copies n floats from src to dst: ordinary stores for the partial cache lines at either
+// end, non-temporal stores for every whole line in between. dst is 4-byte aligned.
+inline void copy_stream(const float* src, int64_t n, float* dst) {
+    int64_t head = int64_t((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63) / 4;
+    if (head > n) head = n;
+    int64_t j = 0;
+    for (; j < head; ++j) dst[j] = src[j];
+    for (; j + 16 <= n; j += 16) {
+        _mm256_stream_ps(dst + j, _mm256_loadu_ps(src + j));
+        _mm256_stream_ps(dst + j + 8, _mm256_loadu_ps(src + j + 8));
+    }
+    for (; j < n; ++j) dst[j] = src[j];
 }
 
 }  // namespace
@@ -151,6 +179,11 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
     float* dst = out + c0;
     const bool stream = (reinterpret_cast<uintptr_t>(dst) & 31) == 0 && dim % 8 == 0 &&
                         w % 8 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    // Whole rows that do not start 32-byte boundaries: the 4 rows of a block are summed into
+    // an L1 buffer, then copied out with non-temporal stores on every whole cache line.
+    alignas(32) float stage[kStageFloats];
+    const bool staged = !stream && c0 == 0 && c1 == dim && dim * 4 <= kStageFloats &&
+                        uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(32) int64_t idx[2][16];
     auto block = [&](int64_t i, int64_t* o) {
         int64_t cnt = n - i < 4 ? n - i : 4;
@@ -182,6 +215,11 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
             for (int64_t l = 0; l < cnt; ++l)
                 sum4<true>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
                            tab + o[12 + l] * dim, w, dst + (i + l) * dim);
+        } else if (staged) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                            tab + o[12 + l] * dim, w, stage + l * dim);
+            copy_stream(stage, cnt * dim, dst + i * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
                 sum4<false>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
@@ -189,7 +227,7 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
         }
         cur ^= 1;
     }
-    if (stream) _mm_sfence();
+    if (stream || staged) _mm_sfence();
 }
 
 }  // namespace embedrt
