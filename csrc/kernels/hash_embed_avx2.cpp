@@ -183,6 +183,7 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
     // an L1 buffer, then copied out with non-temporal stores on every whole cache line.
     alignas(32) float stage[kStageFloats];
     const bool staged = !stream && c0 == 0 && c1 == dim && dim * 4 <= kStageFloats &&
+                        (reinterpret_cast<uintptr_t>(dst) & 3) == 0 &&
                         uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(32) int64_t idx[2][16];
     auto block = [&](int64_t i, int64_t* o) {

@@ -176,6 +176,7 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
     // every whole line (the partial lines where blocks meet get ordinary stores).
     alignas(64) float stage[kStageFloats];
     const bool staged = !stream && c0 == 0 && c1 == dim && dim * 8 <= kStageFloats &&
+                        (reinterpret_cast<uintptr_t>(dst) & 3) == 0 &&
                         uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(64) int64_t off[2][32];
     auto block = [&](int64_t i, int64_t* o) {
