@@ -64,6 +64,14 @@ def test_hashembed_thinc(benchmark, ids, thinc_layer):
     benchmark(thinc_layer.predict, ids)
 
 
+@pytest.mark.benchmark(group="hashembed")
+def test_hashembed_thinc_raw_ops(benchmark, ids, thinc_layer):
+    # thinc's forward pass on its ops directly (no Model call around it)
+    ops, table = thinc_layer.ops, thinc_layer.get_param("E")
+    seed, rows = thinc_layer.attrs["seed"], table.shape[0]
+    benchmark(lambda: ops.gather_add(table, ops.hash(ids, seed) % rows))
+
+
 WORDS = [f"w{i}x{(i * 7919) % 100_003}" + "é" * (i % 3) for i in range(100_000)]
 
 

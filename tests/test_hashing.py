@@ -182,6 +182,84 @@ def test_hash_embed_same_on_every_isa_and_thread_count(isa):
     assert got.tobytes() == ref.tobytes()
 
 
+@pytest.mark.isa
+@pytest.mark.parametrize("rows,dim", [(5000, 96), (2500, 96), (5000, 64), (5000, 80), (5000, 90),
+                                      (2000, 144)])
+def test_hash_embed_column_slices(isa, rows, dim):
+    # tables beyond the L2 cache with many more ids than rows are gathered one column slice
+    # at a time (several passes over the ids) when rows are whole cache lines (widths of
+    # 16k floats), else whole rows go through the staged stores; the result must not change
+    rng = np.random.default_rng(rows + dim)
+    table = rng.standard_normal((rows, dim)).astype(np.float32)
+    ids = np.concatenate([EDGE_KEYS, rand_keys(4 * rows + 37, dim)])
+    emb = embedrt.HashEmbed(dim, rows, 21, table)
+    ref = ref_hash_embed(ids, 21, table)
+    before = embedrt.get_num_threads()
+    try:
+        for threads in (1, 2):
+            embedrt.set_num_threads(threads)
+            assert emb(ids).tobytes() == ref.tobytes()
+    finally:
+        embedrt.set_num_threads(before)
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("n", [16383, 16384, 16385, 16391])
+def test_hash_embed_output_sizes_around_streaming_threshold(isa, n):
+    # 16384 x 64 float32 = 4 MiB: below it a numpy buffer and ordinary stores, from it a
+    # cached 2 MiB-aligned buffer, above it non-temporal stores (tails of fewer than 8 ids)
+    rng = np.random.default_rng(n)
+    table = rng.standard_normal((300, 64)).astype(np.float32)
+    ids = rand_keys(n, n)
+    got = embedrt.HashEmbed(64, 300, 4, table)(ids)
+    assert got.shape == (n, 64) and got.flags.c_contiguous
+    assert got.tobytes() == ref_hash_embed(ids, 4, table).tobytes()
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("dim", [17, 90, 100, 300, 513])
+def test_hash_embed_staged_streaming_rows(isa, dim):
+    # rows that do not start cache lines: above 4 MiB of output, blocks of 8 rows are summed
+    # into a buffer and copied out (ordinary stores on the partial lines where blocks and
+    # thread chunks meet, non-temporal stores between); 513 floats is past the buffer
+    rng = np.random.default_rng(dim)
+    table = rng.standard_normal((211, dim)).astype(np.float32)
+    threshold = (4 << 20) // (dim * 4)
+    before = embedrt.get_num_threads()
+    try:
+        for n in (threshold, threshold + 1, threshold + 13):
+            ids = rand_keys(n, n)
+            ref = ref_hash_embed(ids, 2, table)
+            for threads in (1, 2):
+                embedrt.set_num_threads(threads)
+                assert _core.hash_embed(ids, 2, table).tobytes() == ref.tobytes()
+    finally:
+        embedrt.set_num_threads(before)
+
+
+@pytest.mark.isa
+def test_hash_embed_unaligned_and_strided_tables(isa):
+    # the native call takes tables as they come: C-contiguous but only 4-byte aligned (a view
+    # into a byte buffer), or non-contiguous (copied); the output is always a fresh array
+    rng = np.random.default_rng(8)
+    rows, dim = 700, 48
+    base = rng.standard_normal((rows, dim)).astype(np.float32)
+    raw = np.zeros(rows * dim * 4 + 64, np.uint8)
+    ids = np.concatenate([EDGE_KEYS, rand_keys(30_000, 8)])
+    ref = ref_hash_embed(ids, 6, base)
+    for shift in (4, 8, 36):
+        view = raw[shift:shift + rows * dim * 4].view(np.float32).reshape(rows, dim)
+        view[...] = base
+        assert view.ctypes.data % 64 != 0
+        assert _core.hash_embed(ids, 6, view).tobytes() == ref.tobytes()
+    wide = np.zeros((rows, 2 * dim), np.float32)
+    wide[:, ::2] = base
+    assert _core.hash_embed(ids, 6, wide[:, ::2]).tobytes() == ref.tobytes()
+    assert _core.hash_embed(ids, 6, np.asfortranarray(base)).tobytes() == ref.tobytes()
+    out = _core.hash_embed(ids[1:], 6, base)  # ids at an odd 8-byte offset
+    assert out.tobytes() == ref[1:].tobytes()
+
+
 def test_hash_embed_matches_thinc_layer():
     thinc = pytest.importorskip("thinc.api")
     for n_out, n_rows, seed in [(96, 5000, 8), (17, 3, 0), (1, 1, 2**32 - 1), (33, 1000, None)]:
@@ -472,6 +550,26 @@ def test_embedding_bag_large_table_threaded(isa):
     np.testing.assert_allclose(got[:50], sums, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.isa
+@pytest.mark.parametrize("dim", [7, 20, 64, 100, 128, 130])
+def test_embedding_bag_prefetched_rows_every_width(isa, dim):
+    # tables over 4 MB take the prefetching paths (fixed-count row prefetches; whole-row
+    # accumulators up to 128 floats, tiles beyond)
+    rng = np.random.default_rng(dim)
+    rows = (4_600_000 // (dim * 4)) + 1
+    table = rng.standard_normal((rows, dim)).astype(np.float32)
+    ids = rng.integers(0, rows, size=6000)
+    ids[-1] = rows - 1  # the last row, whose last line ends the table
+    offsets = np.sort(rng.integers(0, 6000, size=400))
+    offsets[0] = 0
+    weights = rng.standard_normal(6000).astype(np.float32)
+    for mode in ("sum", "mean"):
+        got = embedrt.embedding_bag(table, ids, offsets, mode=mode)
+        assert got.tobytes() == ref_bag(table, ids, offsets, mode).tobytes()
+    got = embedrt.embedding_bag(table, ids, offsets, weights=weights)
+    assert got.tobytes() == ref_bag(table, ids, offsets, "sum", weights).tobytes()
+
+
 @contextlib.contextmanager
 def forced_isa(level):
     before = _core.isa()
@@ -548,6 +646,14 @@ def test_embedding_bag_bad_input():
         embedrt.embedding_bag(table, np.array([1, -1]), [0])
     with pytest.raises(ValueError, match="out of range"):
         embedrt.embedding_bag(table, np.array([1, 2**64 - 1], np.uint64), [0])
+    # large id arrays are checked in threaded chunks; the first bad id is named
+    many = np.tile(np.arange(10), 30_000)
+    for pos, bad in ((0, 10), (150_001, -3), (299_999, 11)):
+        ids = many.copy()
+        ids[pos] = bad
+        ids[-1] = 10 if pos != len(ids) - 1 else ids[-1]
+        with pytest.raises(ValueError, match=rf"ids\[{pos}\] = {bad} is outside"):
+            embedrt.embedding_bag(table, ids, np.arange(0, len(ids), 7))
     with pytest.raises(TypeError):
         embedrt.embedding_bag(table, np.array([1.0, 2.0]), [0])
     with pytest.raises(TypeError):

@@ -6,6 +6,10 @@
 #include <cstring>
 #include <string>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 #include "dispatch.h"
 #include "parallel.h"
 
@@ -29,26 +33,67 @@ void murmur3_128_u64(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* o
     });
 }
 
+namespace {
+
+// Per-core L2 size in bytes (sysconf where glibc knows it; 1 MiB otherwise), clamped.
+int64_t l2_bytes() {
+    static const int64_t v = [] {
+        int64_t b = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+        b = int64_t(sysconf(_SC_LEVEL2_CACHE_SIZE));
+#endif
+        if (b <= 0) b = int64_t(1) << 20;
+        return std::min<int64_t>(std::max<int64_t>(b, int64_t(256) << 10), int64_t(4) << 20);
+    }();
+    return v;
+}
+
+}  // namespace
+
 void hash_embed(const uint64_t* ids, int64_t n, uint32_t seed, const float* table, uint64_t rows,
                 int64_t dim, float* out) {
     if (n <= 0 || dim <= 0) return;
     const uint32_t d = static_cast<uint32_t>(rows);
     const uint64_t m = fastmod_multiplier(d);
-    // Work per id grows with dim; aim for chunks of ~64 KiB of output.
-    const int64_t grain = std::max<int64_t>(64, (int64_t(1) << 14) / dim);
+    // A table larger than the L2 cache is gathered one column slice at a time when a slice of
+    // at least two cache lines per row fits in ~5/8 of it and three passes cover the width
+    // (hashing again for every pass costs far less than the misses; more passes, or narrower
+    // slices, lose more on the strided output writes than they gain). Only rows of whole
+    // cache lines (dim a multiple of 16) are sliced: the slices of other rows could not use
+    // non-temporal stores, and whole rows written through the staged stores measure faster.
+    // Every output element is still the same sum.
+    const int64_t table_bytes = int64_t(rows) * dim * 4;
+    const int64_t l2 = l2_bytes();
+    int64_t width = dim;
+    if (table_bytes > l2 * 3 / 4 && n >= 4 * int64_t(rows) && dim % 16 == 0) {
+        const int64_t lines = (l2 * 5 / 8) / (int64_t(rows) * 64);
+        if (lines >= 2 && lines * 16 < dim && (dim + lines * 16 - 1) / (lines * 16) <= 3)
+            width = lines * 16;
+    }
+    const bool prefetch = width == dim && table_bytes > (int64_t(8) << 20);
+    // Work per id grows with dim; aim for chunks of ~64 KiB of output, and, when sliced,
+    // enough ids per chunk to reuse each cached slice.
+    int64_t grain = std::max<int64_t>(64, (int64_t(1) << 14) / dim);
+    if (width < dim) grain = std::max<int64_t>(grain, 4 * int64_t(rows));
     const Isa isa = active_isa();
     parallel_for(n, grain, [&](int64_t b, int64_t e) {
-        switch (isa) {
+        for (int64_t c0 = 0; c0 < dim; c0 += width) {
+            const int64_t c1 = std::min(dim, c0 + width);
+            switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
-            case Isa::avx512:
-                hash_embed_avx512(ids + b, e - b, seed, table, d, m, dim, out + b * dim);
-                break;
-            case Isa::avx2:
-                hash_embed_avx2(ids + b, e - b, seed, table, d, m, dim, out + b * dim);
-                break;
+                case Isa::avx512:
+                    hash_embed_avx512(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
+                                      out + b * dim);
+                    break;
+                case Isa::avx2:
+                    hash_embed_avx2(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
+                                    out + b * dim);
+                    break;
 #endif
-            default:
-                hash_embed_scalar(ids + b, e - b, seed, table, d, m, dim, out + b * dim);
+                default:
+                    hash_embed_scalar(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
+                                      out + b * dim);
+            }
         }
     });
 }

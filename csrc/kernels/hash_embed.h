@@ -45,16 +45,23 @@ void fasttext_subwords(const char* bytes, const int64_t* offsets, int64_t n, int
 
 // ---- per-ISA entry points (hash_embed_<isa>.cpp); no threading inside ---------------------
 // fastmod_m = UINT64_MAX / rows + 1 (Lemire's fastmod for 32-bit operands), rows < 2^32.
+// hash_embed_<isa> fills columns [c0, c1) of out[0:n, :] from the same columns of the table
+// (both of row stride dim): the forward pass over one column slice, so that a slice of a
+// table larger than the cache can stay cached while every id is gathered from it. prefetch:
+// prefetch the slice's rows one block of ids ahead (slices that do not fit in cache).
 void murmur3_128_u64_scalar(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* out);
 void hash_embed_scalar(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                       uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out);
+                       uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                       bool prefetch, float* out);
 #if defined(EMBEDRT_HAVE_X86)
 void murmur3_128_u64_avx2(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* out);
 void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                     uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out);
+                     uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                     bool prefetch, float* out);
 void murmur3_128_u64_avx512(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* out);
 void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                       uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out);
+                       uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                       bool prefetch, float* out);
 #endif
 
 // ---- shared scalar helpers: static (internal linkage), so an ISA translation unit never

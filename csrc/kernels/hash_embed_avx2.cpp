@@ -1,5 +1,7 @@
 // AVX2 paths: MurmurHash3 x64_128 across 4 keys per vector. AVX2 has no 64-bit multiply, so
 // the low 64 bits of k * C are assembled from three 32 x 32 -> 64 products (vpmuludq).
+// Outputs beyond 4 MB are written with non-temporal stores: directly when every row starts a
+// 32-byte boundary, else through an L1 buffer of 4 rows copied out line by line.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -103,6 +105,16 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         _mm256_storeu_ps(o + j, a);
         j += 8;
     }
+    if (j < dim && dim >= 8) {
+        // the last 8 floats (rewriting a few sums already stored with the same values)
+        j = dim - 8;
+        __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r0 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r1 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r2 + j));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(r3 + j));
+        _mm256_storeu_ps(o + j, a);
+        return;
+    }
     for (; j < dim; ++j) {
         float acc = 0.0f;
         acc += r0[j];
@@ -111,6 +123,22 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         acc += r3[j];
         o[j] = acc;
     }
+}
+
+constexpr int64_t kStageFloats = 8 * 512;  // rows of up to 512 floats are staged
+
+// Copies n floats from src to dst: ordinary stores for the partial cache lines at either
+// end, non-temporal stores for every whole line in between. dst is 4-byte aligned.
+inline void copy_stream(const float* src, int64_t n, float* dst) {
+    int64_t head = int64_t((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63) / 4;
+    if (head > n) head = n;
+    int64_t j = 0;
+    for (; j < head; ++j) dst[j] = src[j];
+    for (; j + 16 <= n; j += 16) {
+        _mm256_stream_ps(dst + j, _mm256_loadu_ps(src + j));
+        _mm256_stream_ps(dst + j + 8, _mm256_loadu_ps(src + j + 8));
+    }
+    for (; j < n; ++j) dst[j] = src[j];
 }
 
 }  // namespace
@@ -138,14 +166,24 @@ void murmur3_128_u64_avx2(const uint64_t* keys, int64_t n, uint32_t seed, uint32
 }
 
 void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                     uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out) {
+                     uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                     bool prefetch, float* out) {
+    if (n <= 0 || c1 <= c0) return;
     const __m256i seed8 = _mm256_set1_epi64x(int64_t(uint64_t(seed) ^ 8u));
     const __m256i mlo = _mm256_set1_epi64x(int64_t(fastmod_m & 0xffffffffULL));
     const __m256i mhi = _mm256_set1_epi64x(int64_t(fastmod_m >> 32));
     const __m256i d = _mm256_set1_epi64x(int64_t(rows));
     const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL);
-    const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
-    const bool stream = (reinterpret_cast<uintptr_t>(out) & 31) == 0 && dim % 8 == 0 &&
+    const int64_t w = c1 - c0;
+    const float* tab = table + c0;
+    float* dst = out + c0;
+    const bool stream = (reinterpret_cast<uintptr_t>(dst) & 31) == 0 && dim % 8 == 0 &&
+                        w % 8 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    // Whole rows that do not start 32-byte boundaries: the 4 rows of a block are summed into
+    // an L1 buffer, then copied out with non-temporal stores on every whole cache line.
+    alignas(32) float stage[kStageFloats];
+    const bool staged = !stream && c0 == 0 && c1 == dim && dim * 4 <= kStageFloats &&
+                        (reinterpret_cast<uintptr_t>(dst) & 3) == 0 &&
                         uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(32) int64_t idx[2][16];
     auto block = [&](int64_t i, int64_t* o) {
@@ -161,7 +199,6 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
         _mm256_store_si256(reinterpret_cast<__m256i*>(o + 12),
                            fastmod4(_mm256_srli_epi64(h2, 32), mlo, mhi, d));
     };
-    if (n <= 0) return;
     block(0, idx[0]);
     int cur = 0;
     for (int64_t i = 0; i < n; i += 4) {
@@ -171,22 +208,27 @@ void hash_embed_avx2(const uint64_t* ids, int64_t n, uint32_t seed, const float*
             if (prefetch) {
                 int64_t nc = n - i - 4 < 4 ? n - i - 4 : 4;
                 for (int64_t l = 0; l < nc; ++l)
-                    for (int w = 0; w < 4; ++w) prefetch_row(table + idx[cur ^ 1][w * 4 + l] * dim, dim);
+                    for (int r = 0; r < 4; ++r) prefetch_row(tab + idx[cur ^ 1][r * 4 + l] * dim, w);
             }
         }
         const int64_t* o = idx[cur];
         if (stream) {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<true>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
-                           table + o[12 + l] * dim, dim, out + (i + l) * dim);
+                sum4<true>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                           tab + o[12 + l] * dim, w, dst + (i + l) * dim);
+        } else if (staged) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                            tab + o[12 + l] * dim, w, stage + l * dim);
+            copy_stream(stage, cnt * dim, dst + i * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<false>(table + o[l] * dim, table + o[4 + l] * dim, table + o[8 + l] * dim,
-                            table + o[12 + l] * dim, dim, out + (i + l) * dim);
+                sum4<false>(tab + o[l] * dim, tab + o[4 + l] * dim, tab + o[8 + l] * dim,
+                            tab + o[12 + l] * dim, w, dst + (i + l) * dim);
         }
         cur ^= 1;
     }
-    if (stream) _mm_sfence();
+    if (stream || staged) _mm_sfence();
 }
 
 }  // namespace embedrt

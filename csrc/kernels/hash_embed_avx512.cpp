@@ -1,5 +1,7 @@
 // AVX-512 paths: MurmurHash3 x64_128 across 8 keys per vector (native 64-bit multiplies,
 // vpmullq), fastmod of the four 32-bit words, then the gather + sum of 4 rows per id.
+// Outputs beyond 4 MB are written with non-temporal stores: directly when every row starts a
+// cache line, else through an L1 buffer of 8 rows copied out line by line.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -59,6 +61,8 @@ inline void row_offsets8(__m512i k, __m512i seed8, __m512i m, __m512i d, __m512i
     _mm512_storeu_si512(off + 24, _mm512_mullo_epi64(w3, vdim));
 }
 
+constexpr int64_t kStageFloats = 8 * 512;  // rows of up to 512 floats are staged
+
 inline void prefetch_row(const float* r, int64_t dim) {
     // every cache line the row touches (rows need not start on one)
     uintptr_t a = reinterpret_cast<uintptr_t>(r) & ~uintptr_t(63);
@@ -94,13 +98,39 @@ inline void sum4(const float* r0, const float* r1, const float* r2, const float*
         _mm512_storeu_ps(o + j, a);
         _mm512_storeu_ps(o + j + 16, b);
     }
-    for (; j < dim; j += 16) {
-        __mmask16 mk = dim - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dim - j)) - 1);
+    // then at most one whole vector, and the rest as the last 16 floats of the row (rewriting
+    // a few sums already stored with the same values), masked only for rows under 16 floats
+    for (int pass = 0; pass < 2 && j < dim; ++pass) {
+        __mmask16 mk = __mmask16(0xffff);
+        if (j + 16 > dim) {
+            if (dim >= 16)
+                j = dim - 16;
+            else
+                mk = __mmask16((1u << (dim - j)) - 1);
+        }
         __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mk, r0 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r1 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r2 + j));
         a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mk, r3 + j));
         _mm512_mask_storeu_ps(o + j, mk, a);
+        j += 16;
+    }
+}
+
+// Copies n floats from src to dst: ordinary (masked) stores for the partial cache lines at
+// either end, non-temporal stores for every whole line in between. dst is 4-byte aligned.
+inline void copy_stream(const float* src, int64_t n, float* dst) {
+    int64_t head = int64_t((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63) / 4;
+    if (head > n) head = n;
+    if (head) {
+        const __mmask16 k = __mmask16((1u << head) - 1);
+        _mm512_mask_storeu_ps(dst, k, _mm512_maskz_loadu_ps(k, src));
+    }
+    int64_t j = head;
+    for (; j + 16 <= n; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+    if (j < n) {
+        const __mmask16 k = __mmask16((1u << (n - j)) - 1);
+        _mm512_mask_storeu_ps(dst + j, k, _mm512_maskz_loadu_ps(k, src + j));
     }
 }
 
@@ -127,13 +157,26 @@ void murmur3_128_u64_avx512(const uint64_t* keys, int64_t n, uint32_t seed, uint
 }
 
 void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                       uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out) {
+                       uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                       bool prefetch, float* out) {
+    if (n <= 0 || c1 <= c0) return;
     const __m512i seed8 = _mm512_set1_epi64(int64_t(uint64_t(seed) ^ 8u));
     const __m512i m = _mm512_set1_epi64(int64_t(fastmod_m));
     const __m512i d = _mm512_set1_epi64(int64_t(rows));
     const __m512i vdim = _mm512_set1_epi64(dim);
-    const bool prefetch = uint64_t(rows) * uint64_t(dim) * 4u > (8u << 20);
-    const bool stream = (reinterpret_cast<uintptr_t>(out) & 63) == 0 && dim % 16 == 0 &&
+    const int64_t w = c1 - c0;
+    const float* tab = table + c0;
+    float* dst = out + c0;
+    // Non-temporal stores when every row segment starts a cache line and the whole output
+    // (not just this call's part) is larger than the caches would keep.
+    const bool stream = (reinterpret_cast<uintptr_t>(dst) & 63) == 0 && dim % 16 == 0 &&
+                        w % 16 == 0 && uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
+    // Whole rows whose lines the rows do not start (dim not a multiple of 16): the 8 rows
+    // of a block are summed into an L1 buffer, then copied out with non-temporal stores on
+    // every whole line (the partial lines where blocks meet get ordinary stores).
+    alignas(64) float stage[kStageFloats];
+    const bool staged = !stream && c0 == 0 && c1 == dim && dim * 8 <= kStageFloats &&
+                        (reinterpret_cast<uintptr_t>(dst) & 3) == 0 &&
                         uint64_t(n) * uint64_t(dim) * 4u > (4u << 20);
     alignas(64) int64_t off[2][32];
     auto block = [&](int64_t i, int64_t* o) {
@@ -141,7 +184,6 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
         __m512i k = _mm512_maskz_loadu_epi64(__mmask8((1u << cnt) - 1), ids + i);
         row_offsets8(k, seed8, m, d, vdim, o);
     };
-    if (n <= 0) return;
     block(0, off[0]);
     int cur = 0;
     for (int64_t i = 0; i < n; i += 8) {
@@ -151,22 +193,27 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
             if (prefetch) {
                 int64_t nc = n - i - 8 < 8 ? n - i - 8 : 8;
                 for (int64_t l = 0; l < nc; ++l)
-                    for (int w = 0; w < 4; ++w) prefetch_row(table + off[cur ^ 1][w * 8 + l], dim);
+                    for (int r = 0; r < 4; ++r) prefetch_row(tab + off[cur ^ 1][r * 8 + l], w);
             }
         }
         const int64_t* o = off[cur];
         if (stream) {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<true>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
-                           dim, out + (i + l) * dim);
+                sum4<true>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                           dst + (i + l) * dim);
+        } else if (staged) {
+            for (int64_t l = 0; l < cnt; ++l)
+                sum4<false>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                            stage + l * dim);
+            copy_stream(stage, cnt * dim, dst + i * dim);
         } else {
             for (int64_t l = 0; l < cnt; ++l)
-                sum4<false>(table + o[l], table + o[8 + l], table + o[16 + l], table + o[24 + l],
-                            dim, out + (i + l) * dim);
+                sum4<false>(tab + o[l], tab + o[8 + l], tab + o[16 + l], tab + o[24 + l], w,
+                            dst + (i + l) * dim);
         }
         cur ^= 1;
     }
-    if (stream) _mm_sfence();
+    if (stream || staged) _mm_sfence();
 }
 
 }  // namespace embedrt

@@ -15,7 +15,9 @@ void murmur3_128_u64_scalar(const uint64_t* keys, int64_t n, uint32_t seed, uint
 }
 
 void hash_embed_scalar(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
-                       uint32_t rows, uint64_t fastmod_m, int64_t dim, float* out) {
+                       uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                       bool prefetch, float* out) {
+    (void)prefetch;
     for (int64_t i = 0; i < n; ++i) {
         uint64_t h1, h2;
         murmur3_128_key(ids[i], seed, &h1, &h2);
@@ -24,7 +26,7 @@ void hash_embed_scalar(const uint64_t* ids, int64_t n, uint32_t seed, const floa
         const float* r2 = table + int64_t(fastmod_u32(uint32_t(h2), fastmod_m, rows)) * dim;
         const float* r3 = table + int64_t(fastmod_u32(uint32_t(h2 >> 32), fastmod_m, rows)) * dim;
         float* o = out + i * dim;
-        for (int64_t j = 0; j < dim; ++j) {
+        for (int64_t j = c0; j < c1; ++j) {
             float acc = 0.0f;
             acc += r0[j];
             acc += r1[j];
