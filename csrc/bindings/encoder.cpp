@@ -177,7 +177,9 @@ void register_encoder(py::module_& m) {
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "
              "pooling: one mode or several joined with '+', concatenated in that order.")
         .def_property("max_chunk_tokens", &NativeEncoder::max_chunk_tokens,
-                      &NativeEncoder::set_max_chunk_tokens)
+                      &NativeEncoder::set_max_chunk_tokens,
+                      "Tokens of one forward chunk per thread in use (whole sequences; a longer "
+                      "sequence makes a chunk of its own).")
         .def_property_readonly("hidden", [](const NativeEncoder& e) { return e.config().hidden; })
         .def_property_readonly("layers", [](const NativeEncoder& e) { return e.config().layers; });
 }

@@ -242,10 +242,11 @@ void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t
     }
     Workspace ws;
     std::vector<int64_t> offs;
+    const int64_t budget = max_chunk_tokens * std::max(1, get_num_threads());
     int64_t s0 = 0;
     while (s0 < nseq) {
         int64_t s1 = s0 + 1;
-        while (s1 < nseq && offsets[s1 + 1] - offsets[s0] <= max_chunk_tokens) ++s1;
+        while (s1 < nseq && offsets[s1 + 1] - offsets[s0] <= budget) ++s1;
         offs.resize(static_cast<size_t>(s1 - s0 + 1));
         for (int64_t s = s0; s <= s1; ++s) offs[static_cast<size_t>(s - s0)] = offsets[s] - offsets[s0];
         forward_chunk(ids + offsets[s0], type_ids ? type_ids + offsets[s0] : nullptr, offs.data(),

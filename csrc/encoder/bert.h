@@ -84,9 +84,10 @@ public:
     void embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets, int64_t nseq,
                const std::vector<Pooling>& poolings, int64_t num_layers, float* out) const;
 
-    // Token budget of one forward chunk: it bounds the activation memory and keeps the
-    // activations of a chunk in cache between the passes (about 5 MB at 512 tokens of MiniLM;
-    // at 2048 they spill out of cache and the whole pass runs about 12% slower).
+    // Token budget of one forward chunk per thread in use: it bounds the activation memory and
+    // keeps the activations of a chunk in cache between the passes (about 5 MB at 512 tokens
+    // of MiniLM; at 2048 on one thread they spill out of cache and the whole pass runs about
+    // 12% slower), while each thread still gets enough rows to amortize the synchronisation.
     int64_t max_chunk_tokens = 512;
 
 private:
