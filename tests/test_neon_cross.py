@@ -2,10 +2,11 @@
 user-mode emulator.
 
 tests/cross/neon_check.cpp is built statically for aarch64 together with the sources of the
-kernel families that have NEON versions (bit codes, SDC, int8 GEMM and scan, the encoder's
-float operations) and run under qemu-aarch64; it compares every NEON path with the scalar one
-(and a plain reference) on random and edge-case inputs, exactly for the integer kernels and
-within a float tolerance for the encoder's, and exits nonzero on any mismatch. A second test checks that the
+kernel families that have NEON versions (bit codes, SDC, int8 GEMM and scan, hash embeddings,
+embedding bags, the encoder's float operations) and run under qemu-aarch64; it compares every
+NEON path with the scalar one (and a plain reference) on random and edge-case inputs, exactly
+for the integer kernels, the hash embeddings and the embedding bags, within a float tolerance
+for the encoder's, and exits nonzero on any mismatch. A second test checks that the
 rest of the C++ core (all but the Python bindings and the x86 files) compiles for aarch64.
 
 The cross compiler and emulator are looked up on PATH (`aarch64-linux-gnu-g++`,
@@ -26,7 +27,8 @@ CSRC = REPO / "csrc"
 DRIVER = REPO / "tests" / "cross" / "neon_check.cpp"
 
 # The families whose NEON files the driver exercises: <family>.cpp, _scalar.cpp, _neon.cpp.
-FAMILIES = ["hamming", "pack_bits", "sdc", "int8_gemm", "int8_scan", "encoder_ops"]
+FAMILIES = ["hamming", "pack_bits", "sdc", "int8_gemm", "int8_scan", "hash_embed",
+            "embedding_bag", "encoder_ops"]
 
 CXX = os.environ.get("EMBEDRT_CROSS_CXX", "aarch64-linux-gnu-g++")
 QEMU = os.environ.get("EMBEDRT_QEMU_AARCH64", "qemu-aarch64")

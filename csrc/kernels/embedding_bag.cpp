@@ -50,6 +50,11 @@ void embedding_bag(const float* table, int64_t rows, int64_t dim, const int64_t*
                 embedding_bag_avx2(table, dim, ids, offsets, b0, b1, weights, m, prefetch, out);
                 break;
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+            case Isa::neon:
+                embedding_bag_neon(table, dim, ids, offsets, b0, b1, weights, m, prefetch, out);
+                break;
+#endif
             default:
                 embedding_bag_scalar(table, dim, ids, offsets, b0, b1, weights, m, prefetch, out);
         }

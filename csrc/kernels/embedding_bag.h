@@ -43,5 +43,10 @@ void embedding_bag_avx512(const float* table, int64_t dim, const int64_t* ids,
                           const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
                           int mode, int64_t prefetch, float* out);
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+void embedding_bag_neon(const float* table, int64_t dim, const int64_t* ids,
+                        const int64_t* offsets, int64_t b0, int64_t b1, const float* weights,
+                        int mode, int64_t prefetch, float* out);
+#endif
 
 }  // namespace embedrt

@@ -27,6 +27,11 @@ void murmur3_128_u64(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* o
                 murmur3_128_u64_avx2(keys + b, e - b, seed, out + b * 4);
                 break;
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+            case Isa::neon:
+                murmur3_128_u64_neon(keys + b, e - b, seed, out + b * 4);
+                break;
+#endif
             default:
                 murmur3_128_u64_scalar(keys + b, e - b, seed, out + b * 4);
         }
@@ -87,6 +92,12 @@ void hash_embed(const uint64_t* ids, int64_t n, uint32_t seed, const float* tabl
                     break;
                 case Isa::avx2:
                     hash_embed_avx2(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
+                                    out + b * dim);
+                    break;
+#endif
+#if defined(EMBEDRT_HAVE_NEON)
+                case Isa::neon:
+                    hash_embed_neon(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
                                     out + b * dim);
                     break;
 #endif

@@ -63,6 +63,12 @@ void hash_embed_avx512(const uint64_t* ids, int64_t n, uint32_t seed, const floa
                        uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
                        bool prefetch, float* out);
 #endif
+#if defined(EMBEDRT_HAVE_NEON)
+void murmur3_128_u64_neon(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* out);
+void hash_embed_neon(const uint64_t* ids, int64_t n, uint32_t seed, const float* table,
+                     uint32_t rows, uint64_t fastmod_m, int64_t dim, int64_t c0, int64_t c1,
+                     bool prefetch, float* out);
+#endif
 
 // ---- shared scalar helpers: static (internal linkage), so an ISA translation unit never
 // lends its copy to another -------------------------------------------------------------

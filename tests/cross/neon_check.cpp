@@ -1,7 +1,8 @@
 // NEON against scalar for the kernel families that have aarch64 versions: bit codes
 // (pack_bits, hamming, hamming_topk, binary_matmul), SDC scores and top-k, int8 GEMM and the
-// int8 query scan, and the encoder's float operations (within a float tolerance: those
-// paths are not bit-exact). Built for aarch64 together with those families' sources (see
+// int8 query scan, hash embeddings (MurmurHash3 of uint64 keys, HashEmbed) and embedding
+// bags (bit-exact floats: every path sums in the same order), and the encoder's float
+// operations (within a float tolerance: those paths are not bit-exact). Built for aarch64 together with those families' sources (see
 // tests/test_neon_cross.py) and run on an aarch64 CPU or under an emulator.
 //
 // Every case runs the public entry point twice, with the ISA level forced to scalar and then
@@ -21,7 +22,9 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/embedding_bag.h"
 #include "kernels/encoder_ops.h"
+#include "kernels/hash_embed.h"
 #include "kernels/hamming.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/int8_scan.h"
@@ -435,6 +438,227 @@ void int8_cases(Rng& rng) {
 }
 
 
+// ------------------------------------------------------------------ hash embeddings
+
+// MurmurHash3_x64_128 of the 8 little-endian bytes of key, written from the byte-wise
+// algorithm (body of no 16-byte blocks, an 8-byte tail).
+void ref_murmur3_128(uint64_t key, uint32_t seed, uint64_t* h1o, uint64_t* h2o) {
+    const uint64_t c1 = 0x87c37b91114253d5ULL, c2 = 0x4cf5ad432745937fULL;
+    auto rotl = [](uint64_t x, int r) { return (x << r) | (x >> (64 - r)); };
+    auto fmix = [](uint64_t k) {
+        k ^= k >> 33;
+        k *= 0xff51afd7ed558ccdULL;
+        k ^= k >> 33;
+        k *= 0xc4ceb9fe1a85ec53ULL;
+        k ^= k >> 33;
+        return k;
+    };
+    uint8_t tail[8];
+    for (int b = 0; b < 8; ++b) tail[b] = static_cast<uint8_t>(key >> (8 * b));
+    uint64_t h1 = seed, h2 = seed, k1 = 0;
+    for (int b = 7; b >= 0; --b) k1 ^= uint64_t(tail[b]) << (8 * b);
+    k1 *= c1;
+    k1 = rotl(k1, 31);
+    k1 *= c2;
+    h1 ^= k1;
+    h1 ^= 8;
+    h2 ^= 8;
+    h1 += h2;
+    h2 += h1;
+    h1 = fmix(h1);
+    h2 = fmix(h2);
+    h1 += h2;
+    h2 += h1;
+    *h1o = h1;
+    *h2o = h2;
+}
+
+std::vector<uint64_t> make_keys(Rng& rng, int64_t n) {
+    std::vector<uint64_t> k(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        switch (rng.below(6)) {
+            case 0: k[size_t(i)] = 0; break;
+            case 1: k[size_t(i)] = ~uint64_t(0); break;
+            case 2: k[size_t(i)] = uint64_t(rng.below(100)); break;
+            default: k[size_t(i)] = rng.next();
+        }
+    }
+    if (n > 0) k[0] = 0;
+    if (n > 1) k[size_t(n - 1)] = ~uint64_t(0);
+    return k;
+}
+
+void murmur_case(Rng& rng, int64_t n, uint32_t seed) {
+    const std::vector<uint64_t> keys = make_keys(rng, n);
+    std::vector<uint32_t> os(static_cast<size_t>(4 * n), 7u), on = os, ref = os;
+    set_isa(Isa::scalar);
+    murmur3_128_u64(keys.data(), n, seed, os.data());
+    set_isa(Isa::neon);
+    murmur3_128_u64(keys.data(), n, seed, on.data());
+    const std::string shape = fmt("n=%" PRId64 " seed=%" PRId64, n, seed);
+    same(os, on, "murmur3_128_u64 neon vs scalar " + shape);
+    for (int64_t i = 0; i < n; ++i) {
+        uint64_t h1, h2;
+        ref_murmur3_128(keys[size_t(i)], seed, &h1, &h2);
+        ref[size_t(4 * i)] = uint32_t(h1);
+        ref[size_t(4 * i + 1)] = uint32_t(h1 >> 32);
+        ref[size_t(4 * i + 2)] = uint32_t(h2);
+        ref[size_t(4 * i + 3)] = uint32_t(h2 >> 32);
+    }
+    same(on, ref, "murmur3_128_u64 neon vs reference " + shape);
+}
+
+std::vector<float> make_table(Rng& rng, int64_t rows, int64_t dim, bool edges) {
+    std::vector<float> t(static_cast<size_t>(rows * dim));
+    for (auto& v : t)
+        v = edges ? edge_float(rng) : static_cast<float>(static_cast<double>(rng.next() >> 11) / 9007199254740992.0 - 0.5);
+    return t;
+}
+
+void hash_embed_case(Rng& rng, int64_t n, int64_t dim, uint64_t rows, uint32_t seed, bool edges) {
+    const std::vector<uint64_t> ids = make_keys(rng, n);
+    const std::vector<float> table = make_table(rng, int64_t(rows), dim, edges);
+    const std::string shape = fmt("n=%" PRId64 " dim=%" PRId64 " rows=%" PRId64 " seed=%" PRId64 " edges=%" PRId64,
+                                  n, dim, int64_t(rows), seed, edges);
+    std::vector<float> os(static_cast<size_t>(n * dim), 9.0f), on = os;
+    set_isa(Isa::scalar);
+    hash_embed(ids.data(), n, seed, table.data(), rows, dim, os.data());
+    set_isa(Isa::neon);
+    hash_embed(ids.data(), n, seed, table.data(), rows, dim, on.data());
+    same(os, on, "hash_embed neon vs scalar " + shape);
+    std::vector<float> ref(static_cast<size_t>(n * dim));
+    for (int64_t i = 0; i < n; ++i) {
+        uint64_t h[2];
+        ref_murmur3_128(ids[size_t(i)], seed, &h[0], &h[1]);
+        const uint32_t words[4] = {uint32_t(h[0]), uint32_t(h[0] >> 32), uint32_t(h[1]), uint32_t(h[1] >> 32)};
+        for (int64_t j = 0; j < dim; ++j) {
+            float acc = 0.0f;
+            for (uint32_t wd : words) acc += table[size_t(int64_t(wd % rows) * dim + j)];
+            ref[size_t(i * dim + j)] = acc;
+        }
+    }
+    same(on, ref, "hash_embed neon vs reference " + shape);
+
+    // the per-ISA entry points on column slices [c0, c1), prefetching or not: columns outside
+    // the slice stay untouched
+    if (rows >= (uint64_t(1) << 32) || n == 0) return;
+    const uint32_t d = static_cast<uint32_t>(rows);
+    const uint64_t m = ~uint64_t(0) / d + 1;
+    const int64_t slices[][2] = {{0, dim}, {dim / 3, dim}, {1, dim - 1}, {dim / 2, dim / 2 + 1}, {dim - 5, dim - 1}};
+    for (const auto& sl : slices) {
+        const int64_t c0 = sl[0], c1 = sl[1];
+        if (c0 < 0 || c1 > dim || c1 <= c0) continue;
+        for (int pf = 0; pf < 2; ++pf) {
+            std::vector<float> ss(static_cast<size_t>(n * dim), -3.0f), sn = ss, sr = ss;
+            hash_embed_scalar(ids.data(), n, seed, table.data(), d, m, dim, c0, c1, pf != 0, ss.data());
+            hash_embed_neon(ids.data(), n, seed, table.data(), d, m, dim, c0, c1, pf != 0, sn.data());
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = c0; j < c1; ++j) sr[size_t(i * dim + j)] = ref[size_t(i * dim + j)];
+            const std::string what = shape + fmt(" slice %" PRId64 "..%" PRId64 " prefetch=%" PRId64, c0, c1, pf);
+            same(ss, sn, "hash_embed_neon vs hash_embed_scalar " + what);
+            same(sn, sr, "hash_embed_neon vs reference " + what);
+        }
+    }
+}
+
+void hash_cases(Rng& rng) {
+    const uint32_t seeds[] = {0u, 1u, 0x9747b28cu, 0xffffffffu};
+    for (int64_t n : {0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 31, 1000})
+        for (uint32_t seed : seeds) murmur_case(rng, n, seed);
+    murmur_case(rng, 140001, 0xfffffffeu);  // several chunks on the pool
+    for (int64_t dim : {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 96, 100, 130})
+        for (int64_t n : {0, 1, 3, 4, 5, 7, 9, 30})
+            hash_embed_case(rng, n, dim, 1 + uint64_t(rng.below(5000)), seeds[(dim + n) % 4], (n + dim) % 3 == 0);
+    for (uint64_t rows : {1, 2, 3, 7})
+        hash_embed_case(rng, 13, 17, rows, 0xffffffffu, true);
+    // a table larger than the assumed L2 with a width of 96: gathered in column slices
+    hash_embed_case(rng, 16400, 96, 4096, 12345u, false);
+}
+
+// ------------------------------------------------------------------ embedding_bag
+
+inline float ref_mul(float w, float x) {
+    volatile float p = w * x;  // rounded, never fused
+    return p;
+}
+
+// Bag sizes: a mix of empty, single and long bags (kind 0), or random sizes up to max_len.
+std::vector<int64_t> make_offsets(Rng& rng, int64_t n_bags, int64_t start, int64_t max_len) {
+    std::vector<int64_t> off(static_cast<size_t>(n_bags + 1), start);
+    for (int64_t b = 0; b < n_bags; ++b) {
+        int64_t len;
+        switch (b % 5) {
+            case 0: len = 0; break;
+            case 1: len = 1; break;
+            case 2: len = max_len; break;
+            default: len = rng.below(max_len + 1);
+        }
+        off[size_t(b + 1)] = off[size_t(b)] + len;
+    }
+    return off;
+}
+
+void bag_case(Rng& rng, int64_t rows, int64_t dim, int64_t n_bags, int64_t max_len, bool weighted,
+              int mode, bool edges, int64_t start) {
+    const std::vector<float> table = make_table(rng, rows, dim, edges);
+    const std::vector<int64_t> off = make_offsets(rng, n_bags, start, max_len);
+    std::vector<int64_t> ids(static_cast<size_t>(off.back()));
+    for (auto& v : ids) v = rng.below(4) == 0 ? (rng.below(2) ? 0 : rows - 1) : rng.below(rows);
+    std::vector<float> w(ids.size());
+    for (auto& v : w) v = edges ? edge_float(rng) : 2.0f * static_cast<float>(static_cast<double>(rng.next() >> 11) / 9007199254740992.0) - 0.7f;
+    const float* wp = weighted ? w.data() : nullptr;
+    const BagMode bm = mode ? BagMode::mean : BagMode::sum;
+    const std::string shape = fmt("rows=%" PRId64 " dim=%" PRId64 " bags=%" PRId64 " max_len=%" PRId64 " start=%" PRId64,
+                                  rows, dim, n_bags, max_len, start) +
+                              fmt(" weighted=%" PRId64 " mean=%" PRId64 " edges=%" PRId64, weighted, mode, edges);
+    std::vector<float> os(static_cast<size_t>(n_bags * dim), 5.0f), on = os;
+    set_isa(Isa::scalar);
+    embedding_bag(table.data(), rows, dim, ids.data(), off.data(), n_bags, wp, bm, os.data());
+    set_isa(Isa::neon);
+    embedding_bag(table.data(), rows, dim, ids.data(), off.data(), n_bags, wp, bm, on.data());
+    same(os, on, "embedding_bag neon vs scalar " + shape);
+    std::vector<float> ref(static_cast<size_t>(n_bags * dim));
+    for (int64_t b = 0; b < n_bags; ++b) {
+        const int64_t s = off[size_t(b)], e = off[size_t(b + 1)];
+        for (int64_t j = 0; j < dim; ++j) {
+            float acc = 0.0f;
+            for (int64_t p = s; p < e; ++p) {
+                const float x = table[size_t(ids[size_t(p)] * dim + j)];
+                acc += wp ? ref_mul(wp[p], x) : x;
+            }
+            if (mode && e > s) acc = acc / float(e - s);
+            ref[size_t(b * dim + j)] = acc;
+        }
+    }
+    same(on, ref, "embedding_bag neon vs reference " + shape);
+    // the per-ISA entry point directly, on a range of bags, prefetching a few ids ahead
+    if (n_bags >= 3) {
+        for (int64_t pf : {1, 7}) {
+            std::vector<float> ds(static_cast<size_t>(n_bags * dim), -2.0f), dn = ds, dr = ds;
+            embedding_bag_scalar(table.data(), dim, ids.data(), off.data(), 1, n_bags - 1, wp, mode, pf, ds.data());
+            embedding_bag_neon(table.data(), dim, ids.data(), off.data(), 1, n_bags - 1, wp, mode, pf, dn.data());
+            for (int64_t t = dim; t < (n_bags - 1) * dim; ++t) dr[size_t(t)] = ref[size_t(t)];
+            same(ds, dn, "embedding_bag_neon vs embedding_bag_scalar (bags 1..n-1) " + shape + fmt(" prefetch=%" PRId64, pf));
+            same(dn, dr, "embedding_bag_neon vs reference (bags 1..n-1) " + shape + fmt(" prefetch=%" PRId64, pf));
+        }
+    }
+}
+
+void bag_cases(Rng& rng) {
+    int t = 0;
+    for (int64_t dim : {1, 2, 3, 4, 5, 7, 8, 12, 15, 16, 17, 31, 32, 33, 60, 63, 64, 65, 67, 95, 96, 97, 100, 127, 128, 129, 130, 161, 200})
+        for (int mode = 0; mode < 2; ++mode)
+            for (int weighted = 0; weighted < 2; ++weighted, ++t)
+                bag_case(rng, 1 + rng.below(60), dim, 1 + rng.below(12), t % 3 == 0 ? 300 : 9, weighted != 0, mode,
+                         t % 4 == 1, t % 5 == 2 ? 3 : 0);
+    for (int64_t n_bags : {1, 2})
+        for (int64_t dim : {1, 4, 17, 130}) bag_case(rng, 1, dim, n_bags, 0, false, 1, false, 0);  // empty bags only
+    bag_case(rng, 7, 33, 5, 1, true, 1, true, 0);
+    // a table beyond the caches (prefetching), and enough bags for several chunks on the pool
+    bag_case(rng, 20000, 64, 700, 40, true, 0, false, 0);
+    bag_case(rng, 9000, 130, 300, 30, false, 1, false, 0);
+}
+
 // ------------------------------------------------------------------ encoder float operations
 //
 // These paths are not bit-exact across ISAs (the NEON path contracts multiply-adds and
@@ -773,12 +997,15 @@ int main() {
     pack_bits_cases(rng);
     sdc_cases(rng);
     int8_cases(rng);
+    const int64_t before_hash = g_cases;
+    hash_cases(rng);
+    bag_cases(rng);
     const int64_t before_encoder = g_cases;
     encoder_cases(rng);
     set_isa(best_isa());
     std::printf("neon_check: %" PRId64 " cases compared, %" PRId64 " mismatches"
-                " (%" PRId64 " of the cases encoder operations, %" PRId64
-                " of their codes one apart at rounding ties)\n",
-                g_cases, g_failures, g_cases - before_encoder, g_enc_ties);
+                " (%" PRId64 " of the cases hash embeddings and embedding bags, %" PRId64
+                " encoder operations, %" PRId64 " of their codes one apart at rounding ties)\n",
+                g_cases, g_failures, before_encoder - before_hash, g_cases - before_encoder, g_enc_ties);
     return g_failures ? 1 : 0;
 }
