@@ -311,6 +311,12 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         if (L) *qs = quantize_input(*L, dst, q, scr, qo);
     };
 
+    std::vector<int64_t> by_len(static_cast<size_t>(nseq));
+    for (int64_t s = 0; s < nseq; ++s) by_len[static_cast<size_t>(s)] = s;
+    std::stable_sort(by_len.begin(), by_len.end(), [&](int64_t a, int64_t b) {
+        return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+    });
+
     // Embeddings + LayerNorm (+ the first layer's quantized input).
     const Linear* first = num_layers > 0 ? &layers_[0].qkv : nullptr;
     parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
@@ -335,11 +341,12 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         // Q, K, V in one product.
         run_linear(Ly.qkv, x, h, xq, xs, xo, T, 0, qkv, h3, [&](int64_t, float*, float*) {});
 
-        // Attention per (sequence, head).
+        // Attention per (sequence, head), longest sequences first so that the last chunks the
+        // threads take are the cheap ones.
         parallel_for(nseq * heads, 1, [&](int64_t a0, int64_t a1) {
             thread_local std::vector<float> scratch;
             for (int64_t a = a0; a < a1; ++a) {
-                int64_t s = a / heads, hd = a % heads;
+                int64_t s = by_len[static_cast<size_t>(a / heads)], hd = a % heads;
                 int64_t off = offsets[s], L = offsets[s + 1] - off;
                 float* scr = grow(scratch, enc_attention_scratch(L, d));
                 const float* base = qkv + off * h3 + hd * d;
@@ -392,9 +399,10 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                    });
     }
 
-    // Pooling.
+    // Pooling, sequences across the pool.
     const int64_t np = static_cast<int64_t>(poolings.size());
-    for (int64_t s = 0; s < nseq; ++s)
+    parallel_for(nseq, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s)
     for (int64_t pi = 0; pi < np; ++pi) {
         const Pooling pooling = poolings[static_cast<size_t>(pi)];
         int64_t off = offsets[s], L = offsets[s + 1] - off;
@@ -424,6 +432,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
             }
         }
     }
+    });
 }
 
 }  // namespace encoder
