@@ -370,3 +370,28 @@ def test_index_many_small_adds_and_mapped_growth(tmp_path):
     assert len(m) == 310 and path.read_bytes() == before
     np.testing.assert_array_equal(m.codes[300:], idx.codes[:10])
     np.testing.assert_array_equal(m.search(X[:4], k=3)[1], m.search(X[:4], k=3)[1])
+
+
+@pytest.mark.isa
+def test_index_search_layout_matches_plain_search(isa):
+    # SDCIndex searches a packed copy of its codes, extended after adds (including adds that
+    # end inside a group of 8): the same results as sdc_topk on the codes, at every level.
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((613, 72)).astype(np.float32)
+    idx = embedrt.SDCIndex(72, bits=3)
+    for a, b in ((0, 5), (5, 13), (13, 300), (300, 301), (301, 613)):
+        idx.add(X[a:b])
+        q = idx.binarizer.encode(X[:9])
+        for k in (1, 10, 700):
+            want = sdc_topk(q, idx.codes, k, dim=72)
+            got = core.sdc_topk(q, idx.codes, k, 72, idx._search_layout())
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+        s, ids = idx.search(X[:9], k=10)
+        np.testing.assert_array_equal(ids, sdc_topk(q, idx.codes, 10, dim=72)[1])
+    packed = core.sdc_pack(idx.codes)
+    np.testing.assert_array_equal(packed, idx._search_layout()[:packed.size])
+    with pytest.raises(ValueError, match="packed"):
+        core.sdc_topk(q, idx.codes, 3, 72, packed[:-8])
+    with pytest.raises(TypeError):
+        core.sdc_topk(q, idx.codes, 3, 72, packed.astype(np.int64))

@@ -49,21 +49,46 @@ void register_sdc(py::module_& m) {
     }, py::arg("q_codes"), py::arg("db_codes"), py::arg("dim"),
        "Exact integer SDC scores int32 [m, n] of codes [m, bits, nb] and [n, bits, nb].");
 
-    m.def("sdc_topk", [](const py::handle& q_obj, const py::handle& d_obj, int64_t k, int64_t dim) {
+    m.def("sdc_topk", [](const py::handle& q_obj, const py::handle& d_obj, int64_t k, int64_t dim,
+                         const py::handle& packed_obj) {
         Codes q = check_codes(q_obj, "q_codes"), d = check_codes(d_obj, "db_codes");
         check_pair(q, d, dim);
         if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+        const uint64_t* pp = nullptr;
+        py::array_t<uint64_t, py::array::c_style> packed;
+        if (!packed_obj.is_none()) {
+            packed = bind::as_array<uint64_t>(packed_obj, "packed", 1);
+            const int64_t want = sdc_packed_words(d.n, static_cast<int>(d.u), d.nb);
+            if (packed.shape(0) < want)
+                throw py::value_error("packed: " + std::to_string(packed.shape(0)) +
+                                      " words, the codes need " + std::to_string(want));
+            pp = packed.data();
+        }
         const int64_t kk = std::min(k, d.n);
         py::array_t<int32_t> scores({q.n, kk});
         py::array_t<int64_t> ids({q.n, kk});
         {
             py::gil_scoped_release nogil;
             sdc_topk(q.arr.data(), q.n, d.arr.data(), d.n, static_cast<int>(q.u), q.nb, dim, kk,
-                     scores.mutable_data(), ids.mutable_data());
+                     scores.mutable_data(), ids.mutable_data(), pp);
         }
         return py::make_tuple(scores, ids);
     }, py::arg("q_codes"), py::arg("db_codes"), py::arg("k"), py::arg("dim"),
-       "The k best SDC scores per query (descending, ties by smaller id): (int32 [m, k'], int64 [m, k']).");
+       py::arg("packed") = py::none(),
+       "The k best SDC scores per query (descending, ties by smaller id): (int32 [m, k'], int64 [m, k']). "
+       "packed: sdc_pack(db_codes) (or of a longer array of which db_codes is the start), read "
+       "instead of packing db_codes per search.");
+    m.def("sdc_pack", [](const py::handle& d_obj) {
+        Codes d = check_codes(d_obj, "db_codes");
+        py::array_t<uint64_t> out(sdc_packed_words(d.n, static_cast<int>(d.u), d.nb));
+        {
+            py::gil_scoped_release nogil;
+            sdc_pack(d.arr.data(), d.n, static_cast<int>(d.u), d.nb, out.mutable_data());
+        }
+        return out;
+    }, py::arg("db_codes"),
+       "The search layout of codes [n, bits, nb] as uint64 words: ceil(n / 8) groups of 8 codes, "
+       "[bits][ceil(nb / 8)][8] each, zero padded.");
 }
 
 }  // namespace embedrt

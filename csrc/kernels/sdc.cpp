@@ -146,8 +146,22 @@ void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u
     });
 }
 
+int64_t sdc_packed_words(int64_t n, int u, int64_t nb) { return (n + 7) / 8 * u * words_of(nb) * 8; }
+
+void sdc_pack(const uint8_t* db, int64_t n, int u, int64_t nb, uint64_t* out) {
+    if (n <= 0) return;
+    const int64_t W = words_of(nb);
+    const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
+    parallel_for(nblocks, 16, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
+            pack_block(db, n0, n1, u, nb, W, out + (n0 / 8) * u * W * 8);
+        }
+    });
+}
+
 void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
-              int64_t dim, int64_t k, int32_t* scores, int64_t* ids) {
+              int64_t dim, int64_t k, int32_t* scores, int64_t* ids, const uint64_t* dbpacked) {
     if (m <= 0 || n <= 0 || k <= 0) return;
     k = std::min(k, n);
     const int64_t W = words_of(nb);
@@ -173,7 +187,7 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
 
     parallel_for(pq * pd, 1, [&](int64_t t0, int64_t t1) {
         constexpr int64_t kGroups = kBlockCodes / 8;
-        std::vector<uint64_t> dbpack(static_cast<size_t>(kBlockCodes * u * W));
+        std::vector<uint64_t> dbpack(dbpacked ? 0 : static_cast<size_t>(kBlockCodes * u * W));
         std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
         std::vector<int32_t> thr(static_cast<size_t>(kQueryChunk));
         std::vector<uint8_t> mask(static_cast<size_t>(kQueryChunk * kGroups));
@@ -184,8 +198,13 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
             for (int64_t b = ba; b < bb; ++b) {
                 const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
                 const int64_t groups = (n1 - n0 + 7) / 8, len = n1 - n0;
-                pack_block(db, n0, n1, u, nb, W, dbpack.data());
-                if (b + 1 < bb) prefetch_codes(db, n1, std::min(n, n1 + kBlockCodes), u, nb);
+                const uint64_t* blk = dbpack.data();
+                if (dbpacked) {
+                    blk = dbpacked + (n0 / 8) * u * W * 8;
+                } else {
+                    pack_block(db, n0, n1, u, nb, W, dbpack.data());
+                    if (b + 1 < bb) prefetch_codes(db, n1, std::min(n, n1 + kBlockCodes), u, nb);
+                }
                 for (int64_t i0 = qa; i0 < qb; i0 += kQueryChunk) {
                     const int64_t mc = std::min(kQueryChunk, qb - i0);
                     for (int64_t i = 0; i < mc; ++i) {
@@ -193,7 +212,7 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
                         thr[static_cast<size_t>(i)] =
                             counts[at] < k ? INT32_MAX : heaps[at * static_cast<size_t>(k)].x;
                     }
-                    tile(qpack.data() + i0 * u * W, mc, dbpack.data(), groups, u, W, x.data(),
+                    tile(qpack.data() + i0 * u * W, mc, blk, groups, u, W, x.data(),
                          kBlockCodes, thr.data(), mask.data(), kGroups);
                     for (int64_t i = 0; i < mc; ++i) {
                         const int32_t* xr = x.data() + i * kBlockCodes;

@@ -35,8 +35,16 @@ void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u
 
 // The k (k <= n) largest scores per query, best first, ties by the smaller id:
 // scores [m][k], ids [m][k]. Split across the worker pool over queries and database blocks.
+// dbpacked (may be null): the whole database as sdc_pack lays it out, so that the search
+// reads it as it is instead of packing each block of db on the way (db is then not read).
 void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
-              int64_t dim, int64_t k, int32_t* scores, int64_t* ids);
+              int64_t dim, int64_t k, int32_t* scores, int64_t* ids,
+              const uint64_t* dbpacked = nullptr);
+
+// The search layout of codes [0, n): ceil(n / 8) groups of 8 codes, each [u][W][8] uint64
+// (W = ceil(nb / 8) words per plane, word w of the 8 codes side by side), zero padded.
+int64_t sdc_packed_words(int64_t n, int u, int64_t nb);
+void sdc_pack(const uint8_t* db, int64_t n, int u, int64_t nb, uint64_t* out);
 
 // Per-ISA tile kernels: x[i * ldx + 8 g + c] = X(query i, code c of group g) for i < m,
 // g < groups. qpack [m][u][W], dbpack [groups][u][W][8].

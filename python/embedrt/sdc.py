@@ -361,6 +361,10 @@ class SDCIndex:
         # capacity rows, the first _n in use (grown geometrically by add)
         self._codes = np.zeros((0, self.bits, (self.dim + 7) // 8), dtype=np.uint8)
         self._n = 0
+        # The search layout of the first _packed_n codes (groups of 8 codes as uint64 words),
+        # extended on the next search after adds: a search then reads it as it is.
+        self._packed = np.zeros((0, self._group_words()), dtype=np.uint64)
+        self._packed_n = 0
 
     def __len__(self) -> int:
         return self.ntotal
@@ -375,6 +379,20 @@ class SDCIndex:
         view = self._codes[:self._n].view(np.ndarray)
         view.flags.writeable = False
         return view
+
+    def _group_words(self) -> int:
+        nb = (self.dim + 7) // 8  # bytes per plane
+        return self.bits * ((nb + 7) // 8) * 8
+
+    def _search_layout(self) -> np.ndarray:
+        """The packed codes for the search, brought up to date (only the groups of 8 codes
+        from the last partly packed one onwards are packed again)."""
+        if self._packed_n != self._n:
+            g0 = self._packed_n // 8
+            tail = _core.sdc_pack(self._codes[g0 * 8:self._n]).reshape(-1, self._group_words())
+            self._packed = append_rows(self._packed, g0, tail)
+            self._packed_n = self._n
+        return self._packed.reshape(-1)
 
     def _append(self, codes: np.ndarray) -> None:
         self._codes = append_rows(self._codes, self._n, codes)
@@ -424,7 +442,8 @@ class SDCIndex:
         if self.ntotal == 0 or Q.shape[0] == 0:
             kk = min(k, self.ntotal)
             return np.zeros((Q.shape[0], kk), np.float32), np.zeros((Q.shape[0], kk), np.int64)
-        s, ids = sdc_topk(self._query_codes(Q), self.codes, k, dim=self.dim)
+        q = self._query_codes(Q)
+        s, ids = _core.sdc_topk(q, self._codes[:self._n], k, self.dim, self._search_layout())
         return (s.astype(np.float64) * self.binarizer.scale).astype(np.float32), ids
 
     def candidates(self, queries, n: int) -> np.ndarray:
