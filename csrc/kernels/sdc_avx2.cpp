@@ -25,6 +25,10 @@ void tile_u(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t gr
     const int64_t gstride = qstride * 8;
     for (int64_t g = 0; g < groups; ++g) {
         const uint64_t* dg = dbpack + g * gstride;
+        if (m == 1) {  // one query: the scan is a stream; ask for the groups ahead
+            const char* pf = reinterpret_cast<const char*>(dg + 6 * gstride);
+            for (int64_t o = 0; o < gstride * 8; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+        }
         for (int64_t qi = 0; qi < m; ++qi) {
             const uint64_t* qp = qpack + qi * qstride;
             __m256i acc0[C], acc1[C];

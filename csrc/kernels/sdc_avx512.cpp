@@ -15,6 +15,10 @@ void tile_q(const uint64_t* qp, int64_t qstride, const uint64_t* dbpack, int64_t
     const int64_t gstride = static_cast<int64_t>(U) * W * 8;
     for (int64_t g = 0; g < groups; ++g) {
         const uint64_t* dg = dbpack + g * gstride;
+        if (Q == 1) {  // one query: the scan is a stream; ask for the groups ahead
+            const char* pf = reinterpret_cast<const char*>(dg + 6 * gstride);
+            for (int64_t o = 0; o < gstride * 8; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+        }
         __m512i acc[Q][C];
         for (int q = 0; q < Q; ++q)
             for (int s = 0; s < C; ++s) acc[q][s] = _mm512_setzero_si512();
