@@ -141,7 +141,9 @@ struct Workspace {
 
 namespace {
 
-constexpr int64_t kRowBlock = 64;
+// Token rows per block of a linear layer (the unit of work of a thread, and the rows whose
+// epilogue runs while their output is in cache); 32 measured faster than 16 or 64.
+constexpr int64_t kRowBlock = 32;
 
 template <class T>
 T* grow(std::vector<T>& v, int64_t n) {
