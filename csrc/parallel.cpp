@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -15,6 +16,19 @@
 
 namespace embedrt {
 namespace {
+
+// How long an idle worker watches for the next job before it sleeps: the passes of one
+// encoder layer, or of a search, follow each other within microseconds, and waking a
+// sleeping thread costs about as long as a short pass.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
 
 class Pool {
 public:
@@ -99,6 +113,10 @@ private:
     void loop() {
         uint64_t seen = 0;
         for (;;) {
+            const auto until = std::chrono::steady_clock::now() + kSpin;
+            while (generation_.load(std::memory_order_acquire) == seen &&
+                   !quit_.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < until)
+                cpu_relax();
             {
                 std::unique_lock<std::mutex> lk(m_);
                 cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
@@ -121,8 +139,9 @@ private:
     bool in_parallel_ = false;
     std::mutex m_, err_m_;
     std::condition_variable cv_, done_cv_;
-    bool quit_ = false;
-    uint64_t generation_ = 0;
+    // Written under m_; atomic so that an idle worker may watch them without the lock.
+    std::atomic<bool> quit_{false};
+    std::atomic<uint64_t> generation_{0};
     bool open_ = false;  // the current job still takes workers
     int inside_ = 0;     // workers inside the current job
     const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
