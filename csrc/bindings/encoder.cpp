@@ -51,11 +51,6 @@ public:
                     auto wq = bind::as_array<int8_t>(w, (base + "weight").c_str(), 2);
                     check_shape(wq, base + "weight", {n, k});
                     auto scale = f32(arrays, base + "scale", {n});
-                    py::array_t<float, py::array::c_style> shift, mul;
-                    bool has_shift = arrays.contains(base + "in_shift");
-                    bool has_mul = arrays.contains(base + "in_mul");
-                    if (has_shift) shift = f32(arrays, base + "in_shift", {k});
-                    if (has_mul) mul = f32(arrays, base + "in_mul", {k});
                     py::array_t<int64_t, py::array::c_style> oidx;
                     py::array_t<float, py::array::c_style> ow;
                     int64_t nout = 0;
@@ -66,8 +61,6 @@ public:
                         ow = f32(arrays, base + "outlier_w", {nout, n});
                     }
                     model_->set_linear_int8(l, s, wq.data(), scale.data(), bias.data(),
-                                            has_shift ? shift.data() : nullptr,
-                                            has_mul ? mul.data() : nullptr,
                                             nout ? oidx.data() : nullptr, nout,
                                             nout ? ow.data() : nullptr);
                 } else {

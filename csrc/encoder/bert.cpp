@@ -70,15 +70,15 @@ void BertModel::set_linear_f32(int64_t layer, int slot, const float* w, const fl
     enc_pack_f32(w, L.n, L.k, L.k, L.wf.data());
     L.wq = Int8Packed();
     L.scale.clear();
-    L.in_shift.clear();
-    L.in_mul.clear();
+    L.out_idx.clear();
+    L.out_w.clear();
+    L.q_mul.clear();
     if (bias) L.bias.assign(bias, bias + L.n);
     else L.bias.clear();
 }
 
 void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
-                                const float* bias, const float* in_shift, const float* in_mul,
-                                const int64_t* outlier_idx, int64_t n_outliers,
+                                const float* bias, const int64_t* outlier_idx, int64_t n_outliers,
                                 const float* outlier_w) {
     Linear& L = linear(layer, slot);
     if (n_outliers < 0 || n_outliers > L.k) throw std::invalid_argument("int8 linear: bad outlier count");
@@ -94,14 +94,9 @@ void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const 
     L.scale.assign(scale, scale + L.n);
     if (bias) L.bias.assign(bias, bias + L.n);
     else L.bias.clear();
-    if (in_shift) L.in_shift.assign(in_shift, in_shift + L.k);
-    else L.in_shift.clear();
-    if (in_mul) L.in_mul.assign(in_mul, in_mul + L.k);
-    else L.in_mul.clear();
     L.q_mul.clear();
     if (n_outliers > 0) {
-        if (in_mul) L.q_mul.assign(in_mul, in_mul + L.k);
-        else L.q_mul.assign(static_cast<size_t>(L.k), 1.0f);
+        L.q_mul.assign(static_cast<size_t>(L.k), 1.0f);
         for (int64_t o = 0; o < n_outliers; ++o) L.q_mul[static_cast<size_t>(outlier_idx[o])] = 0.0f;
     }
 }
@@ -151,11 +146,9 @@ T* grow(std::vector<T>& v, int64_t n) {
     return v.data();
 }
 
-// The multiplier the quantizer applies to L's input (null for none).
-const float* quant_mul(const Linear& L) {
-    if (!L.out_idx.empty()) return L.q_mul.data();
-    return L.in_mul.empty() ? nullptr : L.in_mul.data();
-}
+// The multiplier the quantizer applies to L's input: zeros at the outlier channels (null
+// when there are none).
+const float* quant_mul(const Linear& L) { return L.out_idx.empty() ? nullptr : L.q_mul.data(); }
 
 // The outlier channels' values of one input row of L, to xo[0 .. nout).
 void take_outliers(const Linear& L, const float* src, float* xo) {
@@ -167,26 +160,23 @@ void take_outliers(const Linear& L, const float* src, float* xo) {
 // out of the int8 row (their q_mul is 0). tmp: k floats.
 float quantize_input(const Linear& L, const float* src, uint8_t* q, float* tmp, float* xo) {
     take_outliers(L, src, xo);
-    return enc_quantize_row(src, L.k, L.in_shift.empty() ? nullptr : L.in_shift.data(), quant_mul(L),
-                            q, tmp);
+    return enc_quantize_row(src, L.k, nullptr, quant_mul(L), q, tmp);
 }
 
 int64_t nout_of(const Linear& L) { return static_cast<int64_t>(L.out_idx.size()); }
 
 // Runs y = W x + b over T rows in row blocks across the pool. Rows go to dst + i * ld_dst
-// when dst is given, else to a scratch tile; then post(i, row, scratch) runs for each row while
-// it is cache-hot (scratch: 2 * max(n, k, scratch_n) floats, for quantizing the next input).
+// when dst is given, else to a scratch tile; then post(i, row) runs for each row while it is
+// cache-hot.
 template <class Post>
 void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq, const float* xs,
-                const float* xo, int64_t T, int64_t scratch_n, float* dst, int64_t ld_dst,
-                Post post) {
+                const float* xo, int64_t T, float* dst, int64_t ld_dst, Post post) {
     const int64_t nout = nout_of(L);
     const int64_t n = L.n, k = L.k;
     const float* bias = L.bias.empty() ? nullptr : L.bias.data();
     int64_t blocks = (T + kRowBlock - 1) / kRowBlock;
     parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-        thread_local std::vector<float> tf, scratch;
-        float* scr = grow(scratch, 2 * std::max(scratch_n, std::max(n, k)));
+        thread_local std::vector<float> tf;
         for (int64_t b = b0; b < b1; ++b) {
             int64_t r0 = b * kRowBlock;
             int64_t rb = std::min(kRowBlock, T - r0);
@@ -208,7 +198,7 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq
                 if (bias)
                     for (int64_t r = 0; r < rb; ++r) enc_bias_row(c + r * ldc, n, bias, c + r * ldc);
             }
-            for (int64_t r = 0; r < rb; ++r) post(r0 + r, c + r * ldc, scr);
+            for (int64_t r = 0; r < rb; ++r) post(r0 + r, c + r * ldc);
         }
     });
 }
@@ -299,18 +289,16 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     for (int64_t s = 0; s < nseq; ++s)
         for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
 
-    // LayerNorm of y + res into dst, and (when L is given) dst quantized as L's input, in
-    // one pass where L takes no shift.
+    // LayerNorm of y + res into dst, and (when L is given) dst quantized as L's input in the
+    // same pass.
     auto layernorm_quantize = [&](const float* y, const float* res, const float* g, const float* b,
-                                  float* dst, const Linear* L, uint8_t* q, float* qs, float* qo,
-                                  float* scr) {
-        if (L && L->in_shift.empty()) {
-            *qs = enc_add_layernorm_quantize_row(y, res, h, g, b, eps, dst, quant_mul(*L), q);
-            take_outliers(*L, dst, qo);
+                                  float* dst, const Linear* L, uint8_t* q, float* qs, float* qo) {
+        if (!L) {
+            enc_add_layernorm_row(y, res, h, g, b, eps, dst);
             return;
         }
-        enc_add_layernorm_row(y, res, h, g, b, eps, dst);
-        if (L) *qs = quantize_input(*L, dst, q, scr, qo);
+        *qs = enc_add_layernorm_quantize_row(y, res, h, g, b, eps, dst, quant_mul(*L), q);
+        take_outliers(*L, dst, qo);
     };
 
     std::vector<int64_t> by_len(static_cast<size_t>(nseq));
@@ -322,8 +310,6 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     // Embeddings + LayerNorm (+ the first layer's quantized input).
     const Linear* first = num_layers > 0 ? &layers_[0].qkv : nullptr;
     parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
-        thread_local std::vector<float> scratch;
-        float* scr = grow(scratch, 2 * h);
         for (int64_t t = t0; t < t1; ++t) {
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
@@ -332,7 +318,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
             for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
             layernorm_quantize(row, nullptr, emb_g_.data(), emb_b_.data(), row,
                                first && first->int8 ? first : nullptr, xq + t * h, xs + t,
-                               first ? xo + t * nout_of(*first) : nullptr, scr);
+                               first ? xo + t * nout_of(*first) : nullptr);
         }
     });
 
@@ -341,7 +327,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
 
         // Q, K, V in one product.
-        run_linear(Ly.qkv, x, h, xq, xs, xo, T, 0, qkv, h3, [&](int64_t, float*, float*) {});
+        run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
 
         // Attention per (sequence, head), longest sequences first so that the last chunks the
         // threads take are the cheap ones.
@@ -367,37 +353,33 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         }
 
         // Attention output + residual + LayerNorm -> x1 (+ the up projection's input).
-        run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, 0, nullptr, 0,
-                   [&](int64_t i, float* y, float* scr) {
+        run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, nullptr, 0,
+                   [&](int64_t i, float* y) {
                        float* dst = x1 + i * h;
                        layernorm_quantize(y, x + i * h, Ly.ln1_g.data(), Ly.ln1_b.data(), dst,
                                           Ly.up.int8 ? &Ly.up : nullptr, x1q + i * h, x1s + i,
-                                          x1o + i * nout_of(Ly.up), scr);
+                                          x1o + i * nout_of(Ly.up));
                    });
 
         // Up projection + GELU (+ the down projection's input).
-        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, I, Ly.down.int8 ? nullptr : hf, I,
-                   [&](int64_t i, float* y, float* scr) {
+        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
+                   [&](int64_t i, float* y) {
                        if (!Ly.down.int8) {
                            enc_gelu_row(y, I);
-                       } else if (Ly.down.in_shift.empty()) {
-                           // GELU and the quantization in one pass over the row
-                           const float* mul = quant_mul(Ly.down);
-                           hs[i] = enc_gelu_quantize_row(y, I, mul, hq + i * I);
-                           take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
-                       } else {
-                           enc_gelu_row(y, I);
-                           hs[i] = quantize_input(Ly.down, y, hq + i * I, scr, ho + i * nout_of(Ly.down));
+                           return;
                        }
+                       // GELU and the quantization in one pass over the row
+                       hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
+                       take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
                    });
 
         // Down projection + residual + LayerNorm -> x (+ the next layer's input).
-        run_linear(Ly.down, hf, I, hq, hs, ho, T, 0, nullptr, 0,
-                   [&](int64_t i, float* y, float* scr) {
+        run_linear(Ly.down, hf, I, hq, hs, ho, T, nullptr, 0,
+                   [&](int64_t i, float* y) {
                        float* dst = x + i * h;
                        layernorm_quantize(y, x1 + i * h, Ly.ln2_g.data(), Ly.ln2_b.data(), dst,
                                           next && next->int8 ? next : nullptr, xq + i * h, xs + i,
-                                          next ? xo + i * nout_of(*next) : nullptr, scr);
+                                          next ? xo + i * nout_of(*next) : nullptr);
                    });
     }
 

@@ -36,15 +36,12 @@ struct Linear {
     Int8Packed wq;                 // int8: packed weights
     std::vector<float> scale;      // int8: per-output-channel weight scale [n]
     std::vector<float> bias;       // [n] (may be empty)
-    // int8: the input is quantized as (x - in_shift) * in_mul (each [k], may be empty); the
-    // weights and bias are expected to have been adjusted for it.
-    std::vector<float> in_shift, in_mul;
     // int8: outlier input channels, kept in fp32: they are zeroed before quantization and added
     // back as y += x[idx[o]] * out_w[o, :] (out_w: [nout, n]).
     std::vector<int64_t> out_idx;
     std::vector<float> out_w;
-    // The multiplier the quantizer applies: in_mul (or 1) with 0 at the outlier channels, so
-    // they drop out of the int8 input and its scale; empty when there are no outliers.
+    // The multiplier the quantizer applies: 1 with 0 at the outlier channels, so they drop
+    // out of the int8 input and its scale; empty when there are no outliers.
     std::vector<float> q_mul;
 };
 
@@ -68,8 +65,7 @@ public:
     // slot: 0 qkv, 1 attn_out, 2 up, 3 down. w: [n, k] row-major (PyTorch layout).
     void set_linear_f32(int64_t layer, int slot, const float* w, const float* bias);
     void set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
-                         const float* bias, const float* in_shift, const float* in_mul,
-                         const int64_t* outlier_idx = nullptr, int64_t n_outliers = 0,
+                         const float* bias, const int64_t* outlier_idx = nullptr, int64_t n_outliers = 0,
                          const float* outlier_w = nullptr);
     void set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b, const float* ln2_g,
                         const float* ln2_b);
