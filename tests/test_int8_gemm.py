@@ -91,10 +91,12 @@ def test_uint8_activations_and_bias(isa, m, k):
 
 @pytest.mark.isa
 @pytest.mark.parametrize("j0,j1", [(0, 1), (3, 20), (16, 32), (5, 70), (47, 49), (69, 70), (10, 10)])
-def test_column_ranges(isa, j0, j1):
-    # int8_gemm_packed(a, ..., j0, j1, ...) writes only columns [j0, j1).
+@pytest.mark.parametrize("k", [150, 1100])
+def test_column_ranges(isa, j0, j1, k):
+    # int8_gemm_packed(a, ..., j0, j1, ...) writes only columns [j0, j1) (k = 1100 also runs
+    # later k blocks over partial column blocks).
     rng = np.random.default_rng(j0 * 100 + j1)
-    a, b = rand(rng, (13, 150)), rand(rng, (70, 150))
+    a, b = rand(rng, (13, k)), rand(rng, (70, k))
     packed = Int8Matrix(b)
     for codes in (a, a.view(np.uint8) ^ 0x80):
         out = np.full((13, 70), -7, np.int32)

@@ -196,33 +196,6 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
 #undef EMBEDRT_ADD1
         return;
     }
-    if (!first) {
-        // A later k block: C += acc over the columns of [j0, j1).
-        alignas(64) int32_t part[8][48];
-#define EMBEDRT_PART(r)                                                                           \
-        if (MR > r) {                                                                             \
-            _mm512_store_si512(reinterpret_cast<void*>(&part[r][0]), c##r##0);                    \
-            if (NP > 1) _mm512_store_si512(reinterpret_cast<void*>(&part[r][16]), c##r##1);       \
-            if (NP > 2) _mm512_store_si512(reinterpret_cast<void*>(&part[r][32]), c##r##2);       \
-        }
-        EMBEDRT_PART(0) EMBEDRT_PART(1) EMBEDRT_PART(2) EMBEDRT_PART(3)
-        EMBEDRT_PART(4) EMBEDRT_PART(5) EMBEDRT_PART(6) EMBEDRT_PART(7)
-#undef EMBEDRT_PART
-        for (int p = 0; p < NP; ++p) {
-            int64_t c0 = (p0 + p) * 16;
-            int64_t lo = j0 > c0 ? j0 - c0 : 0;
-            int64_t hi = j1 - c0 < 16 ? j1 - c0 : 16;
-            __mmask16 mask = col_mask(lo, hi);
-            if (!mask) continue;
-            for (int r = 0; r < MR; ++r) {
-                int32_t* dst = g.c32 + (i0 + r) * g.ldc + c0;
-                __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, dst),
-                                             _mm512_load_si512(reinterpret_cast<const void*>(&part[r][p * 16])));
-                _mm512_mask_storeu_epi32(dst, mask, v);
-            }
-        }
-        return;
-    }
     if (g.c32 && j0 <= p0 * 16 && (p0 + NP) * 16 <= j1) {
         // int32 output, every column of the block inside [j0, j1): store straight from registers.
         int32_t* c = g.c32 + i0 * g.ldc + p0 * 16;
@@ -265,14 +238,16 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
 #undef EMBEDRT_F32
         return;
     }
-    // int32 output over part of the block: spill it once, compensated, and store the columns
-    // of [j0, j1) from memory.
+    // int32 output over part of the block: spill it once (the first k block compensated,
+    // a later one added to C) and store the columns of [j0, j1) from memory.
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i s0 = first ? comp0 : zero, s1 = first ? comp1 : zero, s2 = first ? comp2 : zero;
     alignas(64) int32_t tile[8][48];
 #define EMBEDRT_SPILL(r)                                                                            \
     if (MR > r) {                                                                                   \
-        _mm512_store_si512(reinterpret_cast<void*>(&tile[r][0]), _mm512_sub_epi32(c##r##0, comp0)); \
-        if (NP > 1) _mm512_store_si512(reinterpret_cast<void*>(&tile[r][16]), _mm512_sub_epi32(c##r##1, comp1)); \
-        if (NP > 2) _mm512_store_si512(reinterpret_cast<void*>(&tile[r][32]), _mm512_sub_epi32(c##r##2, comp2)); \
+        _mm512_store_si512(reinterpret_cast<void*>(&tile[r][0]), _mm512_sub_epi32(c##r##0, s0));    \
+        if (NP > 1) _mm512_store_si512(reinterpret_cast<void*>(&tile[r][16]), _mm512_sub_epi32(c##r##1, s1)); \
+        if (NP > 2) _mm512_store_si512(reinterpret_cast<void*>(&tile[r][32]), _mm512_sub_epi32(c##r##2, s2)); \
     }
     EMBEDRT_SPILL(0) EMBEDRT_SPILL(1) EMBEDRT_SPILL(2) EMBEDRT_SPILL(3)
     EMBEDRT_SPILL(4) EMBEDRT_SPILL(5) EMBEDRT_SPILL(6) EMBEDRT_SPILL(7)
@@ -284,8 +259,10 @@ void micro(const Int8GemmArgs& g, const uint8_t* ap, int64_t i0, int64_t p0, int
         __mmask16 mask = col_mask(lo, hi);
         if (!mask) continue;
         for (int r = 0; r < MR; ++r) {
+            int32_t* dst = g.c32 + (i0 + r) * g.ldc + c0;
             __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(&tile[r][p * 16]));
-            _mm512_mask_storeu_epi32(g.c32 + (i0 + r) * g.ldc + c0, mask, v);
+            if (!first) v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, dst), v);
+            _mm512_mask_storeu_epi32(dst, mask, v);
         }
     }
 }
