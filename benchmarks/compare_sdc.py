@@ -27,6 +27,15 @@ def _best_of(fn, repeats):
     return best
 
 
+def _race(a, b, rounds, reps):
+    """Best times of a and b, interleaved over `rounds` (each the best of `reps` calls)."""
+    ta = tb = np.inf
+    for _ in range(rounds):
+        ta = min(ta, _best_of(a, reps))
+        tb = min(tb, _best_of(b, reps))
+    return ta, tb
+
+
 def speed(quick: bool) -> str:
     import embedrt
 
@@ -57,10 +66,7 @@ def speed(quick: bool) -> str:
             fq = rng.standard_normal((m, d)).astype(np.float32)
             theirs = lambda: index.search(fq, k)  # noqa: E731
             theirs()
-            t_ours, t_theirs = np.inf, np.inf
-            for _ in range(3 if quick else 5):  # interleaved
-                t_ours = min(t_ours, _best_of(ours, 1))
-                t_theirs = min(t_theirs, _best_of(theirs, 1))
+            t_ours, t_theirs = _race(ours, theirs, 3 if quick else 5, 1)
             rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | {t_theirs / t_ours:.2f}x |")
             rows.append(f"| faiss IndexPQFastScan(512, 256, 4) (128 B) | {t_theirs / m * 1e3:.3f} | 1.00x |")
             # one query at a time: SDCIndex (float query encoded, packed codes kept) vs FAISS
@@ -70,10 +76,7 @@ def speed(quick: bool) -> str:
             one_ours = lambda: idx.search(fq[:1], k)  # noqa: E731
             one_theirs = lambda: index.search(fq[:1], k)  # noqa: E731
             one_ours()
-            o_ours, o_theirs = np.inf, np.inf
-            for _ in range(5 if quick else 10):  # interleaved
-                o_ours = min(o_ours, _best_of(one_ours, 2))
-                o_theirs = min(o_theirs, _best_of(one_theirs, 2))
+            o_ours, o_theirs = _race(one_ours, one_theirs, 5 if quick else 10, 2)
             rows.append(f"| embedrt SDCIndex.search, one query at a time | {o_ours * 1e3:.3f} | {o_theirs / o_ours:.2f}x |")
             rows.append(f"| faiss IndexPQFastScan, one query at a time | {o_theirs * 1e3:.3f} | 1.00x |")
         else:
