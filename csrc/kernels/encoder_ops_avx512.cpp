@@ -214,6 +214,29 @@ void enc_attention_head_avx512(const float* q, const float* k, const float* v, i
     }
 }
 
+namespace {
+
+// q = round(x * mul * 127 / a) + 128, a = max|x * mul| (found by the caller); returns a / 127.
+float quantize_known_max(const float* x, int64_t n, const float* mul, float a, uint8_t* q) {
+    if (!(a > 0.0f)) {
+        for (int64_t j = 0; j < n; ++j) q[j] = 128;
+        return 0.0f;
+    }
+    __m512 inv = _mm512_set1_ps(127.0f / a);
+    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 t = _mm512_maskz_loadu_ps(m, x + j);
+        if (mul) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(m, mul + j));
+        __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(t, inv));
+        i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
+        _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
+    }
+    return a / 127.0f;
+}
+
+}  // namespace
+
 float enc_quantize_row_avx512(const float* x, int64_t n, const float* shift, const float* mul,
                               uint8_t* q, float* tmp) {
     const float* t = x;
@@ -232,20 +255,7 @@ float enc_quantize_row_avx512(const float* x, int64_t n, const float* shift, con
         __mmask16 m = tail_mask(n - j);
         amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, t + j)));
     }
-    float a = _mm512_reduce_max_ps(amax);
-    if (!(a > 0.0f)) {
-        for (int64_t j = 0; j < n; ++j) q[j] = 128;
-        return 0.0f;
-    }
-    __m512 inv = _mm512_set1_ps(127.0f / a);
-    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, t + j), inv));
-        i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
-        _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
-    }
-    return a / 127.0f;
+    return quantize_known_max(t, n, nullptr, _mm512_reduce_max_ps(amax), q);
 }
 
 namespace {
@@ -285,28 +295,6 @@ void enc_gelu_row_avx512(float* x, int64_t n) {
     }
 }
 
-namespace {
-
-// q = round(x * mul * 127 / a) + 128, a = max|x * mul| (found by the caller); returns a / 127.
-float quantize_known_max(const float* x, int64_t n, const float* mul, float a, uint8_t* q) {
-    if (!(a > 0.0f)) {
-        for (int64_t j = 0; j < n; ++j) q[j] = 128;
-        return 0.0f;
-    }
-    __m512 inv = _mm512_set1_ps(127.0f / a);
-    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), off = _mm512_set1_epi32(128);
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 t = _mm512_maskz_loadu_ps(m, x + j);
-        if (mul) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(m, mul + j));
-        __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(t, inv));
-        i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
-        _mm512_mask_cvtusepi32_storeu_epi8(q + j, m, i);
-    }
-    return a / 127.0f;
-}
-
-}  // namespace
 
 float enc_gelu_quantize_row_avx512(float* x, int64_t n, const float* mul, uint8_t* q) {
     __m512 amax = _mm512_setzero_ps();
