@@ -169,16 +169,27 @@ void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const I
     run_mt(args);
 }
 
-void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
-                          const float* bias, float* c, int64_t ldc, const float* xo, int64_t nout,
-                          const float* wo) {
+namespace {
+
+Int8GemmArgs make_f32_args(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                           const float* a_scale, const float* b_scale, const float* bias, float* c,
+                           int64_t ldc) {
     Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
     args.cf = c;
     args.ldc = ldc;
     args.a_scale = a_scale;
     args.b_scale = b_scale;
     args.bias = bias;
+    return args;
+}
+
+}  // namespace
+
+void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
+                          const float* bias, float* c, int64_t ldc, const float* xo, int64_t nout,
+                          const float* wo) {
+    Int8GemmArgs args = make_f32_args(a, a_u8, m, lda, b, a_scale, b_scale, bias, c, ldc);
     if (nout > 0) {
         args.xo = xo;
         args.nout = nout;
@@ -190,13 +201,7 @@ void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, cons
 void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
                              const Int8Packed& b, const float* a_scale, const float* b_scale,
                              const float* bias, float* c, int64_t ldc) {
-    Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
-    args.cf = c;
-    args.ldc = ldc;
-    args.a_scale = a_scale;
-    args.b_scale = b_scale;
-    args.bias = bias;
-    run_mt(args);
+    run_mt(make_f32_args(a, a_u8, m, lda, b, a_scale, b_scale, bias, c, ldc));
 }
 
 }  // namespace embedrt
