@@ -27,6 +27,12 @@ public:
         cfg.max_position = max_position;
         cfg.type_vocab = type_vocab;
         cfg.eps = static_cast<float>(eps);
+        // Every layer's arrays must be there before the model sizes anything by `layers`: a
+        // small file claiming millions of layers is refused here, not allocated.
+        if (layers < 0 || (layers > 0 && !arrays.contains(std::to_string(layers - 1) + ".qkv.weight")) ||
+            arrays.contains(std::to_string(layers) + ".qkv.weight"))
+            throw py::value_error("encoder weights: the arrays do not hold " + std::to_string(layers) +
+                                  " layers");
         model_ = std::make_unique<BertModel>(cfg);  // validates the sizes
 
         auto word = f32(arrays, "word_embeddings", {vocab, hidden});
@@ -80,6 +86,23 @@ public:
     py::array_t<float> embed(const py::handle& ids_obj, const py::handle& offsets_obj,
                              const py::handle& types_obj, const std::string& pooling_name,
                              int64_t layers) {
+        return run(ids_obj, offsets_obj, types_obj, pooling_name, layers, nullptr);
+    }
+
+    // Per-channel max |input| of every linear layer over the sequences, [layers, 3 * hidden +
+    // intermediate] (see BertModel::embed); fp32 models only.
+    py::array_t<float> activation_absmax(const py::handle& ids_obj, const py::handle& offsets_obj) {
+        const BertConfig& c = model_->config();
+        py::array_t<float> stats({c.layers, model_->absmax_per_layer()});
+        std::fill(stats.mutable_data(), stats.mutable_data() + stats.size(), 0.0f);
+        run(ids_obj, offsets_obj, py::none(), "mean", c.layers, stats.mutable_data());
+        return stats;
+    }
+
+private:
+    py::array_t<float> run(const py::handle& ids_obj, const py::handle& offsets_obj,
+                           const py::handle& types_obj, const std::string& pooling_name,
+                           int64_t layers, float* absmax) {
         std::vector<encoder::Pooling> poolings;
         size_t start = 0;
         while (true) {
@@ -117,10 +140,12 @@ public:
         const int64_t* ip = ids.data();
         {
             py::gil_scoped_release release;
-            model_->embed(ip, tp, off, nseq, poolings, layers, o);
+            model_->embed(ip, tp, off, nseq, poolings, layers, o, absmax);
         }
         return out;
     }
+
+public:
 
     int64_t max_chunk_tokens() const { return model_->max_chunk_tokens; }
     void set_max_chunk_tokens(int64_t v) {
@@ -169,6 +194,9 @@ void register_encoder(py::module_& m) {
              py::arg("pooling"), py::arg("layers"),
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "
              "pooling: one mode or several joined with '+', concatenated in that order.")
+        .def("activation_absmax", &NativeEncoder::activation_absmax, py::arg("ids"), py::arg("offsets"),
+             "Per-channel max |input| of every linear layer over the sequences (fp32 weights only): "
+             "float32 [layers, 3 * hidden + intermediate], per layer qkv | attn_out | up | down.")
         .def_property("max_chunk_tokens", &NativeEncoder::max_chunk_tokens,
                       &NativeEncoder::set_max_chunk_tokens,
                       "Tokens of one forward chunk per thread in use (whole sequences; a longer "

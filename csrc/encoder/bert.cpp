@@ -207,8 +207,12 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq
 
 void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
                       int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
-                      float* out) const {
+                      float* out, float* absmax) const {
     if (poolings.empty()) throw std::invalid_argument("no pooling mode given");
+    if (absmax)
+        for (const BertLayer& l : layers_)
+            for (const Linear* L : {&l.qkv, &l.attn_out, &l.up, &l.down})
+                if (L->int8) throw std::invalid_argument("activation statistics need an fp32 model");
     if (!finalized_) throw std::invalid_argument("encoder: the model is not complete");
     if (num_layers < 0 || num_layers > cfg_.layers)
         throw std::invalid_argument("layers must be between 0 and " + std::to_string(cfg_.layers));
@@ -243,14 +247,14 @@ void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t
         for (int64_t s = s0; s <= s1; ++s) offs[static_cast<size_t>(s - s0)] = offsets[s] - offsets[s0];
         forward_chunk(ids + offsets[s0], type_ids ? type_ids + offsets[s0] : nullptr, offs.data(),
                       s1 - s0, poolings, num_layers,
-                      out + s0 * cfg_.hidden * static_cast<int64_t>(poolings.size()), ws);
+                      out + s0 * cfg_.hidden * static_cast<int64_t>(poolings.size()), ws, absmax);
         s0 = s1;
     }
 }
 
 void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
                               int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
-                              float* out, Workspace& ws) const {
+                              float* out, Workspace& ws, float* absmax) const {
     const int64_t h = cfg_.hidden, h3 = 3 * h, I = cfg_.intermediate;
     const int64_t heads = cfg_.heads, d = h / heads;
     const int64_t T = offsets[nseq];
@@ -322,9 +326,17 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
         }
     });
 
+    // Folds max |rows[t, j]| over the T rows into dst[j] (calibration statistics).
+    auto record = [&](const float* rows, int64_t ld, int64_t k, float* dst) {
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t j = 0; j < k; ++j) dst[j] = std::max(dst[j], std::fabs(rows[t * ld + j]));
+    };
+
     for (int64_t l = 0; l < num_layers; ++l) {
         const BertLayer& Ly = layers_[static_cast<size_t>(l)];
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
+        float* stats = absmax ? absmax + l * absmax_per_layer() : nullptr;
+        if (stats) record(x, h, h, stats);
 
         // Q, K, V in one product.
         run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
@@ -342,6 +354,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                                    scr);
             }
         });
+        if (stats) record(ctx, h, h, stats + h);
         if (Ly.attn_out.int8) {
             parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
                 thread_local std::vector<float> scratch;
@@ -361,6 +374,8 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                                           x1o + i * nout_of(Ly.up));
                    });
 
+        if (stats) record(x1, h, h, stats + 2 * h);
+
         // Up projection + GELU (+ the down projection's input).
         run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
                    [&](int64_t i, float* y) {
@@ -372,6 +387,8 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                        hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
                        take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
                    });
+
+        if (stats) record(hf, I, I, stats + 3 * h);
 
         // Down projection + residual + LayerNorm -> x (+ the next layer's input).
         run_linear(Ly.down, hf, I, hq, hs, ho, T, nullptr, 0,

@@ -77,8 +77,16 @@ public:
     // type_ids: like ids or null (all 0). Runs the first num_layers layers and pools each
     // sequence with every mode in `poolings`, concatenated: out[s, p * hidden + j]. Throws std::invalid_argument on bad input (ids outside the
     // vocabulary, empty or too long sequences).
+    //
+    // absmax (optional, fp32 models only): per-channel max |input| of every linear layer over
+    // the batch is folded into it (max with what it holds), per layer [qkv hidden | attn_out
+    // hidden | up hidden | down intermediate]: the statistics int8 calibration needs.
     void embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets, int64_t nseq,
-               const std::vector<Pooling>& poolings, int64_t num_layers, float* out) const;
+               const std::vector<Pooling>& poolings, int64_t num_layers, float* out,
+               float* absmax = nullptr) const;
+
+    // Floats per layer in embed()'s absmax.
+    int64_t absmax_per_layer() const { return 3 * cfg_.hidden + cfg_.intermediate; }
 
     // Token budget of one forward chunk per thread in use: it bounds the activation memory and
     // keeps the activations of a chunk in cache between the passes (about 5 MB at 512 tokens
@@ -90,7 +98,7 @@ private:
     Linear& linear(int64_t layer, int slot);
     void forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
                        int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers, float* out,
-                       struct Workspace& ws) const;
+                       struct Workspace& ws, float* absmax) const;
 
     BertConfig cfg_;
     const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr;
