@@ -9,6 +9,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Converted engines, exported default models and gate verdicts go to a cache of the test run's
+# own (a read-only model folder such as ../shared keeps its engine there), never the user's.
+if not os.environ.get("EMBEDRT_CACHE_DIR"):
+    import atexit
+    import shutil
+    import tempfile
+
+    _CACHE = tempfile.mkdtemp(prefix="embedrt-test-cache-")
+    os.environ["EMBEDRT_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, True)
+
 
 def _shared_dir() -> Path:
     env = os.environ.get("EMBEDRT_SHARED")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import embedrt
+from embedrt.encoder._native_load import NotRecognized
 from embedrt.encoder.model_dir import ModelFolderError
 from embedrt.encoder.pooling import pool
 
@@ -374,7 +375,7 @@ def test_backend_choice(minilm_dir, caplog, monkeypatch):
         raise native.NotRecognized("no BERT structure found (test)")
 
     monkeypatch.setattr(native.NativeBackend, "from_model_dir", classmethod(lambda cls, *a, **k: decline()))
-    with pytest.raises(RuntimeError, match="native.*no BERT structure found"):
+    with pytest.raises(native.NotRecognized, match="native.*no BERT structure found"):
         embedrt.Encoder(minilm_dir, backend="native")
     with caplog.at_level(logging.INFO, logger="embedrt"):
         e = embedrt.Encoder(minilm_dir)
@@ -459,7 +460,8 @@ def _stand_in_native(monkeypatch, recognize=True):
         poolings = []
 
         @classmethod
-        def from_model_dir(cls, path, onnx_file=None, layers=None, precision="int8", threads=None):
+        def from_model_dir(cls, path, onnx_file=None, layers=None, precision="int8", threads=None,
+                           **gate_args):
             cls.calls.append(dict(path=path, onnx_file=onnx_file, layers=layers, threads=threads))
             if not recognize:
                 raise NotRecognized("the graph is not a BERT")
@@ -473,7 +475,7 @@ def _stand_in_native(monkeypatch, recognize=True):
             NativeBackend.poolings.append(pooling)
             return self.ort.embed(ids, type_ids, pooling)
 
-    def convert(model_dir, out=None, precision="int8"):
+    def convert(model_dir, out=None, precision="int8", onnx_file=None, verify=True):
         return Path(out or Path(model_dir) / "packed.bin")
 
     mod.NotRecognized, mod.NativeBackend, mod.convert = NotRecognized, NativeBackend, convert
@@ -501,7 +503,7 @@ def test_auto_falls_back_with_one_line(minilm_dir, monkeypatch, caplog):
     assert e.backend_name == "onnxruntime"
     msgs = [r.getMessage() for r in caplog.records if r.name == "embedrt"]
     assert len(msgs) == 1 and "not a BERT" in msgs[0]
-    with pytest.raises(RuntimeError, match="not a BERT"):
+    with pytest.raises(NotRecognized, match="not a BERT"):
         embedrt.Encoder(minilm_dir, backend="native")
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, layers=2)

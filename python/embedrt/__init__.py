@@ -51,6 +51,7 @@ _LAZY = {
     "Encoder": ".encoder",
     "export": ".encoder",
     "convert": ".encoder",
+    "NotRecognized": ".encoder",
 }
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "quantize", "sdc", "__version__", *_LAZY]

@@ -3,7 +3,7 @@
     embedrt info [--model DIR]            CPU features, ISA level, threads (and a model's facts)
     embedrt encode TEXT ... [options]     embed texts with an exported model (default: all-MiniLM-L6-v2)
     embedrt export SRC DST [--quantize int8]
-    embedrt convert MODEL_DIR             pack weights for the native engine
+    embedrt convert MODEL_DIR             pack weights for the native engine (proven by the load gate)
 
 Exit codes: 0 success, 1 runtime error (bad file, model problem), 2 usage error.
 """
@@ -32,13 +32,14 @@ def _setup_logging(verbose: int) -> None:
 
 
 # ----------------------------------------------------------------------------- info
-def _model_info(path, onnx_file=None, backend="auto") -> dict:
+def _model_info(path, onnx_file=None, backend="auto", verify=True) -> dict:
     import embedrt
 
-    enc = embedrt.Encoder(path, backend=backend, onnx_file=onnx_file)
+    enc = embedrt.Encoder(path, backend=backend, onnx_file=onnx_file, verify=verify)
     info = {
         "path": str(enc.path),
         "backend": enc.backend_name,
+        "backend_info": enc.backend_info,
         "dim": enc.dim,
         "max_seq_length": enc.max_seq_length,
         "pooling": enc.pooling,
@@ -64,7 +65,7 @@ def _cmd_info(args) -> int:
     info = embedrt.cpu_info()
     info["version"] = embedrt.__version__
     if args.model is not None:
-        info["model"] = _model_info(args.model, args.onnx_file, args.backend)
+        info["model"] = _model_info(args.model, args.onnx_file, args.backend, not args.no_verify)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -76,10 +77,19 @@ def _cmd_info(args) -> int:
         print(f"{key:14s} {value}")
     if "model" in info:
         print()
-        for key, value in info["model"].items():
+        model = dict(info["model"])
+        backend_info = model.pop("backend_info")
+        for key, value in model.items():
             if isinstance(value, (list, dict)):
                 value = json.dumps(value, ensure_ascii=False)
             print(f"model.{key:20s} {value}")
+        print(f"model.{'backend_reason':20s} {backend_info.get('reason')}")
+        gate = backend_info.get("gate")
+        if gate:
+            shown = {k: v for k, v in gate.items() if v not in (None, "")}
+            print(f"model.{'gate':20s} {json.dumps(shown)}")
+        if backend_info.get("engine_file"):
+            print(f"model.{'engine_file':20s} {backend_info['engine_file']}")
     return 0
 
 
@@ -193,7 +203,8 @@ def _cmd_export(args) -> int:
 def _cmd_convert(args) -> int:
     import embedrt
 
-    out = embedrt.convert(args.model_dir, out=args.output, precision=args.precision)
+    out = embedrt.convert(args.model_dir, out=args.output, precision=args.precision,
+                          onnx_file=args.onnx_file, verify=not args.no_verify)
     print(f"converted {args.model_dir} -> {out}")
     return 0
 
@@ -237,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR", help="also describe this exported model folder")
     p.add_argument("--onnx-file", help="the graph to describe (default onnx/model.onnx)")
     p.add_argument("--backend", default="auto", choices=["auto", "native", "onnxruntime"])
+    p.add_argument("--no-verify", action="store_true",
+                   help="load the native engine without the load gate's probe")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("encode", help="embed texts with an exported model",
@@ -284,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: beside the model)")
     p.add_argument("--precision", default="int8", help="weight precision (default: int8)")
+    p.add_argument("--onnx-file", help="the graph to convert (default onnx/model.onnx)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the load gate (the probe against onnxruntime or the numpy reference)")
     p.set_defaults(func=_cmd_convert)
     return parser
 

@@ -16,13 +16,28 @@ _NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 
 
-def _load_native(folder, onnx_file, layers, threads):
-    """The native engine for this folder, or raises NotRecognized."""
+def _load_native(folder, onnx_file, layers, threads, verify):
+    """The native engine for this folder, proven by the load gate, or raises NotRecognized."""
     from .native import NativeBackend
 
     # the graph as resolved here (relative to the folder or its onnx/ subfolder)
     onnx_file = None if onnx_file is None else str(folder.onnx_path)
-    return NativeBackend.from_model_dir(folder.path, onnx_file=onnx_file, layers=layers, threads=threads)
+    return NativeBackend.from_model_dir(folder.path, onnx_file=onnx_file, layers=layers, threads=threads,
+                                        verify=verify, pooling=folder.pooling_name,
+                                        normalize=folder.normalize, longest=folder.max_seq_length)
+
+
+def _isa_info() -> dict:
+    from .._runtime import cpu_info
+
+    try:
+        info = cpu_info()
+    except Exception:  # noqa: BLE001 - informational only
+        return {}
+    out = {"level": info.get("isa"), "best_level": info.get("best_isa")}
+    if "kernels" in info:
+        out["kernels"] = info["kernels"]
+    return out
 
 
 class Encoder:
@@ -43,6 +58,9 @@ class Encoder:
         layers: run only the first N transformer layers (native backend only).
         optimize_graph: with onnxruntime, rebuild a plain BertModel graph from its own weights
             into embedrt's leaner graph (same results); other graphs always run as they are.
+        verify: prove the native engine on a probe against the model file before using it
+            (``embedrt.encoder.gate``; the verdict is kept with the converted engine, so only
+            the first load pays). ``False`` skips the proof, for those who know the model.
 
     Example:
         >>> enc = Encoder("all-MiniLM-L6-v2")                        # doctest: +SKIP
@@ -51,7 +69,7 @@ class Encoder:
     """
 
     def __init__(self, path=None, backend: str = "auto", threads=None, max_seq_length=None,
-                 onnx_file=None, layers=None, optimize_graph: bool = True):
+                 onnx_file=None, layers=None, optimize_graph: bool = True, verify: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if threads is not None:
@@ -75,26 +93,61 @@ class Encoder:
 
         self.backend = None
         why = None
+        fallback = None
+        gate = None
         if backend == "auto" and not self.folder.include_prompt and self.folder.prompts:
             why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
         elif backend == "auto" and len(self._pooling) > 1:
             why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
         elif backend in ("auto", "native"):
+            from .gate import GateMismatch
+
             try:
-                self.backend = _load_native(self.folder, onnx_file, layers, threads)
+                self.backend = _load_native(self.folder, onnx_file, layers, threads, bool(verify))
+            except GateMismatch as e:
+                why = f"the native engine does not reproduce this model ({e})"
+                gate = e.verdict.as_dict()
+                gate["cached"] = bool(getattr(e, "cached", False))
+                fallback = e.reference
             except NotRecognized as e:
                 why = f"the native engine does not recognize this model ({e})"
             if self.backend is None:
                 if backend == "native":
-                    raise RuntimeError(f"backend='native' is not possible: {why}")
+                    raise NotRecognized(f"backend='native' is not possible: {why}")
                 if layers is not None:
                     raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
-                logger.info("embedrt: using onnxruntime for %s: %s", self.path, why)
+                if gate is not None:
+                    logger.warning("embedrt: using onnxruntime for %s: %s", self.path, why)
+                else:
+                    logger.info("embedrt: using onnxruntime for %s: %s", self.path, why)
+            else:
+                verdict = getattr(self.backend, "verdict", None)
+                gate = verdict.as_dict() if verdict is not None else None
+                if gate is not None:
+                    gate["cached"] = bool(getattr(self.backend, "load_info", {}).get("cached"))
+                why = ("the native engine reproduces this model on the load probe" if gate and gate["passed"]
+                       else "backend='native' without the load probe (verify=False)" if not verify
+                       else "the native engine recognizes this model")
+                if backend == "native":
+                    why = "backend='native' was asked for; " + why
+        else:
+            why = "backend='onnxruntime' was asked for"
         from .ort_backend import OnnxRuntimeBackend
 
         if self.backend is None:
-            self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads,
-                                              config=self.folder.config if optimize_graph else None)
+            if fallback is not None:  # the session the probe ran on: the file as it is
+                self.backend = fallback
+            else:
+                self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads,
+                                                  config=self.folder.config if optimize_graph else None)
+        self._backend_info = {"backend": "onnxruntime" if isinstance(self.backend, OnnxRuntimeBackend)
+                              else "native", "name": getattr(self.backend, "name", ""),
+                              "precision": getattr(self.backend, "precision", None),
+                              "reason": why, "gate": gate,
+                              "source": str(getattr(self.backend, "load_info", {}).get("source")
+                                            or getattr(self.backend, "path", "")),
+                              "engine_file": getattr(self.backend, "load_info", {}).get("engine_file"),
+                              **_isa_info()}
 
         limit = self.folder.max_position
         native_max = getattr(self.backend, "max_position", None)
@@ -133,6 +186,15 @@ class Encoder:
         return self._dim
 
     @property
+    def backend_info(self) -> dict:
+        """Which backend runs and why: {"backend": "native" | "onnxruntime", "name",
+        "precision", "reason", "gate" (the load gate's measurements, or None when it did not
+        run), "source", "engine_file" (the converted engine in use), "level" (the kernels' ISA level)}."""
+        import copy
+
+        return copy.deepcopy(self._backend_info)
+
+    @property
     def backend_name(self) -> str:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
@@ -165,9 +227,16 @@ class Encoder:
         self._tokenizer.set_max_length(value)
 
     def __repr__(self) -> str:
+        gate = self._backend_info.get("gate") or {}
+        proof = ""
+        if gate.get("passed") is not None:
+            rel, cos = gate.get("fp32_max_rel"), gate.get("int8_min_cos")
+            figs = ", ".join(x for x in (f"fp32 rel {rel:.1e}" if rel is not None else "",
+                                         f"int8 cos {cos:.4f}" if cos is not None else "") if x)
+            proof = f", gate={'passed' if gate['passed'] else 'failed'}" + (f" ({figs})" if figs else "")
         return (f"Encoder({str(self.path)!r}, backend={self.backend_name!r}, dim={self._dim}, "
                 f"max_seq_length={self._max_seq_length}, pooling={self.pooling!r}, "
-                f"normalize={self.normalize})")
+                f"normalize={self.normalize}{proof})")
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts) -> list:

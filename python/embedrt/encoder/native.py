@@ -106,39 +106,49 @@ def _erf(x):
     return np.sign(x) * (1.0 - p * np.exp(-ax * ax))
 
 
-def calibrate(cfg: dict, params: dict, seqs) -> dict:
-    """Per-channel max |input| of every linear layer over `seqs` (fp32 numpy forward pass):
-    {"<layer>.<slot>": array[k]}."""
+def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
+    """The BERT forward pass in float64 numpy for one unpadded sequence (token types 0): the
+    last hidden states [len(seq), hidden]. The reference of the load gate for checkpoints that
+    no other runtime can execute, and of the tests."""
     h, heads, eps = cfg["hidden"], cfg["heads"], cfg["eps"]
     d = h // heads
-    stats = {}
+    seq = np.asarray(seq, np.int64)
+    L = len(seq)
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    x = f64(params["word"][seq]) + f64(params["pos"][:L]) + f64(params["type"][0])
+    x = _layer_norm(x, params["emb_g"], params["emb_b"], eps)
+    for i in range(cfg["layers"]):
+        p = lambda k: f64(params[f"{i}.{k}"])  # noqa: E731
+        q = (x @ p("q_w").T + p("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        k = (x @ p("k_w").T + p("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        v = (x @ p("v_w").T + p("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        c = (s @ v).transpose(1, 0, 2).reshape(L, h)
+        x1 = _layer_norm(c @ p("ao_w").T + p("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
+        u = x1 @ p("up_w").T + p("up_b")
+        u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0)))
+        x = _layer_norm(u @ p("down_w").T + p("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+    return x
 
-    def upd(key, x):
-        m = np.abs(x).max(axis=0)
-        stats[key] = np.maximum(stats.get(key, 0), m)
 
-    for seq in seqs:
-        L = len(seq)
-        x = params["word"][seq] + params["pos"][:L] + params["type"][0]
-        x = _layer_norm(x.astype(np.float64), params["emb_g"], params["emb_b"], eps)
-        for i in range(cfg["layers"]):
-            p = lambda k: params[f"{i}.{k}"]  # noqa: E731
-            upd(f"{i}.qkv", x)
-            q = (x @ p("q_w").T + p("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
-            k = (x @ p("k_w").T + p("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
-            v = (x @ p("v_w").T + p("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
-            s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
-            s = np.exp(s - s.max(-1, keepdims=True))
-            s /= s.sum(-1, keepdims=True)
-            c = (s @ v).transpose(1, 0, 2).reshape(L, h)
-            upd(f"{i}.attn_out", c)
-            x1 = _layer_norm(c @ p("ao_w").T + p("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
-            upd(f"{i}.up", x1)
-            u = x1 @ p("up_w").T + p("up_b")
-            u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0)))
-            upd(f"{i}.down", u)
-            x = _layer_norm(u @ p("down_w").T + p("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
-    return stats
+def calibrate(cfg: dict, fp32_engine, seqs) -> dict:
+    """Per-channel max |x| of every linear layer's input over `seqs`, measured by the native
+    fp32 engine (a NativeBackend or _core.NativeEncoder with fp32 weights):
+    {"<layer>.<slot>": array[k]}."""
+    engine = getattr(fp32_engine, "_engine", fp32_engine)
+    flat, offsets = _concat(seqs, "seqs")
+    stats = engine.activation_absmax(flat, offsets)
+    h = cfg["hidden"]
+    out = {}
+    for i in range(cfg["layers"]):
+        row = stats[i]
+        out[f"{i}.qkv"] = row[:h]
+        out[f"{i}.attn_out"] = row[h:2 * h]
+        out[f"{i}.up"] = row[2 * h:3 * h]
+        out[f"{i}.down"] = row[3 * h:]
+    return out
 
 
 def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np.ndarray:
@@ -157,19 +167,20 @@ MAX_OUTLIERS = {"qkv": 4, "attn_out": 0, "up": 4, "down": 4}
 OUTLIER_RATIO = 4.0
 
 
-def prepare_arrays(cfg: dict, params: dict, precision: str, model_dir=None) -> dict:
+def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None = None) -> dict:
     """The arrays the C++ engine takes (see csrc/bindings/encoder.cpp) for one precision.
 
     int8: weights quantized per output channel; the input channels that carry activation
-    outliers (found by calibrate() on fixed synthetic sequences) are kept in fp32."""
+    outliers (by `stats`, from calibrate()) are kept in fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and stats is None:
+        raise ValueError("int8 weights need the calibration statistics")
     h, heads = cfg["hidden"], cfg["heads"]
     qscale = np.float32(1.0 / np.sqrt(h // heads))
     out = {"word_embeddings": params["word"], "position_embeddings": params["pos"],
            "token_type_embeddings": params["type"], "embeddings_ln_g": params["emb_g"],
            "embeddings_ln_b": params["emb_b"]}
-    stats = calibrate(cfg, params, _calibration_seqs(cfg, model_dir)) if precision == "int8" else {}
     for i in range(cfg["layers"]):
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
         lin = {
@@ -203,33 +214,38 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, model_dir=None) -> d
 # ---------------------------------------------------------------------------------------------
 # Sources
 
-def _converted_path(model_dir: Path, precision: str) -> Path:
-    return model_dir / "embedrt" / f"model.{precision}.embedrt"
-
-
-def _load_source(model_dir: Path, onnx_file=None):
-    """(cfg, params, source description) from ONNX or safetensors."""
-    cfg = read_hf_config(model_dir)
+def find_source(model_dir: Path, onnx_file=None) -> Path | None:
+    """The file the engine's weights come from: `onnx_file` (relative to the folder), else
+    onnx/model.onnx, model.onnx or model.safetensors; None when there is none."""
+    model_dir = Path(model_dir)
     if onnx_file is not None:
         onnx_path = Path(onnx_file)
         if not onnx_path.is_absolute():
             onnx_path = model_dir / onnx_path
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path}: no such ONNX file")
-    else:
-        onnx_path = model_dir / "onnx" / "model.onnx"
-        if not onnx_path.is_file():
-            onnx_path = model_dir / "model.onnx"
-    if onnx_path.is_file():
-        cfg2, params = params_from_onnx(onnx_path, cfg)
-        return cfg2, params, str(onnx_path)
-    st = model_dir / "model.safetensors"
-    if st.is_file():
-        if cfg is None:
-            raise NotRecognized(f"{model_dir}: model.safetensors needs a config.json beside it")
-        cfg2, params = params_from_safetensors(st, cfg)
-        return cfg2, params, str(st)
-    raise FileNotFoundError(f"{model_dir}: no converted model, onnx/model.onnx or model.safetensors")
+        return onnx_path
+    for cand in (model_dir / "onnx" / "model.onnx", model_dir / "model.onnx",
+                 model_dir / "model.safetensors"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _load_source(model_dir: Path, source: Path):
+    """(cfg, params) from an ONNX graph or a safetensors checkpoint."""
+    cfg = read_hf_config(model_dir)
+    if source.suffix == ".onnx":
+        cfg2, params = params_from_onnx(source, cfg)
+        if "graph_precision" not in cfg2:  # TEMPORARY until the recogniser reports it
+            import onnx
+
+            from .gate import graph_precision
+            cfg2["graph_precision"] = graph_precision(onnx.load(str(source), load_external_data=False))
+        return cfg2, params
+    if cfg is None:
+        raise NotRecognized(f"{model_dir}: model.safetensors needs a config.json beside it")
+    return params_from_safetensors(source, cfg)
 
 
 def _verify_by_reading(path: Path, sections: list) -> None:
@@ -253,25 +269,197 @@ def _verify_by_reading(path: Path, sections: list) -> None:
                                  "the file is corrupted")
 
 
-def convert(model_dir, out=None, precision: str = "int8", onnx_file=None) -> Path:
-    """Writes the native engine's weights for `model_dir` (int8 weights packed per output
-    channel with their scales, or fp32) as one embedrt file and returns its path.
+def _read_engine(path: Path, precision: str):
+    """(cfg, arrays, meta) of a converted engine file; ValueError when it is malformed."""
+    from .._fileformat import read_file
 
-    out defaults to ``<model_dir>/embedrt/model.<precision>.embedrt``, where
+    f = read_file(path, FILE_KIND, FILE_VERSION, mmap=True, verify=False)
+    _verify_by_reading(path, f.sections)
+    meta = f.meta
+    if meta.get("precision") != precision:
+        raise ValueError(f"{path}: holds {meta.get('precision')} weights, not {precision}")
+    try:
+        cfg = {k: int(meta["config"][k]) for k in _CFG_KEYS}
+        cfg["eps"] = float(meta["eps"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: malformed engine metadata ({e})") from None
+    return cfg, f.arrays, meta
+
+
+class _Prepared:
+    """A model read, checked by the gate and ready to run: the engine arrays of `precision`."""
+
+    def __init__(self, cfg, arrays, precision, source, verdict):
+        self.cfg, self.arrays, self.precision = cfg, arrays, precision
+        self.source, self.verdict = source, verdict
+
+
+def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling: str,
+           normalize: bool, longest, threads=None) -> _Prepared:
+    """Reads `source`, runs the gate (when `verify`), calibrates and quantizes. Raises
+    NotRecognized (a gate.GateMismatch when the probe disagrees)."""
+    from . import gate
+
+    cfg, params = _load_source(model_dir, source)
+    fp32_arrays = prepare_arrays(cfg, params, "fp32")
+    fp32 = NativeBackend.from_arrays(cfg, fp32_arrays, "fp32", source=str(source))
+    if precision == "int8":
+        stats = calibrate(cfg, fp32, _calibration_seqs(cfg, model_dir))
+        arrays = prepare_arrays(cfg, params, "int8", stats)
+        engine = NativeBackend.from_arrays(cfg, arrays, "int8", source=str(source))
+    else:
+        arrays, engine = fp32_arrays, fp32
+    if not verify:
+        return _Prepared(cfg, arrays, precision, source,
+                         gate.Verdict(passed=None, reason="not verified (verify=False)"))
+    if source.suffix == ".onnx":
+        reference = gate.OnnxReference(source, threads=threads)
+    else:
+        reference = gate.NumpyReference(cfg, params)
+    limit = cfg["max_position"] if longest is None else min(int(longest), cfg["max_position"])
+    seqs = gate.probe_sequences(cfg["vocab"], limit, _special_ids(model_dir))
+    verdict = gate.check(reference, seqs, pooling=pooling, native_pooling=_native_pooling(pooling),
+                         normalize=normalize, fp32_engine=fp32,
+                         int8_engine=engine if precision == "int8" else None,
+                         graph_precision=cfg.get("graph_precision", "fp32"))
+    if not verdict.passed:
+        raise gate.GateMismatch(f"{source.name}: {verdict.reason}", verdict,
+                                getattr(reference, "backend", None))
+    return _Prepared(cfg, arrays, precision, source, verdict)
+
+
+def _native_pooling(pooling: str) -> str:
+    return "+".join("mean_sqrt_len" if m == "mean_sqrt_len_tokens" else m for m in pooling.split("+"))
+
+
+def _engine_meta(prep: _Prepared, fp: dict | None, pooling: str, normalize: bool) -> dict:
+    return {"config": {k: int(prep.cfg[k]) for k in _CFG_KEYS}, "eps": float(prep.cfg["eps"]),
+            "precision": prep.precision, "source": prep.source.name, "fingerprint": fp,
+            "gate": prep.verdict.as_dict(), "probe": {"pooling": pooling, "normalize": bool(normalize)}}
+
+
+def convert(model_dir, out=None, precision: str = "int8", onnx_file=None, verify: bool = True) -> Path:
+    """Writes the native engine's weights for `model_dir` (int8 weights packed per output
+    channel with their scales, or fp32) as one embedrt file and returns its path. The load
+    gate runs first (unless verify=False) and its verdict is kept in the file; a model it
+    rejects raises NotRecognized.
+
+    out defaults to ``<model_dir>/embedrt/<source>.<precision>.embedrt``, where
     NativeBackend.from_model_dir looks first.
     """
     from .._fileformat import write_file
+    from . import engine_cache
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model_dir = Path(model_dir)
-    cfg, params, source = _load_source(model_dir, onnx_file)
-    arrays = prepare_arrays(cfg, params, precision, model_dir)
-    out = Path(out) if out is not None else _converted_path(model_dir, precision)
-    meta = {"config": {k: int(cfg[k]) for k in _CFG_KEYS}, "eps": float(cfg["eps"]),
-            "precision": precision, "source": Path(source).name}
-    write_file(out, FILE_KIND, FILE_VERSION, meta, arrays)
+    source = find_source(model_dir, onnx_file)
+    if source is None:
+        raise FileNotFoundError(f"{model_dir}: no onnx/model.onnx, model.onnx or model.safetensors")
+    pooling, normalize, longest = _folder_probe_settings(model_dir)
+    prep = _build(model_dir, source, precision, verify, pooling, normalize, longest)
+    fp = engine_cache.with_full_digest(engine_cache.fingerprint(source), source)
+    if out is None:
+        out = model_dir / "embedrt" / engine_cache.engine_name(source, precision)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_file(out, FILE_KIND, FILE_VERSION, _engine_meta(prep, fp, pooling, normalize), prep.arrays)
     return out
+
+
+def _folder_probe_settings(model_dir: Path) -> tuple:
+    """(pooling, normalize, longest) of a model folder as Encoder reads it, with BertModel's
+    defaults (mean, normalized, max_position) where the folder does not say."""
+    try:
+        from .model_dir import read_model_folder
+
+        folder = read_model_folder(model_dir)
+        return folder.pooling_name, bool(folder.normalize), folder.max_seq_length
+    except Exception:  # noqa: BLE001 - a bare weights folder: the defaults
+        return "mean", True, None
+
+
+def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool = True,
+                pooling: str = "mean", normalize: bool = True, longest=None, threads=None,
+                cache: bool = True) -> tuple:
+    """The native engine for a model folder, proven by the load gate: (engine arrays holder,
+    info). Looks for a current converted engine first (see engine_cache), then for a stored
+    rejection, and otherwise reads the source, runs the gate and keeps the result.
+
+    Returns (_Prepared, info dict); raises NotRecognized (gate.GateMismatch for a probe that
+    disagrees) and ValueError for a malformed file."""
+    import logging
+
+    from .._fileformat import write_file
+    from . import engine_cache, gate
+
+    log = logging.getLogger("embedrt")
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: no such model folder")
+    source = find_source(model_dir, onnx_file)
+    if source is None:
+        # a folder with only a converted engine (embedrt convert ... --output), no source
+        conv = model_dir / "embedrt" / f"model.{precision}.embedrt"
+        if not conv.is_file():
+            read_hf_config(model_dir)  # a config.json of another family says so first
+            raise FileNotFoundError(f"{model_dir}: no converted model, onnx/model.onnx or "
+                                    "model.safetensors")
+        cfg, arrays, meta = _read_engine(conv, precision)
+        verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
+        return (_Prepared(cfg, arrays, precision, conv, verdict),
+                {"cached": True, "engine_file": str(conv)})
+    fp = engine_cache.fingerprint(source)
+    probe = {"pooling": pooling, "normalize": bool(normalize)}
+    if cache:
+        for cand in engine_cache.engine_candidates(model_dir, source, precision, fp):
+            if not cand.is_file():
+                continue
+            try:
+                cfg, arrays, meta = _read_engine(cand, precision)
+            except ValueError as e:
+                log.warning("embedrt: ignoring the converted engine %s (%s); converting again", cand, e)
+                continue
+            if meta.get("source") != source.name or not engine_cache.matches(
+                    meta.get("fingerprint"), fp, source):
+                continue  # converted from another file, or from an older version of this one
+            verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
+            if verify and (verdict.passed is not True or meta.get("probe") != probe):
+                continue  # not proven (or proven for another pooling): prove it now
+            return (_Prepared(cfg, arrays, precision, source, verdict),
+                    {"cached": True, "engine_file": str(cand)})
+        if verify:
+            stored = engine_cache.read_verdict(fp, precision, source)
+            if stored is not None and stored.get("probe") == probe:
+                verdict = gate.Verdict.from_dict(stored.get("gate") or {"passed": False})
+                msg = stored.get("message") or verdict.reason
+                err = gate.GateMismatch(msg, verdict) if stored.get("kind") == "mismatch" \
+                    else NotRecognized(msg)
+                err.cached = True
+                raise err
+    try:
+        prep = _build(model_dir, source, precision, verify, pooling, normalize, longest, threads)
+    except NotRecognized as e:
+        if cache and verify:
+            kind = "mismatch" if isinstance(e, gate.GateMismatch) else "refused"
+            verdict = e.verdict.as_dict() if isinstance(e, gate.GateMismatch) else \
+                {"passed": False, "reason": str(e)}
+            engine_cache.write_verdict(fp, precision, source, {"kind": kind, "message": str(e),
+                                                               "gate": verdict, "probe": probe})
+        raise
+    info = {"cached": False, "engine_file": None}
+    if cache:
+        target = engine_cache.engine_target(model_dir, source, precision, fp)
+        if target is not None:
+            try:
+                write_file(target, FILE_KIND, FILE_VERSION,
+                           _engine_meta(prep, engine_cache.with_full_digest(fp, source), pooling,
+                                        normalize), prep.arrays)
+                info["engine_file"] = str(target)
+                engine_cache.forget_verdict(fp, precision)
+            except OSError as e:
+                log.info("embedrt: could not keep the converted engine in %s (%s)", target, e)
+    return prep, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +480,8 @@ class NativeBackend:
         self.vocab_size = int(cfg["vocab"])
         self.source = source
         self.pooled = True  # embed() returns pooled vectors
+        self.verdict = None  # the load gate's gate.Verdict, when it came through from_model_dir
+        self.load_info = {}
 
     def __repr__(self) -> str:
         return (f"NativeBackend({self.name}, dim={self.dim}, layers={self.num_layers}/"
@@ -305,13 +495,17 @@ class NativeBackend:
 
     @classmethod
     def from_model_dir(cls, path, onnx_file=None, layers=None, precision: str = "int8",
-                       threads=None) -> "NativeBackend":
-        """Loads a model folder: the converted file ``embedrt/model.<precision>.embedrt`` if
-        present, else the ONNX export (``onnx/model.onnx`` or `onnx_file`), else
-        ``model.safetensors`` + ``config.json``.
+                       threads=None, verify: bool = True, pooling: str = "mean",
+                       normalize: bool = True, longest=None, cache: bool = True) -> "NativeBackend":
+        """Loads a model folder: a current converted engine (in the folder's ``embedrt/`` or
+        the user cache) if there is one, else the ONNX export (``onnx/model.onnx`` or
+        `onnx_file`), else ``model.safetensors`` + ``config.json``, proven by the load gate
+        (embedrt.encoder.gate) unless verify=False, and keeps the converted engine.
 
         layers: run only the first `layers` layers (early exit). threads: sets embedrt's
-        worker pool size. Raises NotRecognized when the model is not a BERT the engine runs.
+        worker pool size. pooling / normalize / longest: how the folder pools (the gate
+        compares what encode() returns). Raises NotRecognized when the model is not a BERT
+        the engine runs, or when the gate finds that it does not run it correctly.
         """
         from .._runtime import set_num_threads
 
@@ -319,25 +513,13 @@ class NativeBackend:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if threads is not None:
             set_num_threads(threads)
-        model_dir = Path(path)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"{model_dir}: no such model folder")
-        conv = _converted_path(model_dir, precision)
-        if conv.is_file():
-            from .._fileformat import read_file
-
-            f = read_file(conv, FILE_KIND, FILE_VERSION, mmap=True, verify=False)
-            meta = f.meta
-            if onnx_file is None or Path(onnx_file).name == meta.get("source"):
-                _verify_by_reading(conv, f.sections)
-                if meta.get("precision") != precision:
-                    raise ValueError(f"{conv}: holds {meta.get('precision')} weights, not {precision}")
-                cfg = dict(meta["config"])
-                cfg["eps"] = float(meta["eps"])
-                return cls.from_arrays(cfg, f.arrays, precision, layers, str(conv))
-        cfg, params, source = _load_source(model_dir, onnx_file)
-        arrays = prepare_arrays(cfg, params, precision, model_dir)
-        return cls.from_arrays(cfg, arrays, precision, layers, source)
+        prep, info = open_native(path, onnx_file, precision, verify=verify, pooling=pooling,
+                                 normalize=normalize, longest=longest, threads=threads, cache=cache)
+        source = info.get("engine_file") if info.get("cached") else str(prep.source)
+        backend = cls.from_arrays(prep.cfg, prep.arrays, precision, layers, source)
+        backend.verdict = prep.verdict
+        backend.load_info = dict(info, source=str(prep.source))
+        return backend
 
     def embed(self, ids, type_ids=None, pooling: str = "mean") -> np.ndarray:
         """Pooled (not normalized) float32 embeddings [n, dim] of tokenized sequences.

@@ -1,0 +1,188 @@
+"""Where the native engine keeps what it converted, and how it knows it is still current.
+
+A converted engine (the packed int8 weights, in embedrt's checksummed container, with the
+gate's verdict in its metadata) is written automatically on first load:
+
+- into ``<model folder>/embedrt/<source>.<precision>.embedrt`` when the folder is writable
+  (the exported default model lives in the user cache, so its engine does too);
+- else into the user cache, ``<cache>/engines/<key>.<precision>.embedrt``, keyed by the
+  source file's content.
+
+A model the gate rejected (or the recogniser refused) leaves a small JSON verdict in
+``<cache>/verdicts/`` under the same key, so the next start goes to onnxruntime at once.
+
+The source file (ONNX graph or safetensors checkpoint) is identified by its size, its
+modification time and a digest of its first and last MiB; the full SHA-256 is kept too and
+decides when only the time differs (a copy). External weight files of an ONNX graph are
+fingerprinted with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+_EDGE = 1 << 20
+
+
+def _sample_digest(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(_EDGE))
+        if size > 2 * _EDGE:
+            f.seek(size - _EDGE)
+            h.update(f.read(_EDGE))
+    return h.hexdigest()[:32]
+
+
+def full_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _companions(source: Path) -> list:
+    """An ONNX graph's external data files (those beside it named after it), sorted."""
+    if source.suffix != ".onnx":
+        return []
+    folder = source.parent
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p != source and p.name.startswith(source.name) and
+                  p.suffix in (".data", ".bin", ".weights", ".onnx_data")) if folder.is_dir() else []
+
+
+def fingerprint(source) -> dict:
+    """{"name", "files": [{name, size, mtime_ns, sample}], "key"} of a model source file."""
+    source = Path(source)
+    files = []
+    for p in [source, *_companions(source)]:
+        st = p.stat()
+        files.append({"name": p.name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+                      "sample": _sample_digest(p, int(st.st_size))})
+    key_src = json.dumps([[f["name"], f["size"], f["sample"]] for f in files])
+    return {"name": source.name, "files": files,
+            "key": hashlib.sha256(key_src.encode()).hexdigest()[:24]}
+
+
+def matches(stored: dict | None, current: dict, source) -> bool:
+    """Whether a stored fingerprint describes the current source file."""
+    if not isinstance(stored, dict) or stored.get("key") != current["key"]:
+        return False
+    old = stored.get("files")
+    if not isinstance(old, list) or len(old) != len(current["files"]):
+        return False
+    if all(isinstance(o, dict) and o.get("mtime_ns") == c["mtime_ns"]
+           for o, c in zip(old, current["files"])):
+        return True
+    # same size and sampled bytes, another time: a copy or a touch; decide by the full digest
+    sha = stored.get("sha256")
+    if not sha:
+        return False
+    source = Path(source)
+    return full_digest([source, *_companions(source)]) == sha
+
+
+def with_full_digest(fp: dict, source) -> dict:
+    source = Path(source)
+    out = dict(fp)
+    out["sha256"] = full_digest([source, *_companions(source)])
+    return out
+
+
+def cache_root() -> Path:
+    from .default_model import cache_dir
+
+    return cache_dir()
+
+
+def _may_write(folder: Path) -> bool:
+    """Whether this process may write into an existing folder; a folder without write bits
+    counts as read-only even for a superuser, whom os.access would let through."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether `folder` exists or can be made, and can be written (see _may_write)."""
+    if not folder.exists():
+        parent = folder.parent
+        if not (parent.is_dir() and _may_write(parent)) and not _writable(parent):
+            return False
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+    return _may_write(folder)
+
+
+def engine_name(source, precision: str) -> str:
+    source = Path(source)
+    stem = source.stem if source.suffix == ".onnx" else source.name.replace(".", "-")
+    return f"{stem}.{precision}.embedrt"
+
+
+def engine_candidates(model_dir, source, precision: str, fp: dict) -> list:
+    """Where a converted engine for this source may be, in the order they are looked at."""
+    model_dir = Path(model_dir)
+    return [model_dir / "embedrt" / engine_name(source, precision),
+            cache_root() / "engines" / f"{fp['key']}.{precision}.embedrt"]
+
+
+def engine_target(model_dir, source, precision: str, fp: dict) -> Path | None:
+    """Where to write a converted engine: the model folder when writable, else the user cache
+    (None when neither can be written)."""
+    inside, cached = engine_candidates(model_dir, source, precision, fp)
+    if _writable(inside.parent):
+        return inside
+    if _writable(cached.parent):
+        return cached
+    return None
+
+
+def _verdict_path(fp: dict, precision: str) -> Path:
+    return cache_root() / "verdicts" / f"{fp['key']}.{precision}.json"
+
+
+def read_verdict(fp: dict, precision: str, source) -> dict | None:
+    """A stored rejection for this source, or None."""
+    path = _verdict_path(fp, precision)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not matches(data.get("source"), fp, source):
+        return None
+    return data
+
+
+def write_verdict(fp: dict, precision: str, source, verdict: dict) -> None:
+    """Keeps a rejection (best effort: an unwritable cache only costs the next start time)."""
+    path = _verdict_path(fp, precision)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = dict(verdict, source=with_full_digest(fp, source))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def forget_verdict(fp: dict, precision: str) -> None:
+    try:
+        _verdict_path(fp, precision).unlink()
+    except OSError:
+        pass

@@ -1,0 +1,233 @@
+"""The load-time equivalence gate: the native engine is used only once it has shown, on a probe,
+that it computes what the model file computes.
+
+The probe is a few token sequences of varied lengths (1 token, a few, a dozen, and one near the
+longest the model takes), with random ids from the vocabulary between the model's [CLS] and
+[SEP], fixed by a seed. The reference runs them as the model file says:
+
+- an ONNX graph: onnxruntime, on the file as it is, in two batches (the short sequences padded
+  to the longest of them, and the long one alone), so padding and masking are exercised;
+- a safetensors checkpoint: the family's numpy reference forward pass, in float64.
+
+Both sides are pooled as the model folder pools (and normalized when the folder normalizes),
+so what is compared is what ``Encoder.encode`` would return. Two checks:
+
+- the native fp32 forward pass against the reference: the largest relative L2 deviation of a
+  pooled vector, at most ``FP32_MAX_REL`` (``1e-4``) for an fp32 model. On all-MiniLM-L6-v2
+  and the export corpus it measures 1e-7 to 1e-6 (the engine sums in another order than
+  onnxruntime); a dropped bias, a wrong token-type row or an epsilon off by orders of
+  magnitude move it by 1e-3 or far more. A graph that itself computes in float16 or int8 is
+  held to a cosine of ``LOW_PRECISION_MIN_COS`` instead, since its own rounding dominates;
+- the int8 engine (what ``Encoder`` runs) against the reference: the smallest cosine of a
+  pooled vector, at least ``INT8_MIN_COS`` (``0.995``); all-MiniLM-L6-v2 measures about 0.999.
+
+A model that fails either check is not run natively: ``backend="auto"`` falls back to
+onnxruntime with one warning naming the deviation, ``backend="native"`` raises NotRecognized
+with it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._native_load import NotRecognized
+
+FP32_MAX_REL = 1e-4
+INT8_MIN_COS = 0.995
+# Against a graph that computes in lower precision itself, its own rounding dominates: a
+# float16 graph stays within 1e-3 of its fp32 original, an int8 graph (onnxruntime quantizes
+# its activations per tensor) within about 1-2% (all-MiniLM-L6-v2's qint8 file: cosine 0.991
+# with the native fp32 pass). The bound catches misread structure, which costs far more.
+LOW_PRECISION_MIN_COS = {"float16": 0.999, "int8": 0.98}
+_QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear",
+                  "QLinearMatMul", "QAttention", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                  "QGemm", "QEmbedLayerNormalization"}
+PROBE_SEED = 20261201
+PROBE_LENGTHS = (1, 3, 6, 13)
+
+
+class GateMismatch(NotRecognized):
+    """The native engine's output differs from the model file's on the probe. ``reference``
+    holds the onnxruntime backend the probe ran on, when there is one (reusable as the
+    fallback)."""
+
+    def __init__(self, message: str, verdict: "Verdict", reference=None):
+        super().__init__(message)
+        self.verdict = verdict
+        self.reference = reference
+
+
+@dataclass
+class Verdict:
+    """What the gate measured. ``passed`` is None when the gate did not run."""
+
+    passed: bool | None
+    reference: str = ""                 # "onnxruntime" or "numpy"
+    fp32_max_rel: float | None = None
+    fp32_min_cos: float | None = None
+    int8_min_cos: float | None = None
+    graph_precision: str = "fp32"
+    probe_tokens: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = {"passed": self.passed, "reference": self.reference,
+             "fp32_max_rel": self.fp32_max_rel, "fp32_min_cos": self.fp32_min_cos,
+             "int8_min_cos": self.int8_min_cos, "graph_precision": self.graph_precision,
+             "probe_tokens": self.probe_tokens, "seconds": round(self.seconds, 4),
+             "reason": self.reason}
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        keys = ("passed", "reference", "fp32_max_rel", "fp32_min_cos", "int8_min_cos",
+                "graph_precision", "probe_tokens", "seconds", "reason")
+        return cls(**{k: d[k] for k in keys if k in d})
+
+
+def graph_precision(model) -> str:
+    """"int8" when an ONNX graph quantizes (int8 ops), "float16" when its weights or
+    activations are float16, else "fp32"."""
+    from onnx import TensorProto
+
+    ops = {n.op_type for n in model.graph.node}
+    if ops & _QUANTIZED_OPS:
+        return "int8"
+    if any(i.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16) for i in model.graph.initializer):
+        return "float16"
+    for n in model.graph.node:
+        if n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i in (TensorProto.FLOAT16, TensorProto.BFLOAT16):
+                    return "float16"
+    return "fp32"
+
+
+def probe_sequences(vocab: int, longest: int, special_ids=(None, None)) -> list:
+    """The probe: fixed random id sequences of PROBE_LENGTHS and `longest` tokens."""
+    rng = np.random.default_rng(PROBE_SEED)
+    cls_id, sep_id = special_ids
+    lo = min(1000, vocab // 2)
+    lengths = sorted({min(n, longest) for n in PROBE_LENGTHS} | {max(1, longest)})
+    seqs = []
+    for n in lengths:
+        s = rng.integers(lo, vocab, size=n).astype(np.int64)
+        if cls_id is not None and sep_id is not None and n >= 2:
+            s[0], s[-1] = cls_id, sep_id
+        seqs.append(s)
+    return seqs
+
+
+def _finish(v: np.ndarray, normalize: bool) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    if normalize:
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return v
+
+
+def deviation(got: np.ndarray, want: np.ndarray, normalize: bool) -> tuple:
+    """(max relative L2 deviation, min cosine) of pooled rows."""
+    a, b = _finish(got, normalize), _finish(want, normalize)
+    if a.shape != b.shape:
+        return float("inf"), -1.0
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf"), -1.0
+    nb = np.linalg.norm(b, axis=1)
+    na = np.linalg.norm(a, axis=1)
+    rel = np.linalg.norm(a - b, axis=1) / np.maximum(nb, 1e-30)
+    cos = (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+    # two zero vectors agree
+    both0 = (na == 0) & (nb == 0)
+    rel[both0] = 0.0
+    cos[both0] = 1.0
+    return float(rel.max()), float(cos.min())
+
+
+class OnnxReference:
+    """The model file run by onnxruntime, as it is (no graph rewriting)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path, threads=None):
+        from .ort_backend import OnnxRuntimeBackend
+
+        t0 = time.perf_counter()
+        self.backend = OnnxRuntimeBackend(onnx_path, threads=threads, config=None)
+        self.session_seconds = time.perf_counter() - t0
+
+    def pooled(self, seqs: list, pooling: str) -> np.ndarray:
+        short = [s for s in seqs if len(s) < max(len(x) for x in seqs)]
+        long = [s for s in seqs if len(s) == max(len(x) for x in seqs)]
+        out = []
+        for batch in (short, long):
+            if batch:
+                out.append(self.backend.embed(batch, None, pooling))
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    def order(self, seqs: list) -> list:
+        longest = max(len(x) for x in seqs)
+        return [s for s in seqs if len(s) < longest] + [s for s in seqs if len(s) == longest]
+
+
+class NumpyReference:
+    """The family's numpy reference forward pass (float64) over canonical params."""
+
+    name = "numpy"
+    session_seconds = 0.0
+
+    def __init__(self, cfg: dict, params: dict):
+        self.cfg, self.params = cfg, params
+
+    def pooled(self, seqs: list, pooling: str) -> np.ndarray:
+        from .native import reference_forward
+        from .pooling import pool
+
+        rows = []
+        for s in seqs:
+            hidden = reference_forward(self.cfg, self.params, s)
+            rows.append(pool(hidden[None].astype(np.float32), np.array([len(s)]), pooling)[0])
+        return np.stack(rows)
+
+    def order(self, seqs: list) -> list:
+        return list(seqs)
+
+
+def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: bool,
+          fp32_engine=None, int8_engine=None, graph_precision: str = "fp32") -> Verdict:
+    """Runs the probe through `reference` and the given native engines (NativeBackend
+    objects); returns the Verdict (passed False names the failed check in ``reason``)."""
+    t0 = time.perf_counter()
+    seqs = reference.order(seqs)
+    want = reference.pooled(seqs, pooling)
+    v = Verdict(passed=True, reference=reference.name, graph_precision=graph_precision,
+                probe_tokens=int(sum(len(s) for s in seqs)))
+    if fp32_engine is not None:
+        rel, cos = deviation(fp32_engine.embed(seqs, None, native_pooling), want, normalize)
+        v.fp32_max_rel, v.fp32_min_cos = rel, cos
+        if graph_precision == "fp32":
+            if not rel <= FP32_MAX_REL:
+                v.passed = False
+                v.reason = (f"the native fp32 forward pass deviates from {reference.name} by "
+                            f"{rel:.3g} (relative, largest over the probe; allowed {FP32_MAX_REL:g}; "
+                            f"min cosine {cos:.4f})")
+        elif not cos >= LOW_PRECISION_MIN_COS[graph_precision]:
+            v.passed = False
+            v.reason = (f"the native fp32 forward pass has cosine {cos:.4f} with the "
+                        f"{graph_precision} graph on {reference.name} "
+                        f"(required {LOW_PRECISION_MIN_COS[graph_precision]})")
+    if v.passed and int8_engine is not None:
+        _, cos = deviation(int8_engine.embed(seqs, None, native_pooling), want, normalize)
+        v.int8_min_cos = cos
+        need = min(INT8_MIN_COS, LOW_PRECISION_MIN_COS.get(graph_precision, 1.0))
+        if not cos >= need:
+            v.passed = False
+            v.reason = (f"the native int8 engine has cosine {cos:.4f} with {reference.name} "
+                        f"(smallest over the probe; required {need})")
+    v.seconds = time.perf_counter() - t0 + reference.session_seconds
+    v.extra["session_seconds"] = round(reference.session_seconds, 4)
+    return v
