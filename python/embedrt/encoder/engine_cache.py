@@ -13,8 +13,8 @@ A model the gate rejected (or the recogniser refused) leaves a small JSON verdic
 
 The source file (ONNX graph or safetensors checkpoint) is identified by its size, its
 modification time and a digest of its first and last MiB; the full SHA-256 is kept too and
-decides when only the time differs (a copy). External weight files of an ONNX graph are
-fingerprinted with it.
+decides when only the times differ (a copy). The external weight files an ONNX graph names
+are fingerprinted with it.
 """
 from __future__ import annotations
 
@@ -50,51 +50,52 @@ def full_digest(paths) -> str:
     return h.hexdigest()
 
 
-def _companions(source: Path) -> list:
-    """An ONNX graph's external data files (those beside it named after it), sorted."""
-    if source.suffix != ".onnx":
-        return []
-    folder = source.parent
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p != source and p.name.startswith(source.name) and
-                  p.suffix in (".data", ".bin", ".weights", ".onnx_data")) if folder.is_dir() else []
+def _file_entry(p: Path) -> dict:
+    st = p.stat()
+    return {"name": p.name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+            "sample": _sample_digest(p, int(st.st_size))}
 
 
-def fingerprint(source) -> dict:
-    """{"name", "files": [{name, size, mtime_ns, sample}], "key"} of a model source file."""
+def fingerprint(source, data_files=()) -> dict:
+    """{"name", "key", "files": [{name, size, mtime_ns, sample}]} of a model source file and
+    the weight files beside it that it names (an ONNX graph's external data). The key (the
+    name of a cache entry) depends on the source's size and sampled bytes only."""
     source = Path(source)
-    files = []
-    for p in [source, *_companions(source)]:
-        st = p.stat()
-        files.append({"name": p.name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
-                      "sample": _sample_digest(p, int(st.st_size))})
-    key_src = json.dumps([[f["name"], f["size"], f["sample"]] for f in files])
+    files = [_file_entry(source)] + [_file_entry(source.parent / n) for n in data_files]
+    key_src = json.dumps([files[0]["name"], files[0]["size"], files[0]["sample"]])
     return {"name": source.name, "files": files,
             "key": hashlib.sha256(key_src.encode()).hexdigest()[:24]}
 
 
-def matches(stored: dict | None, current: dict, source) -> bool:
-    """Whether a stored fingerprint describes the current source file."""
-    if not isinstance(stored, dict) or stored.get("key") != current["key"]:
-        return False
-    old = stored.get("files")
-    if not isinstance(old, list) or len(old) != len(current["files"]):
-        return False
-    if all(isinstance(o, dict) and o.get("mtime_ns") == c["mtime_ns"]
-           for o, c in zip(old, current["files"])):
-        return True
-    # same size and sampled bytes, another time: a copy or a touch; decide by the full digest
-    sha = stored.get("sha256")
-    if not sha:
-        return False
+def _paths(stored: dict, source: Path) -> list:
+    return [source] + [source.parent / f["name"] for f in stored["files"][1:]]
+
+
+def matches(stored, source) -> bool:
+    """Whether a stored fingerprint (with its full digest) describes the source file and its
+    weight files as they are now."""
     source = Path(source)
-    return full_digest([source, *_companions(source)]) == sha
+    try:
+        names = [f["name"] for f in stored["files"]]
+        now = fingerprint(source, names[1:])
+    except (OSError, KeyError, TypeError, IndexError):
+        return False
+    if stored.get("key") != now["key"] or names[0] != source.name:
+        return False
+    old = stored["files"]
+    if any(o.get("size") != c["size"] or o.get("sample") != c["sample"]
+           for o, c in zip(old, now["files"])):
+        return False
+    if all(o.get("mtime_ns") == c["mtime_ns"] for o, c in zip(old, now["files"])):
+        return True
+    # same sizes and sampled bytes, other times: a copy or a touch; decide by the full digest
+    sha = stored.get("sha256")
+    return bool(sha) and full_digest(_paths(stored, source)) == sha
 
 
 def with_full_digest(fp: dict, source) -> dict:
-    source = Path(source)
     out = dict(fp)
-    out["sha256"] = full_digest([source, *_companions(source)])
+    out["sha256"] = full_digest(_paths(fp, Path(source)))
     return out
 
 
@@ -162,7 +163,7 @@ def read_verdict(fp: dict, precision: str, source) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or not matches(data.get("source"), fp, source):
+    if not isinstance(data, dict) or not matches(data.get("source"), source):
         return None
     return data
 

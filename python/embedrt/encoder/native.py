@@ -236,13 +236,7 @@ def _load_source(model_dir: Path, source: Path):
     """(cfg, params) from an ONNX graph or a safetensors checkpoint."""
     cfg = read_hf_config(model_dir)
     if source.suffix == ".onnx":
-        cfg2, params = params_from_onnx(source, cfg)
-        if "graph_precision" not in cfg2:  # TEMPORARY until the recogniser reports it
-            import onnx
-
-            from .gate import graph_precision
-            cfg2["graph_precision"] = graph_precision(onnx.load(str(source), load_external_data=False))
-        return cfg2, params
+        return params_from_onnx(source, cfg)
     if cfg is None:
         raise NotRecognized(f"{model_dir}: model.safetensors needs a config.json beside it")
     return params_from_safetensors(source, cfg)
@@ -328,6 +322,14 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
     return _Prepared(cfg, arrays, precision, source, verdict)
 
 
+def _source_fingerprint(prep: _Prepared) -> dict:
+    """The fingerprint (with the full digest) of the files an engine was converted from."""
+    from . import engine_cache
+
+    fp = engine_cache.fingerprint(prep.source, prep.cfg.get("external_data", ()))
+    return engine_cache.with_full_digest(fp, prep.source)
+
+
 def _native_pooling(pooling: str) -> str:
     return "+".join("mean_sqrt_len" if m == "mean_sqrt_len_tokens" else m for m in pooling.split("+"))
 
@@ -358,7 +360,7 @@ def convert(model_dir, out=None, precision: str = "int8", onnx_file=None, verify
         raise FileNotFoundError(f"{model_dir}: no onnx/model.onnx, model.onnx or model.safetensors")
     pooling, normalize, longest = _folder_probe_settings(model_dir)
     prep = _build(model_dir, source, precision, verify, pooling, normalize, longest)
-    fp = engine_cache.with_full_digest(engine_cache.fingerprint(source), source)
+    fp = _source_fingerprint(prep)
     if out is None:
         out = model_dir / "embedrt" / engine_cache.engine_name(source, precision)
     out = Path(out)
@@ -421,7 +423,7 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
                 log.warning("embedrt: ignoring the converted engine %s (%s); converting again", cand, e)
                 continue
             if meta.get("source") != source.name or not engine_cache.matches(
-                    meta.get("fingerprint"), fp, source):
+                    meta.get("fingerprint"), source):
                 continue  # converted from another file, or from an older version of this one
             verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
             if verify and (verdict.passed is not True or meta.get("probe") != probe):
@@ -453,8 +455,8 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
         if target is not None:
             try:
                 write_file(target, FILE_KIND, FILE_VERSION,
-                           _engine_meta(prep, engine_cache.with_full_digest(fp, source), pooling,
-                                        normalize), prep.arrays)
+                           _engine_meta(prep, _source_fingerprint(prep), pooling, normalize),
+                           prep.arrays)
                 info["engine_file"] = str(target)
                 engine_cache.forget_verdict(fp, precision)
             except OSError as e:
