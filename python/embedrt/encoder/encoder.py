@@ -12,6 +12,14 @@ from .tokenize import TextTokenizer
 logger = logging.getLogger("embedrt")
 
 BACKENDS = ("auto", "native", "onnxruntime")
+
+# The ISA levels at which backend="auto" runs the native int8 engine, because it measured
+# faster than onnxruntime's int8 there (one thread, the corpus of the benchmarks); at the
+# others auto runs onnxruntime, and backend="native" still forces the engine.
+#   avx512 (VNNI): 1.77x onnxruntime int8 on an AMD Zen 5; see README, "Benchmarks"
+#   avx2: 0.51x on an AMD Zen 3 (its int8 matrix product has no VNNI and keeps exact 8-bit
+#         operands); neon and scalar: not measured faster
+AUTO_NATIVE_LEVELS = ("avx512",)
 _NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 
@@ -99,6 +107,9 @@ class Encoder:
             why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
         elif backend == "auto" and len(self._pooling) > 1:
             why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
+        elif backend == "auto" and layers is None and _isa_info().get("level") not in AUTO_NATIVE_LEVELS:
+            why = (f"at ISA level {_isa_info().get('level')} the native engine is not faster than "
+                   "onnxruntime, so auto runs onnxruntime (backend='native' forces the engine)")
         elif backend in ("auto", "native"):
             from .gate import GateMismatch
 
@@ -116,10 +127,6 @@ class Encoder:
                     raise NotRecognized(f"backend='native' is not possible: {why}")
                 if layers is not None:
                     raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
-                if gate is not None:
-                    logger.warning("embedrt: using onnxruntime for %s: %s", self.path, why)
-                else:
-                    logger.info("embedrt: using onnxruntime for %s: %s", self.path, why)
             else:
                 verdict = getattr(self.backend, "verdict", None)
                 gate = verdict.as_dict() if verdict is not None else None
@@ -148,6 +155,10 @@ class Encoder:
                                             or getattr(self.backend, "path", "")),
                               "engine_file": getattr(self.backend, "load_info", {}).get("engine_file"),
                               **_isa_info()}
+        # one line saying which backend runs and why (a warning when the gate rejected the engine)
+        log = logger.warning if gate is not None and gate.get("passed") is False else logger.info
+        log("embedrt: %s runs on %s: %s", self.path, self._backend_info["name"] or
+            self._backend_info["backend"], why)
 
         limit = self.folder.max_position
         native_max = getattr(self.backend, "max_position", None)
