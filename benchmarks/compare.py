@@ -20,6 +20,18 @@ from pathlib import Path
 SECTIONS = ["bits", "int8", "sdc", "hash", "encoder", "native"]
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
@@ -31,8 +43,9 @@ def main(argv=None) -> int:
 
     info = embedrt.cpu_info()
     print(f"# embedrt {embedrt.__version__} comparison\n")
-    print(f"- CPU: {platform.processor() or platform.machine()}, ISA level {info['isa']}, "
-          f"{os.cpu_count()} cores; Python {platform.python_version()}\n")
+    print(f"- CPU: {_cpu_model()}, ISA level {info['isa']} (best {info['best_isa']}), "
+          f"{os.cpu_count()} cores; Python {platform.python_version()}")
+    print("- kernels: " + "; ".join(f"{fam} {v}" for fam, v in info["kernels"].items()) + "\n")
     for name in args.only.split(","):
         name = name.strip()
         if name not in SECTIONS:

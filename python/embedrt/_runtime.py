@@ -10,19 +10,42 @@ if _warning:
     warnings.warn(_warning, RuntimeWarning, stacklevel=2)
 
 
+# What each kernel family runs at each level (every family has a variant per level).
+_KERNELS = {
+    "int8_gemm": {"avx512": "vpdpbusd (VNNI)", "avx2": "vpmaddwd on int16 (exact)",
+                  "neon": "sdot", "scalar": "loops"},
+    "int8_scan": {"avx512": "vpdpwssd", "avx2": "vpmaddwd", "neon": "vmlal_s16", "scalar": "loops"},
+    "hamming": {"avx512": "vpopcntq", "avx2": "vpshufb nibble counts", "neon": "vcnt",
+                "scalar": "popcount"},
+    "sdc": {"avx512": "vpopcntq", "avx2": "vpshufb nibble counts", "neon": "vcnt",
+            "scalar": "popcount"},
+    "pack_bits": {"avx512": "compare masks", "avx2": "movemask", "neon": "compare + pairwise add",
+                  "scalar": "loops"},
+    "hash_embed": {"avx512": "vpmullq MurmurHash3", "avx2": "vpmuludq MurmurHash3",
+                   "neon": "scalar MurmurHash3 + ASIMD sums", "scalar": "loops"},
+    "embedding_bag": {"avx512": "zmm row sums", "avx2": "ymm row sums", "neon": "ASIMD row sums",
+                      "scalar": "loops"},
+    "encoder_ops": {"avx512": "8x32 fp32 tiles, zmm attention", "avx2": "6x16 fp32 tiles",
+                    "neon": "4x16 fp32 tiles", "scalar": "loops"},
+}
+
+
 def cpu_info() -> dict:
     """What embedrt detected and uses.
 
     Returns a dict with ``isa`` (the level kernels use now: "avx512", "avx2", "neon" or
     "scalar"), ``best_isa`` (the highest level this CPU and OS support), ``features`` (the
-    detected CPU features), ``compiled_isas`` and ``num_threads``.
+    detected CPU features), ``compiled_isas``, ``num_threads`` and ``kernels`` (per kernel
+    family, the variant in use: "<level>: <how>").
     """
+    level = _core.isa()
     return {
-        "isa": _core.isa(),
+        "isa": level,
         "best_isa": _core.best_isa(),
         "features": list(_core.cpu_features()),
         "compiled_isas": list(_core.compiled_isas()),
         "num_threads": _core.get_num_threads(),
+        "kernels": {fam: f"{level}: {how[level]}" for fam, how in _KERNELS.items()},
     }
 
 

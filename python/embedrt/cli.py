@@ -74,6 +74,10 @@ def _cmd_info(args) -> int:
             continue
         if isinstance(value, list):
             value = " ".join(value)
+        if isinstance(value, dict):
+            for fam, variant in value.items():
+                print(f"{key + '.' + fam:26s} {variant}")
+            continue
         print(f"{key:14s} {value}")
     if "model" in info:
         print()
