@@ -19,17 +19,21 @@ TINY = Path(__file__).resolve().parent / "data" / "export_corpus" / "tiny-bert"
 pytestmark = pytest.mark.usefixtures("auto_native")
 
 
-@pytest.fixture
-def tiny(tmp_path, monkeypatch):
-    """A writable copy of the tiny corpus model (its default graph only) and a fresh cache."""
-    if not (TINY / "onnx" / "model.onnx").is_file():
+def _tiny_copy(tmp_path, monkeypatch, graph="model.onnx"):
+    if not (TINY / "onnx" / graph).is_file():
         pytest.skip("the export corpus (tests/data/export_corpus) is not present")
     monkeypatch.setenv("EMBEDRT_CACHE_DIR", str(tmp_path / "cache"))
     dest = tmp_path / "tiny-bert"
     shutil.copytree(TINY, dest, ignore=shutil.ignore_patterns("onnx"))
     (dest / "onnx").mkdir()
-    shutil.copy2(TINY / "onnx" / "model.onnx", dest / "onnx" / "model.onnx")
+    shutil.copy2(TINY / "onnx" / graph, dest / "onnx" / "model.onnx")
     return dest
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A writable copy of the tiny corpus model (its default graph only) and a fresh cache."""
+    return _tiny_copy(tmp_path, monkeypatch)
 
 
 def _texts():
@@ -155,6 +159,50 @@ def test_gate_catches_a_misread_weight(tiny, monkeypatch, caplog, corrupt):
     emb = enc.encode(_texts())
     assert (emb * ref).sum(1).min() >= 0.9999
     assert not (tiny / "embedrt").exists()  # nothing converted
+
+
+@pytest.mark.parametrize("graph", ["dynamic_int8.onnx", "qdq_int8.onnx"])
+@pytest.mark.parametrize("corrupt", [_zero_bias, _value_scale, _one_weight],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_int8_graph_is_proven_on_its_float_twin(tmp_path, monkeypatch, graph, corrupt):
+    """An int8 graph's own rounding hides small misreadings; its float twin does not."""
+    folder = _tiny_copy(tmp_path, monkeypatch, graph)
+    b = native.NativeBackend.from_model_dir(folder, cache=False)
+    v = b.verdict
+    assert v.passed is True and "twin" in v.reference and v.extra["graph_file_precision"] == "int8"
+    assert v.fp32_max_rel <= gate.FP32_MAX_REL and v.int8_min_cos >= gate.INT8_MIN_COS
+    real = native.params_from_onnx
+
+    def misread(path, cfg):
+        cfg2, params = real(path, cfg)
+        params = dict(params)
+        corrupt(cfg2, params)
+        return cfg2, params
+
+    monkeypatch.setattr(native, "params_from_onnx", misread)
+    with pytest.raises(gate.GateMismatch, match="float twin"):
+        native.NativeBackend.from_model_dir(folder, cache=False)
+
+
+def test_float_twin_undoes_the_quantized_products():
+    onnx = pytest.importorskip("onnx")
+    from embedrt.encoder.onnx_twin import float_twin
+
+    for name in ("dynamic_int8.onnx", "dynamic_int8_opset14.onnx", "qdq_int8.onnx"):
+        path = TINY / "onnx" / name
+        if not path.is_file():
+            pytest.skip("the export corpus is not present")
+        twin = float_twin(onnx.load(str(path)))
+        ops = {n.op_type for n in twin.graph.node}
+        assert not ops & {"MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear",
+                          "DequantizeLinear"}, (name, ops)
+    # a quantized operation it does not know: no twin, so no proof
+    m = onnx.load(str(TINY / "onnx" / "dynamic_int8.onnx"))
+    for n in m.graph.node:
+        if n.op_type == "MatMulInteger":
+            n.op_type = "QLinearMatMul"
+            break
+    assert float_twin(m) is None
 
 
 def test_rejection_is_remembered(tiny, monkeypatch, caplog):
@@ -284,8 +332,10 @@ def test_minilm_gate(minilm_dir):
     assert g["fp32_max_rel"] <= gate.FP32_MAX_REL and g["int8_min_cos"] >= gate.INT8_MIN_COS
     q = embedrt.Encoder(minilm_dir, onnx_file="onnx/model_qint8_avx512_vnni.onnx")
     g = q.backend_info["gate"]
-    assert q.backend_info["backend"] == "native" and g["graph_precision"] == "int8", g
-    assert g["fp32_min_cos"] >= gate.LOW_PRECISION_MIN_COS["int8"]
+    assert q.backend_info["backend"] == "native" and g["graph_file_precision"] == "int8", g
+    assert "twin" in g["reference"] and g["fp32_max_rel"] <= gate.FP32_MAX_REL
+    assert g["int8_min_cos"] >= gate.INT8_MIN_COS
+    assert g["int8_min_cos_file"] >= gate.LOW_PRECISION_MIN_COS["int8"]
 
 
 def test_auto_follows_the_level_table(tiny, monkeypatch, caplog):

@@ -306,8 +306,15 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
     if not verify:
         return _Prepared(cfg, arrays, precision, source,
                          gate.Verdict(passed=None, reason="not verified (verify=False)"))
+    twin = None
     if source.suffix == ".onnx":
         reference = gate.OnnxReference(source, threads=threads)
+        if cfg.get("graph_precision") == "int8":
+            try:
+                twin = gate.TwinReference(source, threads=threads)
+            except NotRecognized as e:
+                raise gate.GateMismatch(str(e), gate.Verdict(passed=False, reason=str(e)),
+                                        reference.backend) from None
     else:
         reference = gate.NumpyReference(cfg, params)
     limit = cfg["max_position"] if longest is None else min(int(longest), cfg["max_position"])
@@ -315,7 +322,7 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
     verdict = gate.check(reference, seqs, pooling=pooling, native_pooling=_native_pooling(pooling),
                          normalize=normalize, fp32_engine=fp32,
                          int8_engine=engine if precision == "int8" else None,
-                         graph_precision=cfg.get("graph_precision", "fp32"))
+                         graph_precision=cfg.get("graph_precision", "fp32"), float_reference=twin)
     if not verdict.passed:
         raise gate.GateMismatch(f"{source.name}: {verdict.reason}", verdict,
                                 getattr(reference, "backend", None))
