@@ -2,8 +2,15 @@
 
 Every index file uses embedrt's container format (embedrt._fileformat): a magic, a format
 version, sizes and checksums. Nothing is unpickled.
+
+Threads: an index may be shared. ``search`` calls run concurrently with each other and with
+``add``; ``add`` calls are serialized by a lock of the index. A search sees the rows added
+before it started (or a later state), never a partly added batch. Ids of rows added by
+concurrent ``add`` calls follow the order in which the calls took the lock.
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -49,10 +56,20 @@ class BinaryIndex:
         nbits = as_int(nbits, "nbits", minimum=1)
         self._nbits = nbits
         self._code_size = (nbits + 7) // 8
-        self._codes = np.empty((0, self._code_size), dtype=np.uint8)  # capacity rows
-        self._n = 0
+        self._lock = threading.Lock()  # serializes add/reset
+        # (capacity rows, rows in use), published together so a search never pairs a row count
+        # with a buffer that does not hold that many rows
+        self._rows = (np.empty((0, self._code_size), dtype=np.uint8), 0)
         self._file = None    # the file this index was loaded from with mmap=True (for verify())
         self._mapped = False  # the codes are still the file's memory map
+
+    @property
+    def _codes(self) -> np.ndarray:
+        return self._rows[0]
+
+    @property
+    def _n(self) -> int:
+        return self._rows[1]
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -80,7 +97,8 @@ class BinaryIndex:
     @property
     def codes(self) -> np.ndarray:
         """The stored codes, uint8 ``[ntotal, code_size]`` (a read-only view)."""
-        view = self._codes[:self._n].view(np.ndarray)
+        buf, n = self._rows
+        view = buf[:n].view(np.ndarray)
         view.flags.writeable = False
         return view
 
@@ -101,18 +119,19 @@ class BinaryIndex:
         n = codes.shape[0]
         if n == 0:
             return
-        grown = append_rows(self._codes, self._n, codes)
-        if grown is not self._codes:
-            self._mapped = False  # copied into memory; verify() still checks the file
-        self._codes = grown
-        self._n += n
+        with self._lock:
+            buf, have = self._rows
+            grown = append_rows(buf, have, codes)  # writes only past the rows searches read
+            if grown is not buf:
+                self._mapped = False  # copied into memory; verify() still checks the file
+            self._rows = (grown, have + n)
 
     def reset(self) -> None:
         """Removes every code."""
-        self._codes = np.empty((0, self._code_size), dtype=np.uint8)
-        self._n = 0
-        self._file = None
-        self._mapped = False
+        with self._lock:
+            self._rows = (np.empty((0, self._code_size), dtype=np.uint8), 0)
+            self._file = None
+            self._mapped = False
 
     def reconstruct(self, ids) -> np.ndarray:
         """The stored codes of `ids` (an int or an array of ints), uint8 ``[len(ids), code_size]``
@@ -122,9 +141,10 @@ class BinaryIndex:
         if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype == np.float64):
             raise TypeError(f"ids: expected integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64, copy=False).reshape(-1)
-        if arr.size and (arr.min() < 0 or arr.max() >= self._n):
-            raise IndexError(f"ids must be in [0, {self._n}), got values in [{arr.min()}, {arr.max()}]")
-        out = np.array(self._codes[:self._n][arr], dtype=np.uint8)
+        buf, n = self._rows
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise IndexError(f"ids must be in [0, {n}), got values in [{arr.min()}, {arr.max()}]")
+        out = np.array(buf[:n][arr], dtype=np.uint8)
         return out[0] if scalar else out
 
     # -- search ---------------------------------------------------------------------------
@@ -138,18 +158,26 @@ class BinaryIndex:
         """
         queries = self._check_codes(queries, "queries")
         k = as_int(k, "k", minimum=1)
+        return self._search(queries, k, None)
+
+    def _search(self, queries: np.ndarray, k: int, limit):
+        """search() over the first `limit` rows (all rows when None)."""
+        buf, n = self._rows
+        if limit is not None:
+            n = min(n, limit)
         m = queries.shape[0]
-        if self._n == 0 or m == 0:
-            kk = min(k, self._n)
+        if n == 0 or m == 0:
+            kk = min(k, n)
             return np.zeros((m, kk), dtype=np.int32), np.zeros((m, kk), dtype=np.int64)
-        return _core.hamming_topk(queries, self._codes[:self._n], k, self._nbits)
+        return _core.hamming_topk(queries, buf[:n], k, self._nbits)
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path) -> None:
         """Writes the index to `path` atomically (embedrt container, kind "BinaryIndex")."""
+        buf, n = self._rows
         _fileformat.write_file(path, self._KIND, self._VERSION,
-                               {"nbits": self._nbits, "ntotal": self._n},
-                               {"codes": self._codes[:self._n]})
+                               {"nbits": self._nbits, "ntotal": n},
+                               {"codes": buf[:n]})
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify=None) -> "BinaryIndex":
@@ -173,8 +201,7 @@ class BinaryIndex:
         if meta.get("ntotal", codes.shape[0]) != codes.shape[0]:
             raise ValueError(f"{path}: malformed BinaryIndex (ntotal does not match the codes)")
         index = cls(nbits)
-        index._codes = codes
-        index._n = codes.shape[0]
+        index._rows = (codes, codes.shape[0])
         index._file = f if mmap else None
         index._mapped = bool(mmap) and index._n > 0
         return index
@@ -247,52 +274,70 @@ class _Int8Store:
 
     def __init__(self, dim: int):
         self.dim = dim
-        self._codes = np.zeros((0, dim), np.int8)
-        self._scales = np.zeros(0, np.float32)
-        self.n = 0
+        self._lock = threading.Lock()
+        # (codes capacity rows, scales capacity, rows in use), published together
+        self._rows = (np.zeros((0, dim), np.int8), np.zeros(0, np.float32), 0)
 
     @classmethod
     def from_arrays(cls, codes, scales):
         s = cls(codes.shape[1])
-        s._codes, s._scales, s.n = codes, scales, codes.shape[0]
+        s._rows = (codes, scales, codes.shape[0])
         return s
 
     @property
+    def n(self) -> int:
+        return self._rows[2]
+
+    def snapshot(self, limit=None):
+        """(codes, scales) of the rows in use (the first `limit` of them when given)."""
+        c, s, n = self._rows
+        if limit is not None:
+            n = min(n, limit)
+        return c[:n], s[:n]
+
+    @property
     def codes(self) -> np.ndarray:
-        return self._codes[:self.n]
+        return self.snapshot()[0]
 
     @property
     def scales(self) -> np.ndarray:
-        return self._scales[:self.n]
+        return self.snapshot()[1]
 
-    def append(self, codes: np.ndarray, scales: np.ndarray) -> None:
-        need = self.n + codes.shape[0]
-        if need > self._codes.shape[0] or not self._codes.flags.writeable:
-            cap = max(need, 2 * self._codes.shape[0], 64)
-            c = np.empty((cap, self.dim), np.int8)
-            s = np.empty(cap, np.float32)
-            c[:self.n] = self._codes[:self.n]
-            s[:self.n] = self._scales[:self.n]
-            self._codes, self._scales = c, s
-        self._codes[self.n:need] = codes
-        self._scales[self.n:need] = scales
-        self.n = need
+    def append(self, codes: np.ndarray, scales: np.ndarray) -> int:
+        """Appends rows; returns the id of the first one."""
+        with self._lock:
+            c, s, n = self._rows
+            need = n + codes.shape[0]
+            if need > c.shape[0] or not c.flags.writeable or not s.flags.writeable:
+                cap = max(need, 2 * c.shape[0], 64)
+                c2 = np.empty((cap, self.dim), np.int8)
+                s2 = np.empty(cap, np.float32)
+                c2[:n] = c[:n]
+                s2[:n] = s[:n]
+                c, s = c2, s2
+            c[n:need] = codes  # past the rows that searches read
+            s[n:need] = scales
+            self._rows = (c, s, need)
+            return n
 
-    def search(self, queries: np.ndarray, k: int):
+    def search(self, queries: np.ndarray, k: int, limit=None):
+        codes, scales = self.snapshot(limit)
         q16, qs = _query_q16(queries, self.dim)
-        return _core.int8_search(q16, qs, self.codes, self.scales, k)
+        return _core.int8_search(q16, qs, codes, scales, k)
 
-    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int):
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, limit=None):
+        codes, scales = self.snapshot(limit)
         q16, qs = _query_q16(queries, self.dim)
-        return _core.int8_rescore(q16, qs, self.codes, self.scales, candidates, k)
+        return _core.int8_rescore(q16, qs, codes, scales, candidates, k)
 
     def reconstruct(self, ids) -> np.ndarray:
+        codes, scales = self.snapshot()
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids: expected integers, got dtype {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.n):
-            raise IndexError(f"ids: out of range for an index of {self.n} vectors")
-        return self.codes[ids].astype(np.float32) * self.scales[ids][..., None]
+        if ids.size and (ids.min() < 0 or ids.max() >= codes.shape[0]):
+            raise IndexError(f"ids: out of range for an index of {codes.shape[0]} vectors")
+        return codes[ids].astype(np.float32) * scales[ids][..., None]
 
 
 def _empty_result(m: int):
@@ -305,6 +350,12 @@ def _check_store_arrays(path, codes, scales, dim):
                          f"expected int8 [n, {dim}]")
     if scales.dtype != np.float32 or scales.shape != (codes.shape[0],):
         raise ValueError(f"{path}: scales section has shape {scales.shape}, expected ({codes.shape[0]},)")
+    # Read even when mapped (4 bytes a vector): a NaN or negative scale would rank first.
+    bad = ~(np.isfinite(scales) & (scales >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{path}: the scale of vector {i} is {scales[i]!r}; scales must be finite "
+                         "and >= 0 (the file is damaged)")
 
 
 class Int8Index:
@@ -365,17 +416,17 @@ class Int8Index:
         """Quantizes float embeddings [n, dim] (or one [dim]) and appends them; returns their ids."""
         x = _float_rows(embeddings, "embeddings", self._dim)
         codes, scales = _quantize(x, "int8_sym")
-        start = self._store.n
-        self._store.append(codes, scales)
-        return np.arange(start, self._store.n, dtype=np.int64)
+        start = self._store.append(codes, scales)
+        return np.arange(start, start + x.shape[0], dtype=np.int64)
 
     def search(self, queries, k: int):
         """Top-k by inner product: ``(scores float32 [m, k'], ids int64 [m, k'])``, k' = min(k, len)."""
         q = self._queries(queries)
-        k = _check_k(k, len(self))
+        n = self._store.n
+        k = _check_k(k, n)
         if k == 0 or q.shape[0] == 0:
             return np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64)
-        return self._store.search(q, k)
+        return self._store.search(q, k, limit=n)
 
     def _queries(self, queries) -> np.ndarray:
         if isinstance(queries, np.ndarray) and queries.dtype == np.int8:
@@ -396,14 +447,15 @@ class Int8Index:
 
     def save(self, path) -> None:
         """Writes the index (embedrt container format, atomically)."""
-        _fileformat.write_file(path, _INT8_KIND, _INT8_VERSION, {"dim": self._dim, "ntotal": len(self)},
-                               {"codes": self._store.codes, "scales": self._store.scales})
+        codes, scales = self._store.snapshot()
+        _fileformat.write_file(path, _INT8_KIND, _INT8_VERSION, {"dim": self._dim, "ntotal": len(codes)},
+                               {"codes": codes, "scales": scales})
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify=None) -> "Int8Index":
         """Opens a saved index. With mmap=True the vectors stay on disk (paged in on use) and
-        checksums are verified on ``verify()`` (or at once with verify=True); structure, sizes
-        and the header checksum are always checked at open."""
+        checksums are verified on ``verify()`` (or at once with verify=True); structure, sizes,
+        the header checksum and the scales (finite, >= 0) are always checked at open."""
         f = _fileformat.read_file(path, _INT8_KIND, _INT8_VERSION, mmap=mmap, verify=verify)
         try:
             dim = as_int(f.meta["dim"], "dim", minimum=1)
@@ -444,8 +496,8 @@ class _BinaryCoarse:
     def add(self, x: np.ndarray) -> None:
         self._index.add(_quantize(x, "ubinary"))
 
-    def candidates(self, q: np.ndarray, c: int):
-        dist, ids = self._index.search(_quantize(q, "ubinary"), c)
+    def candidates(self, q: np.ndarray, c: int, limit=None):
+        dist, ids = self._index._search(_quantize(q, "ubinary"), c, limit)
         return ids, (self.dim - 2 * dist).astype(np.float32)
 
     def arrays(self) -> dict:
@@ -460,8 +512,7 @@ class _BinaryCoarse:
         codes = arrays.get("binary_codes")
         if codes is None or codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1:] != (s.nbytes_per_vector,):
             raise ValueError(f"{path}: missing or malformed binary codes section")
-        s._index._codes = codes
-        s._index._n = codes.shape[0]
+        s._index._rows = (codes, codes.shape[0])
         return s
 
 
@@ -487,8 +538,8 @@ class _SDCCoarse:
     def add(self, x: np.ndarray) -> None:
         self._index.add(x)
 
-    def candidates(self, q: np.ndarray, c: int):
-        scores, ids = self._index.search(q, c)
+    def candidates(self, q: np.ndarray, c: int, limit=None):
+        scores, ids = self._index._search(q, c, limit)
         return ids, scores
 
     def arrays(self) -> dict:
@@ -524,8 +575,7 @@ class _SDCCoarse:
         elif codes.shape[0]:
             raise ValueError(f"{path}: SDC codes stored without their binarizer")
         s._index = SDCIndex(dim, bits, binarizer=binarizer)
-        s._index._codes = codes
-        s._index._n = int(codes.shape[0])
+        s._index._rows = (codes, int(codes.shape[0]))
         return s
 
 
@@ -564,6 +614,9 @@ class Index:
         else:
             self._coarse = _COARSE[coarse](self._dim) if coarse else None
         self._int8 = _Int8Store(self._dim) if rescore else None
+        self._lock = threading.Lock()
+        # rows in use: published after both stages hold them, so a search limited to it
+        # finds every row in both
         self._n = 0
         self._loaded = None
 
@@ -597,31 +650,37 @@ class Index:
     def add(self, embeddings) -> np.ndarray:
         """Appends float embeddings [n, dim] (or one [dim]); returns their ids."""
         x = _float_rows(embeddings, "embeddings", self._dim)
-        if self._coarse is not None:
-            self._coarse.add(x)
+        if x.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        codes = scales = None
         if self._int8 is not None:
             codes, scales = _quantize(x, "int8_sym")
-            self._int8.append(codes, scales)
-        start = self._n
-        self._n += x.shape[0]
-        return np.arange(start, self._n, dtype=np.int64)
+        with self._lock:
+            if self._coarse is not None:
+                self._coarse.add(x)
+            if self._int8 is not None:
+                self._int8.append(codes, scales)
+            start = self._n
+            self._n = start + x.shape[0]
+        return np.arange(start, start + x.shape[0], dtype=np.int64)
 
     def search(self, queries, k: int, rescore_multiplier: int = 4):
         """Top-k ``(scores float32 [m, k'], ids int64 [m, k'])`` for float queries."""
         q = _float_rows(queries, "queries", self._dim)
-        k = _check_k(k, self._n)
+        n = self._n  # both stages hold at least n rows; the search reads those
+        k = _check_k(k, n)
         mult = as_int(rescore_multiplier, "rescore_multiplier", minimum=1)
         m = q.shape[0]
         if k == 0 or m == 0:
             return np.zeros((m, k), np.float32), np.zeros((m, k), np.int64)
         if self._coarse is None:
-            return self._int8.search(q, k)
+            return self._int8.search(q, k, limit=n)
         if self._int8 is None:
-            ids, scores = self._coarse.candidates(q, k)
+            ids, scores = self._coarse.candidates(q, k, limit=n)
             return scores, ids
-        c = min(self._n, k * mult)
-        cand, _ = self._coarse.candidates(q, c)
-        return self._int8.rescore(q, cand, k)
+        c = min(n, k * mult)
+        cand, _ = self._coarse.candidates(q, c, limit=n)
+        return self._int8.rescore(q, cand, k, limit=n)
 
     def reconstruct(self, ids) -> np.ndarray:
         """The int8 approximation of stored vectors (needs rescore='int8')."""
@@ -635,6 +694,11 @@ class Index:
             self._loaded.verify()
 
     def save(self, path) -> None:
+        """Writes the index (embedrt container format, atomically)."""
+        with self._lock:  # a consistent state: no add between the stages
+            self._save(path)
+
+    def _save(self, path) -> None:
         arrays = {}
         if self._coarse is not None:
             arrays.update(self._coarse.arrays())

@@ -19,10 +19,13 @@ an int32 that equals the inner product of the two reconstructions divided by
 
 Code layout: uint8 ``[n, bits, ceil(dim / 8)]``, one row of packed bits per plane (plane 0 has
 weight 1), packed MSB-first like ``numpy.packbits``; bit 1 means +1; bits past the last
-dimension are 0.
+dimension are 0. Codes from elsewhere whose padding bits are set are read as if they were 0:
+:func:`sdc` and :func:`sdc_topk` (given ``dim``) and :class:`SDCIndex` ignore them, as
+:class:`embedrt.BinaryIndex` does.
 """
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 
@@ -65,6 +68,26 @@ def _check_codes(codes, name: str) -> np.ndarray:
     return codes
 
 
+def _padding_mask(dim: int) -> int:
+    """The bits of the last byte of a plane that hold dimensions (MSB-first)."""
+    r = dim % 8
+    return 0xFF if r == 0 else (0xFF << (8 - r)) & 0xFF
+
+
+def _clear_padding(codes: np.ndarray, dim: int) -> np.ndarray:
+    """`codes` with the bits past `dim` cleared: the array itself when none is set, else a copy."""
+    mask = _padding_mask(dim)
+    if mask == 0xFF or codes.shape[0] == 0:
+        return codes
+    last = (dim - 1) // 8
+    if not (codes[:, :, last] & np.uint8(~mask & 0xFF)).any():
+        return codes
+    out = np.array(codes, dtype=np.uint8, order="C")
+    out[:, :, last] &= np.uint8(mask)
+    out[:, :, last + 1:] = 0
+    return out
+
+
 def _check_pair(q_codes, db_codes, dim):
     q = _check_codes(q_codes, "q_codes")
     d = _check_codes(db_codes, "db_codes")
@@ -79,7 +102,7 @@ def _check_pair(q_codes, db_codes, dim):
     dim = as_int(dim, "dim", minimum=1)
     if not 8 * (nb - 1) < dim <= 8 * nb:
         raise ValueError(f"dim {dim} does not match codes of {nb} bytes per plane")
-    return q, d, dim
+    return _clear_padding(q, dim), _clear_padding(d, dim), dim
 
 
 def sdc(q_codes, db_codes, dim=None) -> np.ndarray:
@@ -87,7 +110,8 @@ def sdc(q_codes, db_codes, dim=None) -> np.ndarray:
 
     q_codes, db_codes: uint8 ``[m, bits, nb]`` and ``[n, bits, nb]`` (same bits and width).
     dim: the number of dimensions the codes hold (default ``8 * nb``); pass it when it is not
-    a multiple of 8 so the zero padding bits are not counted as dimensions.
+    a multiple of 8 so the padding bits are not counted as dimensions (bits past ``dim`` are
+    ignored, whatever their value).
 
     Multiply by ``ResidualBinarizer.scale`` to get the inner product of the reconstructions.
     """
@@ -345,6 +369,13 @@ class SDCIndex:
 
     search() returns float32 scores ``sdc * binarizer.scale`` (approximate inner products) and
     int64 ids (insertion order). Files use embedrt's container format and can be memory-mapped.
+
+    Codes given to :meth:`add_codes` or read from a file may have bits past ``dim`` set; they
+    are ignored, as in :class:`embedrt.BinaryIndex` (:meth:`add_codes` stores them cleared, a
+    loaded file's codes are kept as stored and cleared in the search layout).
+
+    Threads: searches run concurrently with each other and with adds; adds are serialized by a
+    lock of the index. A search sees the rows added before it started (or a later state).
     """
 
     def __init__(self, dim: int, bits: int = 2, binarizer: ResidualBinarizer | None = None):
@@ -358,13 +389,23 @@ class SDCIndex:
             if binarizer.fitted and binarizer.dim != self.dim:
                 raise ValueError(f"binarizer has dim {binarizer.dim}, the index {self.dim}")
         self.binarizer = binarizer if binarizer is not None else ResidualBinarizer(self.bits)
-        # capacity rows, the first _n in use (grown geometrically by add)
-        self._codes = np.zeros((0, self.bits, (self.dim + 7) // 8), dtype=np.uint8)
-        self._n = 0
+        self._lock = threading.Lock()  # serializes adds
+        self._pack_lock = threading.Lock()  # serializes updates of the search layout
+        # (capacity rows, the number in use), published together (grown geometrically by add)
+        self._rows = (np.zeros((0, self.bits, (self.dim + 7) // 8), dtype=np.uint8), 0)
         # The search layout of the first _packed_n codes (groups of 8 codes as uint64 words),
         # extended on the next search after adds: a search then reads it as it is.
         self._packed = np.zeros((0, self._group_words()), dtype=np.uint64)
         self._packed_n = 0
+        self._file = None  # the file this index was memory-mapped from (for verify())
+
+    @property
+    def _codes(self) -> np.ndarray:
+        return self._rows[0]
+
+    @property
+    def _n(self) -> int:
+        return self._rows[1]
 
     def __len__(self) -> int:
         return self.ntotal
@@ -376,7 +417,8 @@ class SDCIndex:
     @property
     def codes(self) -> np.ndarray:
         """All stored codes, uint8 ``[ntotal, bits, ceil(dim / 8)]`` (a read-only view)."""
-        view = self._codes[:self._n].view(np.ndarray)
+        buf, n = self._rows
+        view = buf[:n].view(np.ndarray)
         view.flags.writeable = False
         return view
 
@@ -384,19 +426,28 @@ class SDCIndex:
         nb = (self.dim + 7) // 8  # bytes per plane
         return self.bits * ((nb + 7) // 8) * 8
 
-    def _search_layout(self) -> np.ndarray:
-        """The packed codes for the search, brought up to date (only the groups of 8 codes
-        from the last partly packed one onwards are packed again)."""
-        if self._packed_n != self._n:
-            g0 = self._packed_n // 8
-            tail = _core.sdc_pack(self._codes[g0 * 8:self._n]).reshape(-1, self._group_words())
-            self._packed = append_rows(self._packed, g0, tail)
-            self._packed_n = self._n
-        return self._packed.reshape(-1)
+    def _search_layout(self, rows=None) -> np.ndarray:
+        """The packed codes for the search of `rows` (a (buffer, n) snapshot; the current
+        rows by default), brought up to date: only the groups of 8 codes from the last partly
+        packed one onwards are packed again, with the bits past dim cleared."""
+        buf, n = self._rows if rows is None else rows
+        with self._pack_lock:
+            if self._packed_n < n:
+                g0 = self._packed_n // 8
+                step = 1 << 16  # codes masked and packed per pass (a multiple of 8)
+                packed = self._packed
+                for start in range(g0 * 8, n, step):
+                    chunk = _clear_padding(buf[start:min(n, start + step)], self.dim)
+                    tail = _core.sdc_pack(chunk).reshape(-1, self._group_words())
+                    packed = append_rows(packed, start // 8, tail)
+                self._packed = packed
+                self._packed_n = n
+            return self._packed.reshape(-1)
 
     def _append(self, codes: np.ndarray) -> None:
-        self._codes = append_rows(self._codes, self._n, codes)
-        self._n += codes.shape[0]
+        """Appends codes (the caller holds the add lock)."""
+        buf, n = self._rows
+        self._rows = (append_rows(buf, n, codes), n + codes.shape[0])
 
     def __repr__(self):
         return f"SDCIndex(dim={self.dim}, bits={self.bits}, ntotal={self.ntotal})"
@@ -409,17 +460,24 @@ class SDCIndex:
         if X.shape[0] == 0:
             return
         if not self.binarizer.fitted:
-            self.binarizer.fit(X)
-        self._append(self.binarizer.encode(X))
+            with self._lock:
+                if not self.binarizer.fitted:
+                    self.binarizer.fit(X)
+        codes = self.binarizer.encode(X)
+        with self._lock:
+            self._append(codes)
 
     def add_codes(self, codes) -> None:
-        """Adds codes made by this index's binarizer, uint8 ``[n, bits, ceil(dim / 8)]``."""
+        """Adds codes made by this index's binarizer, uint8 ``[n, bits, ceil(dim / 8)]``.
+        Bits past ``dim`` are ignored (stored cleared)."""
         codes = _check_codes(codes, "codes")
         want = (self.bits, (self.dim + 7) // 8)
         if codes.shape[1:] != want:
             raise ValueError(f"codes: expected shape [n, {want[0]}, {want[1]}], got {codes.shape}")
         if codes.shape[0]:
-            self._append(codes)
+            codes = _clear_padding(codes, self.dim)
+            with self._lock:
+                self._append(codes)
 
     def _query_codes(self, Q) -> np.ndarray:
         Q = as_float32(Q, "queries", ndim=2, allow_1d=True)
@@ -436,14 +494,22 @@ class SDCIndex:
         first, ties by the smaller id.
         """
         k = as_int(k, "k", minimum=1)
+        return self._search(queries, k, None)
+
+    def _search(self, queries, k: int, limit):
+        """search() over the first `limit` rows (all rows when None)."""
         Q = as_float32(queries, "queries", ndim=2, allow_1d=True)
         if Q.shape[1] != self.dim:
             raise ValueError(f"queries: expected {self.dim} columns, got {Q.shape[1]}")
-        if self.ntotal == 0 or Q.shape[0] == 0:
-            kk = min(k, self.ntotal)
+        buf, n = self._rows  # one snapshot for the layout and the search
+        if limit is not None:
+            n = min(n, limit)
+        if n == 0 or Q.shape[0] == 0:
+            kk = min(k, n)
             return np.zeros((Q.shape[0], kk), np.float32), np.zeros((Q.shape[0], kk), np.int64)
         q = self._query_codes(Q)
-        s, ids = _core.sdc_topk(q, self._codes[:self._n], k, self.dim, self._search_layout())
+        packed = self._search_layout((buf, n))
+        s, ids = _core.sdc_topk(q, buf[:n], k, self.dim, packed)
         return (s.astype(np.float64) * self.binarizer.scale).astype(np.float32), ids
 
     def candidates(self, queries, n: int) -> np.ndarray:
@@ -459,13 +525,18 @@ class SDCIndex:
             raise RuntimeError("cannot save an SDCIndex without a fitted binarizer; add data first")
         meta = {"dim": self.dim, "bits": self.bits, "binarizer": self.binarizer._meta()}
         arrays = dict(self.binarizer._arrays())
-        arrays["codes"] = self.codes
+        arrays["codes"] = self.codes  # one snapshot of the rows
         _fileformat.write_file(path, _INDEX_KIND, _FORMAT_VERSION, meta, arrays)
 
     @classmethod
     def load(cls, path, mmap: bool = True, verify=None) -> "SDCIndex":
-        """Opens a saved index. With mmap the codes stay on disk (read-only) and checksums are
-        verified only when ``verify=True``; without mmap everything is read and verified."""
+        """Opens a saved index, as :meth:`embedrt.BinaryIndex.load` does.
+
+        mmap=True (default) maps the codes without reading them (they stay on disk, read-only,
+        until the first search packs them); their checksums are verified when ``verify=True``
+        is passed or :meth:`verify` is called. mmap=False reads and verifies everything at
+        once. A file that is not an SDCIndex, is truncated, or whose header or (verified) data
+        is altered raises ValueError."""
         f = _fileformat.read_file(path, _INDEX_KIND, _FORMAT_VERSION, mmap=mmap, verify=verify)
         try:
             dim, bits = as_int(f.meta["dim"], "dim", minimum=1), _check_bits(f.meta["bits"])
@@ -479,6 +550,13 @@ class SDCIndex:
         if codes.dtype != np.uint8 or codes.ndim != 3 or codes.shape[1:] != (bits, (dim + 7) // 8):
             raise ValueError(f"{path}: codes have shape {codes.shape}, expected [n, {bits}, {(dim + 7) // 8}]")
         index = cls(dim, bits, binarizer=binarizer)
-        index._codes = codes
-        index._n = int(codes.shape[0])
+        index._rows = (codes, int(codes.shape[0]))
+        index._file = f if mmap else None
         return index
+
+    def verify(self) -> None:
+        """Checks the file this index was memory-mapped from against its checksums
+        (ValueError if they differ), also after codes were added. A no-op for an index built
+        in memory or loaded with mmap=False (verified when loaded)."""
+        if self._file is not None and not self._file.verified:
+            self._file.verify()
