@@ -48,6 +48,8 @@ def _read_json(path: Path, required: bool = True, expect=dict):
             data = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFolderError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelFolderError(f"{path}: not valid JSON (nested too deeply)") from None
     if expect is not None and not isinstance(data, expect):
         raise ModelFolderError(f"{path}: expected a JSON {expect.__name__}, got {type(data).__name__}")
     return data
@@ -88,6 +90,9 @@ def parse_pooling(cfg: dict, where: Path) -> tuple:
             raise ModelFolderError(f"{where}: 'pooling_mode' must be a string or a list of strings")
         out = []
         for m in modes:
+            if not isinstance(m, str):
+                raise ModelFolderError(f"{where}: 'pooling_mode' must be a string or a list of strings, "
+                                       f"got {m!r:.60} in it")
             m = _POOLING_ALIASES.get(m, m)
             if m not in POOLING_MODES:
                 raise ModelFolderError(f"{where}: unknown pooling mode {m!r}; "
@@ -189,7 +194,8 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
                 if not isinstance(inc, bool):
                     raise ModelFolderError(f"{cfg_path}: 'include_prompt' must be true or false")
                 include_prompt = inc
-                pooling_dim = cfg.get("word_embedding_dimension", cfg.get("embedding_dimension"))
+                key = "word_embedding_dimension" if "word_embedding_dimension" in cfg else "embedding_dimension"
+                pooling_dim = _pos_int(cfg, key, cfg_path)
                 have_pooling = True
             elif kind == "Normalize":
                 normalize = True
@@ -204,7 +210,10 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
 
     sbert = _read_json(path / "sentence_bert_config.json", required=False) or {}
     max_seq = _pos_int(sbert, "max_seq_length", path / "sentence_bert_config.json")
-    do_lower = bool(sbert.get("do_lower_case", False))
+    do_lower = sbert.get("do_lower_case", False)
+    if not isinstance(do_lower, bool):
+        raise ModelFolderError(f"{path / 'sentence_bert_config.json'}: 'do_lower_case' must be true or "
+                               f"false, got {do_lower!r:.60}")
     if max_seq is None:
         tok_cfg = _read_json(path / "tokenizer_config.json", required=False) or {}
         tml = tok_cfg.get("model_max_length")
@@ -223,10 +232,14 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
         raise ModelFolderError(f"{where}: 'prompts' must map names to strings")
     prompts = {k: (v or "") for k, v in prompts.items()}
     default_prompt_name = st.get("default_prompt_name")
+    if default_prompt_name is not None and not isinstance(default_prompt_name, str):
+        raise ModelFolderError(f"{where}: 'default_prompt_name' must be a string, got {default_prompt_name!r:.60}")
     if default_prompt_name is not None and default_prompt_name not in prompts:
         raise ModelFolderError(f"{where}: default_prompt_name {default_prompt_name!r} is not one of the "
                                f"prompts {sorted(prompts)}")
     sim = st.get("similarity_fn_name") or "cosine"
+    if not isinstance(sim, str):
+        raise ModelFolderError(f"{where}: 'similarity_fn_name' must be a string, got {sim!r:.60}")
     sim = _SIMILARITY_ALIASES.get(sim, sim)
     if sim not in SIMILARITY_FUNCTIONS:
         raise ModelFolderError(f"{where}: unknown similarity_fn_name {sim!r}; "
