@@ -18,6 +18,71 @@ _ORT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32,
               "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
 _POOLED_OUTPUT = "sentence_embedding"
+_PROBE_TOLERANCE = 1e-4  # max relative deviation per token of a rebuilt graph from the original
+
+
+def _input_types(session) -> dict:
+    return {i.name: _ORT_TYPES.get(i.type, np.int64) for i in session.get_inputs()}
+
+
+def _make_feed(input_types: dict, ids: list, type_ids=None):
+    """The padded inputs of a batch for a graph with `input_types`: (feed, lengths)."""
+    n = len(ids)
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    width = int(lengths.max()) if n else 0
+    return _feed_of(input_types, ids, type_ids, lengths, width), lengths
+
+
+def _feed_of(input_types, ids, type_ids, lengths, width) -> dict:
+    n = len(ids)
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    input_ids = np.zeros((n, width), dtype=np.int64)
+    input_ids[mask] = np.concatenate(ids) if n > 1 else ids[0]
+    feed = {}
+    for name, dtype in input_types.items():
+        if name == "input_ids":
+            value = input_ids
+        elif name == "attention_mask":
+            value = mask.astype(dtype)
+        elif name == "token_type_ids":
+            value = np.zeros((n, width), dtype=dtype)
+            if type_ids is not None:
+                value[mask] = np.concatenate(type_ids) if n > 1 else type_ids[0]
+        else:  # position_ids
+            value = np.broadcast_to(np.arange(width, dtype=dtype), (n, width)).copy()
+        if value.dtype != dtype:
+            value = value.astype(dtype)
+        feed[name] = value
+    return feed
+
+
+def _probe_ids(config: dict) -> list:
+    """A few random id sequences of different lengths within the model's vocabulary."""
+    rng = np.random.default_rng(20240611)
+    vocab = int(config["vocab_size"])
+    longest = max(2, min(int(config["max_position_embeddings"]), 24))
+    lengths = sorted({min(longest, n) for n in (3, 11, 24)})
+    return [rng.integers(0, vocab, n).astype(np.int64) for n in lengths]
+
+
+def rebuilt_deviation(original, rebuilt, config: dict) -> float:
+    """The max relative deviation (per token, over a probe of random id sequences) of the
+    per-token output of `rebuilt` from that of `original` (two onnxruntime sessions)."""
+    ids = _probe_ids(config)
+    outs = []
+    for sess in (original, rebuilt):
+        feed, lengths = _make_feed(_input_types(sess), ids)
+        outs.append(np.asarray(sess.run([sess.get_outputs()[0].name], feed)[0], dtype=np.float64))
+    a, b = outs
+    if a.shape != b.shape:
+        return float("inf")
+    mask = np.arange(a.shape[1])[None, :] < lengths[:, None]
+    a, b = a[mask], b[mask]
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
+    num = np.linalg.norm(a - b, axis=-1)
+    den = np.maximum(np.linalg.norm(a, axis=-1), 1e-30)
+    return float(np.max(num / den)) if num.size else 0.0
 
 
 class OnnxRuntimeBackend:
@@ -40,27 +105,38 @@ class OnnxRuntimeBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         opts.log_severity_level = 3
-        source = str(self.path)
         self.rebuilt = False
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: onnxruntime cannot load this graph ({e})") from None
         if config is not None and config.get("model_type") == "bert":
             # A plain BertModel graph (e.g. a torch.onnx export) is rebuilt from its own weights
             # into embedrt's graph: the same arithmetic without the exporter's extra passes over
-            # the [batch, heads, seq, seq] attention tensors (NaN guards, mask expansion).
+            # the [batch, heads, seq, seq] attention tensors (NaN guards, mask expansion). The
+            # shape of the rebuild (heads, epsilon, activation) comes from config.json, so it is
+            # used only when it computes what the graph computes on a probe.
             try:
                 from .export import rebuild_bert_graph
 
                 model = rebuild_bert_graph(self.path, config)
-                if model.ByteSize() < 2_000_000_000:
-                    source = model.SerializeToString()
-                    self.rebuilt = True
+                source = model.SerializeToString() if model.ByteSize() < 2_000_000_000 else None
                 del model
+                if source is not None:
+                    rebuilt = ort.InferenceSession(source, sess_options=opts,
+                                                   providers=["CPUExecutionProvider"])
+                    dev = rebuilt_deviation(self.session, rebuilt, config)
+                    if dev <= _PROBE_TOLERANCE:
+                        self.session, self.rebuilt = rebuilt, True
+                    else:
+                        logger.warning("embedrt: %s runs as it is: the graph rebuilt from config.json "
+                                       "deviates from it by %.3g (relative, per token; the bound is "
+                                       "%g); config.json does not describe this graph", self.path.name,
+                                       dev, _PROBE_TOLERANCE)
+                    del rebuilt
             except Exception as e:  # noqa: BLE001 - any graph that does not fit runs as it is
                 logger.debug("embedrt: %s runs as it is (%s)", self.path.name, e)
-        try:
-            self.session = ort.InferenceSession(source, sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ValueError(f"{self.path}: onnxruntime cannot load this graph ({e})") from None
         self.threads = opts.intra_op_num_threads
         self.pad_multiple = max(1, int(pad_multiple))
 
@@ -71,7 +147,7 @@ class OnnxRuntimeBackend:
         unknown = set(inputs) - {"input_ids", "attention_mask", "token_type_ids", "position_ids"}
         if unknown:
             raise ValueError(f"{self.path}: the graph has inputs embedrt cannot feed: {', '.join(sorted(unknown))}")
-        self._input_types = {n: _ORT_TYPES.get(i.type, np.int64) for n, i in inputs.items()}
+        self._input_types = _input_types(self.session)
 
         outputs = {o.name: o for o in self.session.get_outputs()}
         self.pooled = False
@@ -109,24 +185,7 @@ class OnnxRuntimeBackend:
         width = int(lengths.max()) if n else 0
         if self.pad_multiple > 1:
             width = -(-width // self.pad_multiple) * self.pad_multiple
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        input_ids = np.zeros((n, width), dtype=np.int64)
-        input_ids[mask] = np.concatenate(ids) if n > 1 else ids[0]
-        feed = {}
-        for name, dtype in self._input_types.items():
-            if name == "input_ids":
-                value = input_ids
-            elif name == "attention_mask":
-                value = mask.astype(dtype)
-            elif name == "token_type_ids":
-                value = np.zeros((n, width), dtype=dtype)
-                if type_ids is not None:
-                    value[mask] = np.concatenate(type_ids) if n > 1 else type_ids[0]
-            else:  # position_ids
-                value = np.broadcast_to(np.arange(width, dtype=dtype), (n, width)).copy()
-            if value.dtype != dtype:
-                value = value.astype(dtype)
-            feed[name] = value
+        feed = _feed_of(self._input_types, ids, type_ids, lengths, width)
         out = self.session.run(self._outputs, feed)[0]
         return out, lengths
 
