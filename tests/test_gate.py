@@ -360,3 +360,11 @@ def test_cli_info_shows_the_choice(tiny, capsys):
     assert main(["info", "--model", str(tiny)]) == 0
     out = capsys.readouterr().out
     assert "model.backend_reason" in out and "model.gate" in out
+
+
+def test_deep_json_in_config_is_not_recognized(tmp_path):
+    from embedrt.encoder._native_load import read_hf_config
+
+    (tmp_path / "config.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(NotRecognized, match="config.json"):
+        read_hf_config(tmp_path)

@@ -45,7 +45,7 @@ def read_hf_config(model_dir) -> dict | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise NotRecognized(f"{path}: cannot be read ({e})") from None
     mt = raw.get("model_type")
     if mt is not None and mt not in ("bert",):

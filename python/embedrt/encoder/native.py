@@ -63,7 +63,7 @@ def _special_ids(model_dir) -> tuple:
                 vocab = json.loads(tj.read_text(encoding="utf-8")).get("model", {}).get("vocab", {})
                 if isinstance(vocab, dict):
                     cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass
         vt = Path(model_dir) / "vocab.txt"
         if (cls_id is None or sep_id is None) and vt.is_file():
