@@ -63,7 +63,8 @@ def test_same_on_every_path(isa):
 
 
 @pytest.mark.isa
-@pytest.mark.parametrize("m,k", [(19, 77), (1, 4), (12, 384), (70, 76), (9, 1540)])
+@pytest.mark.parametrize("m,k", [(19, 77), (1, 4), (12, 384), (70, 76), (9, 1540), (10, 8),
+                                 (11, 1104), (13, 384), (14, 2052), (15, 4), (16, 384)])
 def test_uint8_activations_and_bias(isa, m, k):
     # The _core entry points also take A as uint8 codes a + 128 and a fused bias (codes with
     # k a multiple of 4 are read in place on the avx512 path, others packed; k > 512 runs in
@@ -92,16 +93,18 @@ def test_uint8_activations_and_bias(isa, m, k):
 @pytest.mark.isa
 @pytest.mark.parametrize("j0,j1", [(0, 1), (3, 20), (16, 32), (5, 70), (47, 49), (69, 70), (10, 10)])
 @pytest.mark.parametrize("k", [150, 1100])
-def test_column_ranges(isa, j0, j1, k):
+@pytest.mark.parametrize("m", [13, 10])
+def test_column_ranges(isa, j0, j1, k, m):
     # int8_gemm_packed(a, ..., j0, j1, ...) writes only columns [j0, j1) (k = 1100 also runs
-    # later k blocks over partial column blocks).
+    # later k blocks over partial column blocks; 9 to 16 rows of uint8 codes with k a
+    # multiple of 4 take the one-pass path of 12 x 32 or 16 x 16 blocks on avx512).
     rng = np.random.default_rng(j0 * 100 + j1)
-    a, b = rand(rng, (13, k)), rand(rng, (70, k))
+    a, b = rand(rng, (m, k)), rand(rng, (70, k))
     packed = Int8Matrix(b)
     for codes in (a, a.view(np.uint8) ^ 0x80):
-        out = np.full((13, 70), -7, np.int32)
+        out = np.full((m, 70), -7, np.int32)
         core.int8_gemm(codes, packed._packed, out, False, j0, j1)
-        want = np.full((13, 70), -7, np.int64)
+        want = np.full((m, 70), -7, np.int64)
         want[:, j0:j1] = ref(a, b)[:, j0:j1]
         np.testing.assert_array_equal(out, want)
 
