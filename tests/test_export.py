@@ -280,6 +280,9 @@ def test_export_with_int8_and_encoder_loads_it(tmp_path):
     src = make_tiny_checkpoint(tmp_path / "ckpt")
     out = embedrt.export(src, tmp_path / "out", quantize="int8")
     assert (out / "onnx" / "model_qint8.onnx").is_file()
+    import onnx
+
+    onnx.checker.check_model(str(out / "onnx" / "model.onnx"), full_check=True)
     assert (out / "1_Pooling" / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert not (out / "model.safetensors").exists()
     a = embedrt.Encoder(out, backend="onnxruntime").encode(["w1 w2 w3", "w4"])

@@ -94,7 +94,6 @@ class _Weights:
 
 def build_bert_graph(cfg: dict, weights: _Weights):
     """The BertModel forward pass as an onnx.ModelProto."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     H = cfg["hidden_size"]
@@ -197,8 +196,8 @@ def build_bert_graph(cfg: dict, weights: _Weights):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="embedrt")
     model.ir_version = min(model.ir_version, 8)
-    if model.ByteSize() < 2_000_000_000:  # the checker cannot take larger protos in memory
-        onnx.checker.check_model(model)
+    # (onnx.checker passes on this graph: tests/test_export.py runs it; it is not run here,
+    # where it would add a fifth to the default model's first start)
     return model
 
 
