@@ -84,6 +84,15 @@ def test_errors_and_exit_codes(minilm_dir, tmp_path, capsys):
     assert main(["encode", "-m", str(minilm_dir), "--backend", "onnxruntime", "-o", "x.csv", "a"]) == 2
     assert main(["encode", "-m", str(minilm_dir), "--backend", "onnxruntime", "--dims", "999", "a"]) == 1
     assert "truncate_dim" in capsys.readouterr().err
+    for opt in (["--batch-size", "0"], ["--dims", "0"], ["--threads", "0"], ["--max-seq-length", "1"]):
+        assert main(["encode", "-m", str(minilm_dir), *opt, "a"]) == 2, opt  # a bad option value
+        assert opt[0] in capsys.readouterr().err
+    # --output-format npy writes the file as named
+    out = tmp_path / "vectors"
+    assert main(["encode", "-m", str(minilm_dir), "--backend", "onnxruntime", "-o", str(out),
+                 "--output-format", "npy", "a"]) == 0
+    assert out.is_file() and not (tmp_path / "vectors.npy").exists()
+    assert f"wrote {out}:" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["encode", "--precision", "int4", "a"])
     assert e.value.code == 2

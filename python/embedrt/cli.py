@@ -171,6 +171,10 @@ def _cmd_encode(args) -> int:
             raise _UsageError(f"--output {args.output}: name it .npy or .jsonl, or give --output-format")
     if out_format == "npy" and (args.output is None or args.output == "-"):
         raise _UsageError("--output-format npy needs --output FILE.npy")
+    for name, least in (("batch_size", 1), ("dims", 1), ("threads", 1), ("max_seq_length", 2)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise _UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
 
     enc = embedrt.Encoder(args.model, backend=args.backend, threads=args.threads,
                           max_seq_length=args.max_seq_length, onnx_file=args.onnx_file)
@@ -180,7 +184,8 @@ def _cmd_encode(args) -> int:
     if out_format == "table":
         print(_table(texts, emb))
     elif out_format == "npy":
-        np.save(args.output, emb)
+        with open(args.output, "wb") as f:  # the name as given (np.save would append .npy)
+            np.save(f, emb)
         print(f"wrote {args.output}: shape {tuple(emb.shape)} dtype {emb.dtype}", file=sys.stderr)
     else:
         stream = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
@@ -211,6 +216,24 @@ def _cmd_convert(args) -> int:
                           onnx_file=args.onnx_file, verify=not args.no_verify)
     print(f"converted {args.model_dir} -> {out}")
     return 0
+
+
+# ----------------------------------------------------------------------------- serve
+def _cmd_serve(args) -> int:
+    import os
+
+    from .serve import serve
+
+    api_key = args.api_key if args.api_key is not None else os.environ.get("EMBEDRT_API_KEY") or None
+    for name in ("max_batch_tokens", "max_queue", "port"):
+        if getattr(args, name) < (0 if name == "port" else 1):
+            raise _UsageError(f"--{name.replace('_', '-')} must be at least {0 if name == 'port' else 1}")
+    if args.max_wait_ms < 0:
+        raise _UsageError("--max-wait-ms must be >= 0")
+    return serve(args.model, host=args.host, port=args.port, backend=args.backend, threads=args.threads,
+                 max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+                 max_queue=args.max_queue, api_key=api_key, model_name=args.model_name,
+                 log_level="debug" if args.verbose > 1 else "info", access_log=args.verbose > 0)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -305,6 +328,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true",
                    help="skip the load gate (the probe against onnxruntime or the numpy reference)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-compatible /v1/embeddings)",
+                       description="Serves a model over HTTP: OpenAI's POST /v1/embeddings, GET /v1/models, "
+                                   "GET /health, GET /metrics (Prometheus) and TEI's POST /embed, with dynamic "
+                                   "batching of concurrent requests. Needs pip install 'embedrt[serve]'.",
+                       epilog="examples:\n  embedrt serve --model ./minilm --port 8080\n"
+                              "  EMBEDRT_API_KEY=secret embedrt serve --host 0.0.0.0 --max-batch-tokens 4096\n\n"
+                              "SIGTERM or Ctrl-C stops accepting connections, answers what is queued and exits 0.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--model", metavar="DIR", help="exported model folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--backend", default="auto", choices=["auto", "native", "onnxruntime"])
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
+                   help="an encoder batch stops growing at N tokens (default: 8192)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0, metavar="T",
+                   help="with the encoder idle, wait up to T ms for more texts before a batch starts "
+                        "(default: 0; texts arriving during a batch form the next one anyway)")
+    p.add_argument("--max-queue", type=int, default=8192, metavar="N",
+                   help="at most N texts wait for the encoder; beyond, 503 with Retry-After (default: 8192)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' (default: $EMBEDRT_API_KEY, else none)")
+    p.add_argument("--model-name", metavar="NAME", help="the model's name in responses (default: the folder's)")
+    p.set_defaults(func=_cmd_serve)
+
+    from .distributed.cli import add_parser as _add_embed_dataset
+    _add_embed_dataset(sub)
     return parser
 
 

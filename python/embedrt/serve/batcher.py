@@ -1,0 +1,292 @@
+"""Dynamic batching: the texts of concurrent requests share encoder batches.
+
+One asyncio task forms batches and one worker thread runs them, off the event loop (the
+encoder's kernels release the GIL). While a batch runs, the texts that arrive queue up and
+form the next batch, up to ``max_batch_tokens`` tokens; with the worker idle a batch starts at
+once, or after up to ``max_wait_ms`` when that is set (to gather more texts per batch). A
+batch holds texts of one kind only (the same output dimensions and normalization); a request
+longer than a batch is split over several. Each request gets its own rows back, in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import time
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    """More texts are waiting than the queue holds; the client should retry later."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Stopping(Exception):
+    """The server is shutting down and takes no new work."""
+
+
+class _Job:
+    __slots__ = ("texts", "tokens", "key", "future", "out", "taken", "done", "cancelled", "t0")
+
+    def __init__(self, texts, tokens, key, future):
+        self.texts = texts
+        self.tokens = tokens
+        self.key = key
+        self.future = future
+        self.out = None
+        self.taken = 0      # texts handed to a batch so far
+        self.done = 0       # texts whose rows are in
+        self.cancelled = False
+        self.t0 = time.perf_counter()
+
+
+class Batcher:
+    """Collects texts from concurrent requests into encoder batches.
+
+    Args:
+        encode: ``encode(texts, key) -> float32 array (len(texts), dim)``, run in the worker thread.
+        max_batch_tokens: a batch stops growing at this many tokens (it always takes one text).
+        max_wait_ms: with the worker idle, how long a batch below ``max_batch_tokens`` may wait
+            for more texts (0: it starts at once).
+        max_queue: at most this many texts wait; beyond, ``submit`` raises ``QueueFull``
+            (a request arriving at an empty queue is always taken).
+        metrics: a ``ServerMetrics`` (optional).
+        executor: the one-thread executor to run batches on (default: a new one).
+    """
+
+    def __init__(self, encode, *, max_batch_tokens: int = 8192, max_wait_ms: float = 0.0,
+                 max_queue: int = 4096, metrics=None, executor=None):
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        self._encode = encode
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.max_wait = float(max_wait_ms) / 1000.0
+        self.max_queue = int(max_queue)
+        self._metrics = metrics
+        self._own_executor = executor is None
+        self.executor = executor or self._new_executor()
+        self._jobs = collections.deque()
+        self._waiting = 0          # texts queued, not yet in a batch
+        self._wake = None
+        self._task = None
+        self._busy = False
+        self._stopping = False
+        self._idle = None
+
+    @staticmethod
+    def _new_executor():
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-encode")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def queued(self) -> int:
+        """Texts waiting for a batch."""
+        return self._waiting
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Starts the batching task on the running event loop (idempotent)."""
+        if self.running:
+            return
+        if self.executor is None:  # stopped before: a new worker (an app's lifespan may run again)
+            self.executor = self._new_executor()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="embedrt-batcher")
+
+    async def stop(self, drain: bool = True) -> None:
+        """Takes no new texts, answers (``drain``) or fails the queued ones, then stops."""
+        self._stopping = True
+        if self._task is None:
+            return
+        if drain:
+            self._wake.set()
+            while self._jobs or self._busy:
+                self._idle.clear()
+                self._wake.set()
+                await self._idle.wait()
+        else:
+            for job in self._jobs:
+                if not job.future.done():
+                    job.future.set_exception(Stopping("the server is shutting down"))
+            self._jobs.clear()
+            self._set_waiting(0)
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        if self._own_executor:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+
+    def _set_waiting(self, n: int) -> None:
+        self._waiting = n
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(n)
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, texts: list, tokens: list, key=None) -> "_Job":
+        """Queues a request's texts (with their token counts); await ``job.future`` for the rows
+        (a float32 array, one row per text, in order). Raises ``QueueFull`` or ``Stopping``."""
+        if self._stopping:
+            raise Stopping("the server is shutting down")
+        if not self.running:
+            self.start()
+        n = len(texts)
+        if self._waiting and self._waiting + n > self.max_queue:
+            if self._metrics is not None:
+                self._metrics.rejected.inc(n)
+            raise QueueFull(f"the queue is full ({self._waiting} texts waiting, at most {self.max_queue}); "
+                            "retry later")
+        job = _Job(texts, tokens, key, asyncio.get_running_loop().create_future())
+        if n == 0:
+            job.future.set_result(None)
+            return job
+        self._jobs.append(job)
+        self._set_waiting(self._waiting + n)
+        self._wake.set()
+        return job
+
+    def cancel(self, job: "_Job") -> None:
+        """Drops a job's texts that are not in a batch yet (its client went away)."""
+        if job.cancelled:
+            return
+        job.cancelled = True
+        left = len(job.texts) - job.taken
+        if left and job in self._jobs:
+            self._jobs.remove(job)
+            self._set_waiting(self._waiting - left)
+            if self._metrics is not None:
+                self._metrics.cancelled.inc(left)
+        if not job.future.done():
+            job.future.cancel()
+
+    async def embed(self, texts: list, tokens: list, key=None) -> np.ndarray:
+        """``submit`` and wait for the rows."""
+        job = self.submit(texts, tokens, key)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+
+    # ------------------------------------------------------------------ the loop
+    def _pending_tokens(self, key) -> int:
+        total = 0
+        for job in self._jobs:
+            if job.key == key:
+                total += sum(job.tokens[job.taken:])
+                if total >= self.max_batch_tokens:
+                    break
+        return total
+
+    def _take(self):
+        """The next batch: [(job, lo, hi)], all of the first job's kind, at most max_batch_tokens
+        tokens (at least one text)."""
+        if not self._jobs:
+            return None, []
+        key = self._jobs[0].key
+        budget = self.max_batch_tokens
+        parts = []
+        used = 0
+        taken_texts = 0
+        keep = collections.deque()
+        full = False
+        for job in self._jobs:
+            if full or job.key != key:
+                keep.append(job)
+                continue
+            lo = hi = job.taken
+            n = len(job.texts)
+            while hi < n:
+                t = job.tokens[hi]
+                if used + t > budget and (used or hi > lo or parts):
+                    full = True
+                    break
+                used += t
+                hi += 1
+            if hi > lo:
+                parts.append((job, lo, hi))
+                job.taken = hi
+                taken_texts += hi - lo
+            if hi < n:
+                keep.append(job)
+        self._jobs = keep
+        self._set_waiting(self._waiting - taken_texts)
+        return key, parts
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._jobs:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            self._idle.clear()
+            if self.max_wait > 0 and not self._stopping:
+                key = self._jobs[0].key
+                deadline = self._jobs[0].t0 + self.max_wait
+                while self._pending_tokens(key) < self.max_batch_tokens:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or self._stopping:
+                        break
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), left)
+                    except asyncio.TimeoutError:
+                        break
+                    if not self._jobs:
+                        break
+                if not self._jobs:
+                    continue
+            key, parts = self._take()
+            if not parts:
+                continue
+            texts = []
+            for job, lo, hi in parts:
+                texts.extend(job.texts[lo:hi])
+            self._busy = True
+            t0 = time.perf_counter()
+            try:
+                emb = await loop.run_in_executor(self.executor, self._encode, texts, key)
+            except Exception as e:  # noqa: BLE001 - handed to each request
+                for job, _, _ in parts:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                    if job in self._jobs:
+                        self._jobs.remove(job)
+                        self._set_waiting(self._waiting - (len(job.texts) - job.taken))
+                continue
+            finally:
+                self._busy = False
+            m = self._metrics
+            if m is not None:
+                m.batch_seconds.observe(time.perf_counter() - t0)
+                m.batch_size.observe(len(texts))
+                m.batch_tokens.observe(sum(sum(job.tokens[lo:hi]) for job, lo, hi in parts))
+            row = 0
+            for job, lo, hi in parts:
+                k = hi - lo
+                if not job.cancelled and not job.future.done():
+                    if job.out is None:
+                        job.out = np.empty((len(job.texts), emb.shape[1]), dtype=np.float32)
+                    job.out[lo:hi] = emb[row:row + k]
+                    job.done += k
+                    if job.done == len(job.texts):
+                        job.future.set_result(job.out)
+                row += k
