@@ -52,6 +52,8 @@ _LAZY = {
     "export": ".encoder",
     "convert": ".encoder",
     "NotRecognized": ".encoder",
+    # scale-out (Ray, Spark: the distributed extra)
+    "ShardedIndex": ".distributed.sharded",
 }
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "quantize", "sdc", "__version__", *_LAZY]
