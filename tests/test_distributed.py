@@ -295,6 +295,35 @@ def test_cli_local_engine(env, encoder, tmp_path):
     assert rc == 1
 
 
+@pytest.mark.parametrize("engine", ["ray", "spark"])
+@pytest.mark.parametrize("single_file", [True, False], ids=["file", "folder"])
+def test_cli_ray_and_spark_engines(request, engine, single_file, env, encoder, tmp_path):
+    """The CLI on a cluster that has no CPU to spare beyond its embedding actors (2 CPUs): the
+    reading and writing tasks still run, and every row comes out once."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from embedrt.cli import main
+
+    request.getfixturevalue("ray_cluster" if engine == "ray" else "spark")
+    texts = _texts(120)
+    pq.write_table(pa.table({"id": list(range(120)), "text": texts}), tmp_path / "docs.parquet")
+    out = tmp_path / ("out.parquet" if single_file else "out")
+    rc = main(["embed-dataset", "--engine", engine, "--input", str(tmp_path / "docs.parquet"),
+               "--output", str(out), "--model", env["model"], "--batch-size", "32", "--threads", "1"])
+    assert rc == 0
+    table = pq.read_table(out)
+    ids = table.column("id").to_pylist()
+    assert sorted(ids) == list(range(120))
+    if single_file:
+        assert ids == list(range(120))  # one file keeps the input order
+    _check(encoder, texts, ids, table.column("embedding").to_pylist(), "float32")
+    if engine == "ray":  # actors on every CPU would leave none for reading: refused, not a hang
+        assert main(["embed-dataset", "--engine", "ray", "--input", str(tmp_path / "docs.parquet"),
+                     "--output", str(tmp_path / "y.parquet"), "--model", env["model"],
+                     "--concurrency", "2"]) == 1
+
+
 # ----------------------------------------------------------------------------- ShardedIndex
 def _assert_same(a, b):
     assert a[0].dtype == b[0].dtype and a[1].dtype == b[1].dtype

@@ -104,10 +104,21 @@ def _run_ray(args, opts) -> int:
     from .ray_data import embed_ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 log_to_driver=False)
+        address = os.environ.get("RAY_ADDRESS")
+        # A local cluster gets one logical CPU more than the machine has: the reading and
+        # writing tasks (mostly waiting on I/O) need a CPU of Ray's while the embedding actors
+        # hold one each; without it, actors on every core would leave the reader none and wait
+        # for it forever.
+        extra = {} if address else {"num_cpus": (os.cpu_count() or 1) + 1}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **extra)
     threads = args.threads or 1
-    concurrency = args.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    # one CPU of the cluster stays free for the reading and writing tasks
+    concurrency = args.concurrency or max(1, (cpus - 1) // threads)
+    if concurrency * threads >= cpus:
+        raise ValueError(f"--concurrency {concurrency} x {threads} threads would hold all {cpus} CPUs of "
+                         "the Ray cluster, leaving none for reading and writing the data; "
+                         f"use at most {max(1, (cpus - 1) // threads)}")
     ds = ray.data.read_parquet(args.input)
     out = embed_ray(ds, args.model, threads=threads, num_cpus=threads, concurrency=concurrency, **opts)
     if not _single_file(args.output):
