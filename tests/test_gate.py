@@ -132,11 +132,8 @@ def _value_scale(cfg, p):
     p["0.v_w"] = p["0.v_w"] * np.float32(0.98)
 
 
-CORRUPTIONS = [_zero_bias, _scale_gamma, _drop_type_row, _one_weight, _epsilon, _value_scale]
-
-
-@pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__.strip("_"))
-def test_gate_catches_a_misread_weight(tiny, monkeypatch, caplog, corrupt):
+def _misread_with(monkeypatch, corrupt):
+    """The recogniser returns what it reads, then altered by corrupt(cfg, params)."""
     real = native.params_from_onnx
 
     def misread(path, cfg):
@@ -146,6 +143,14 @@ def test_gate_catches_a_misread_weight(tiny, monkeypatch, caplog, corrupt):
         return cfg2, params
 
     monkeypatch.setattr(native, "params_from_onnx", misread)
+
+
+CORRUPTIONS = [_zero_bias, _scale_gamma, _drop_type_row, _one_weight, _epsilon, _value_scale]
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__.strip("_"))
+def test_gate_catches_a_misread_weight(tiny, monkeypatch, caplog, corrupt):
+    _misread_with(monkeypatch, corrupt)
     with pytest.raises(NotRecognized, match=r"deviates from onnxruntime by [0-9.e-]+"):
         embedrt.Encoder(tiny, backend="native")
     with caplog.at_level(logging.WARNING, logger="embedrt"):
@@ -171,15 +176,7 @@ def test_int8_graph_is_proven_on_its_float_twin(tmp_path, monkeypatch, graph, co
     v = b.verdict
     assert v.passed is True and "twin" in v.reference and v.extra["graph_file_precision"] == "int8"
     assert v.fp32_max_rel <= gate.FP32_MAX_REL and v.int8_min_cos >= gate.INT8_MIN_COS
-    real = native.params_from_onnx
-
-    def misread(path, cfg):
-        cfg2, params = real(path, cfg)
-        params = dict(params)
-        corrupt(cfg2, params)
-        return cfg2, params
-
-    monkeypatch.setattr(native, "params_from_onnx", misread)
+    _misread_with(monkeypatch, corrupt)
     with pytest.raises(gate.GateMismatch, match="float twin"):
         native.NativeBackend.from_model_dir(folder, cache=False)
 
