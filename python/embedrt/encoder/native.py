@@ -292,8 +292,24 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
            normalize: bool, longest, threads=None) -> _Prepared:
     """Reads `source`, runs the gate (when `verify`), calibrates and quantizes. Raises
     NotRecognized (a gate.GateMismatch when the probe disagrees)."""
+    import time
+
     from . import gate
 
+    special = _special_ids(model_dir) if verify else (None, None)
+
+    def probe_for(c):
+        limit = c["max_position"] if longest is None else min(int(longest), c["max_position"])
+        return gate.probe_sequences(c["vocab"], limit, special)
+
+    # The onnxruntime side of the gate starts at once on its own thread (config.json tells the
+    # probe's vocabulary and length), overlapping the reading and conversion below.
+    early = seqs = None
+    if verify and source.suffix == ".onnx":
+        hf = read_hf_config(model_dir)
+        if hf is not None:
+            seqs = probe_for(hf)
+            early = gate.start_onnx_reference(source, seqs, pooling, threads=threads)
     cfg, params = _load_source(model_dir, source)
     fp32_arrays = prepare_arrays(cfg, params, "fp32")
     fp32 = NativeBackend.from_arrays(cfg, fp32_arrays, "fp32", source=str(source))
@@ -307,8 +323,12 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
         return _Prepared(cfg, arrays, precision, source,
                          gate.Verdict(passed=None, reason="not verified (verify=False)"))
     twin = None
+    want = probe_for(cfg)
+    if seqs is None or len(seqs) != len(want) or not all(np.array_equal(a, b) for a, b in zip(seqs, want)):
+        seqs = want  # no config.json, or the graph says otherwise: the probe follows the graph
+    t0 = time.perf_counter()
     if source.suffix == ".onnx":
-        reference = gate.OnnxReference(source, threads=threads)
+        reference = early.result() if early is not None else gate.OnnxReference(source, threads=threads)
         if cfg.get("graph_precision") == "int8":
             try:
                 twin = gate.TwinReference(source, threads=threads)
@@ -317,12 +337,11 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
                                         reference.backend) from None
     else:
         reference = gate.NumpyReference(cfg, params)
-    limit = cfg["max_position"] if longest is None else min(int(longest), cfg["max_position"])
-    seqs = gate.probe_sequences(cfg["vocab"], limit, _special_ids(model_dir))
     verdict = gate.check(reference, seqs, pooling=pooling, native_pooling=_native_pooling(pooling),
                          normalize=normalize, fp32_engine=fp32,
                          int8_engine=engine if precision == "int8" else None,
-                         graph_precision=cfg.get("graph_precision", "fp32"), float_reference=twin)
+                         graph_precision=cfg.get("graph_precision", "fp32"), float_reference=twin,
+                         setup_seconds=time.perf_counter() - t0)
     if not verdict.passed:
         raise gate.GateMismatch(f"{source.name}: {verdict.reason}", verdict,
                                 getattr(reference, "backend", None))
