@@ -137,3 +137,20 @@ def test_console_entry_point_runs(minilm_dir):
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "shape (1, 384)" in r.stdout
+
+
+def test_small_jobs_take_the_native_engine_wherever_it_is_proven(minilm_dir, monkeypatch):
+    """At a level where auto's table prefers onnxruntime, a small `encode` job still runs on the
+    proven native engine (its cached start is the fastest); a large one follows the table."""
+    import argparse
+
+    from embedrt.cli import _SMALL_JOB, _encoder_for
+    from embedrt.encoder import encoder
+
+    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", ())
+    args = argparse.Namespace(model=str(minilm_dir), backend="auto", threads=None,
+                              max_seq_length=None, onnx_file=None)
+    assert _encoder_for(args, 2).backend_info["backend"] == "native"
+    assert _encoder_for(args, _SMALL_JOB + 1).backend_info["backend"] == "onnxruntime"
+    args.backend = "onnxruntime"
+    assert _encoder_for(args, 2).backend_info["backend"] == "onnxruntime"
