@@ -267,8 +267,9 @@ def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: b
 
     float_reference (a TwinReference, for an int8 graph): the engines are held to it as to an
     fp32 graph, and the int8 engine to the file itself by the low-precision bound too.
-    setup_seconds: what making the references cost the load in wall time (the verdict's
-    ``seconds`` is that plus this call)."""
+    setup_seconds: how long the load waited for the references after converting (the
+    verdict's ``seconds`` is that plus this call; the onnxruntime session made meanwhile on
+    its own thread, ``session_seconds``, slows the conversion on a busy machine too)."""
     t0 = time.perf_counter()
     file_ref = reference
     seqs = reference.order(seqs)
