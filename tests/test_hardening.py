@@ -545,3 +545,24 @@ def test_rebuild_with_a_wrong_config_runs_the_original_graph(tiny, change, caplo
     assert not bad.rebuilt
     assert any("runs as it is" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(bad.embed(_ids()), want)
+
+
+@pytest.mark.parametrize("k", [2**31, 2**63, 2**70])
+def test_huge_k_is_the_whole_index(k):
+    """k beyond the rows (up to and past int64) gives every row, as k = n does, not a
+    binding error."""
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (40, 8), dtype=np.uint8)
+    d, i = embedrt.hamming_topk(codes[:3], codes, k)
+    want = embedrt.hamming_topk(codes[:3], codes, 40)
+    assert np.array_equal(d, want[0]) and np.array_equal(i, want[1])
+    index = embedrt.BinaryIndex(64)
+    index.add(codes)
+    d, i = index.search(codes[:3], k)
+    assert i.shape == (3, 40) and np.array_equal(i, index.search(codes[:3], 40)[1])
+    x = rng.standard_normal((40, 32)).astype(np.float32)
+    sdc_index = embedrt.SDCIndex(32, bits=2)
+    sdc_index.add(x)
+    assert sdc_index.search(x[:2], k)[1].shape == (2, 40)
+    q, db = sdc_index.binarizer.encode(x[:2]), sdc_index.binarizer.encode(x)
+    assert embedrt.sdc_topk(q, db, k, dim=32)[1].shape == (2, 40)

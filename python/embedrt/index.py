@@ -169,7 +169,7 @@ class BinaryIndex:
         if n == 0 or m == 0:
             kk = min(k, n)
             return np.zeros((m, kk), dtype=np.int32), np.zeros((m, kk), dtype=np.int64)
-        return _core.hamming_topk(queries, buf[:n], k, self._nbits)
+        return _core.hamming_topk(queries, buf[:n], min(k, n), self._nbits)
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path) -> None:

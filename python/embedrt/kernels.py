@@ -105,7 +105,7 @@ def hamming_topk(queries, codes, k: int):
     """
     queries, codes = _pair(queries, codes, "queries", "codes")
     k = as_int(k, "k", minimum=1)
-    return _core.hamming_topk(queries, codes, k, 8 * queries.shape[1])
+    return _core.hamming_topk(queries, codes, min(k, max(codes.shape[0], 1)), 8 * queries.shape[1])
 
 
 def binary_matmul(a, b, nbits: int | None = None) -> np.ndarray:

@@ -127,7 +127,7 @@ def sdc_topk(q_codes, db_codes, k, dim=None):
     """
     k = as_int(k, "k", minimum=1)
     q, d, dim = _check_pair(q_codes, db_codes, dim)
-    return _core.sdc_topk(q, d, k, dim)
+    return _core.sdc_topk(q, d, min(k, max(d.shape[0], 1)), dim)
 
 
 class ResidualBinarizer:
@@ -509,7 +509,7 @@ class SDCIndex:
             return np.zeros((Q.shape[0], kk), np.float32), np.zeros((Q.shape[0], kk), np.int64)
         q = self._query_codes(Q)
         packed = self._search_layout((buf, n))
-        s, ids = _core.sdc_topk(q, buf[:n], k, self.dim, packed)
+        s, ids = _core.sdc_topk(q, buf[:n], min(k, n), self.dim, packed)
         return (s.astype(np.float64) * self.binarizer.scale).astype(np.float32), ids
 
     def candidates(self, queries, n: int) -> np.ndarray:
