@@ -571,3 +571,25 @@ def test_pooling_names_and_concatenated_modes_with_the_engine(auto_native, minil
     cfg = {"word_embedding_dimension": 384, "pooling_mode": ["cls", "mean"]}
     e2 = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "b", **{"1_Pooling__config.json": cfg}))
     assert e2.backend_name == "onnxruntime" and e2.dim == 768
+
+
+def test_a_text_without_tokens_is_named(tmp_path, monkeypatch):
+    """A tokenizer that adds no special tokens gives an empty text no tokens: the error names
+    the text in the caller's order (not its place in a length-sorted batch)."""
+    tiny = Path(__file__).resolve().parent / "data" / "export_corpus" / "tiny-bert"
+    if not (tiny / "onnx" / "model.onnx").is_file():
+        pytest.skip("the export corpus (tests/data/export_corpus) is not present")
+    monkeypatch.setenv("EMBEDRT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "m"
+    shutil.copytree(tiny, folder, ignore=shutil.ignore_patterns("legacy*", "dynamo*", "ort_*", "qdq*",
+                                                                 "dynamic*", "float16*", "external*",
+                                                                 "pooled*", "position*", "int32*",
+                                                                 "eager*", "no_token*"))
+    tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["post_processor"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+    for backend in ("native", "onnxruntime"):
+        enc = embedrt.Encoder(folder, backend=backend)
+        assert enc.encode(["a b", "c"]).shape == (2, enc.dim)
+        with pytest.raises(ValueError, match=r"sentences\[1\] has no tokens"):
+            enc.encode(["a much longer text than the others", "", "b"])

@@ -356,6 +356,10 @@ class Encoder:
             progress = tqdm(total=len(texts), desc="Encoding", unit="text")
         try:
             ids = self._tokenizer.ids(texts)
+            for i, row in enumerate(ids):
+                if len(row) == 0:  # a tokenizer without special tokens, and an empty text
+                    raise ValueError(f"sentences[{i}] has no tokens (an empty text, and the tokenizer "
+                                     "adds no special tokens)")
             emb = self._embed_sorted(ids, batch_size, skip=skip, progress=progress)
         finally:
             if progress is not None:
