@@ -331,34 +331,26 @@ class ShardedIndex:
 
         k = as_int(k, "k", minimum=1)
         if self.kind == "binary":
-            return self._search_binary(queries, k)
+            q = np.asarray(queries)
+            if q.dtype.kind == "f":
+                from ..quantize import quantize
+
+                q = quantize(np.atleast_2d(q), "ubinary")
+            return self._search_shards(np.atleast_2d(q), k, descending=False)
         if self.kind == "int8":
-            return self._search_int8(queries, k)
+            return self._search_shards(queries, k, descending=True)
         return self._search_two_stage(queries, k, as_int(rescore_multiplier, "rescore_multiplier", minimum=1))
 
-    def _search_binary(self, queries, k):
-        q = np.asarray(queries)
-        if q.dtype.kind == "f":
-            from ..quantize import quantize
-
-            q = quantize(np.atleast_2d(q), "ubinary")
-        q = np.atleast_2d(q)
-        dists, gids = [], []
+    def _search_shards(self, queries, k, descending: bool):
+        """Each shard's top-k with its ids made global, merged (distances ascending, or scores
+        descending; ties by the smaller global id)."""
+        values, gids = [], []
         for shard, off in zip(self.shards, self.offsets):
-            d, i = shard.search(q, k)
-            dists.append(d)
+            v, i = shard.search(queries, k)
+            values.append(v)
             gids.append(i + off)
-        d, g = np.concatenate(dists, axis=1), np.concatenate(gids, axis=1)
-        return _merge(d, g, min(k, self._n), descending=False)
-
-    def _search_int8(self, queries, k):
-        scores, gids = [], []
-        for shard, off in zip(self.shards, self.offsets):
-            s, i = shard.search(queries, k)
-            scores.append(s)
-            gids.append(i + off)
-        s, g = np.concatenate(scores, axis=1), np.concatenate(gids, axis=1)
-        return _merge(s, g, min(k, self._n), descending=True)
+        v, g = np.concatenate(values, axis=1), np.concatenate(gids, axis=1)
+        return _merge(v, g, min(k, self._n), descending=descending)
 
     def _search_two_stage(self, queries, k, mult):
         # One Index takes the c = k * mult nearest sign codes over all rows (ties by the smaller
