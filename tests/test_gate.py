@@ -333,6 +333,10 @@ def test_minilm_gate(minilm_dir):
     assert "twin" in g["reference"] and g["fp32_max_rel"] <= gate.FP32_MAX_REL
     assert g["int8_min_cos"] >= gate.INT8_MIN_COS
     assert g["int8_min_cos_file"] >= gate.LOW_PRECISION_MIN_COS["int8"]
+    # a cached load reports the same measurements
+    again = embedrt.Encoder(minilm_dir, onnx_file="onnx/model_qint8_avx512_vnni.onnx").backend_info["gate"]
+    assert again["cached"] is True
+    assert {k: v for k, v in again.items() if k != "cached"} == {k: v for k, v in g.items() if k != "cached"}
 
 
 def test_auto_follows_the_level_table(tiny, monkeypatch, caplog):

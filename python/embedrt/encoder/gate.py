@@ -92,7 +92,10 @@ class Verdict:
     def from_dict(cls, d: dict) -> "Verdict":
         keys = ("passed", "reference", "fp32_max_rel", "fp32_min_cos", "int8_min_cos",
                 "graph_precision", "probe_tokens", "seconds", "reason")
-        return cls(**{k: d[k] for k in keys if k in d})
+        # the other measurements (session time, the int8 graph's own figures) come back as
+        # they were written, so a cached load reports what the first one measured
+        extra = {k: v for k, v in d.items() if k not in keys and k != "cached"}
+        return cls(**{k: d[k] for k in keys if k in d}, extra=extra)
 
 
 def graph_precision(model) -> str:
