@@ -91,12 +91,15 @@ public:
 
     // Per-channel max |input| of every linear layer over the sequences, [layers, 3 * hidden +
     // intermediate] (see BertModel::embed); fp32 models only.
-    py::array_t<float> activation_absmax(const py::handle& ids_obj, const py::handle& offsets_obj) {
+    py::object activation_absmax(const py::handle& ids_obj, const py::handle& offsets_obj,
+                                 const py::object& pooling) {
         const BertConfig& c = model_->config();
         py::array_t<float> stats({c.layers, model_->absmax_per_layer()});
         std::fill(stats.mutable_data(), stats.mutable_data() + stats.size(), 0.0f);
-        run(ids_obj, offsets_obj, py::none(), "mean", c.layers, stats.mutable_data());
-        return stats;
+        std::string name = pooling.is_none() ? std::string("mean") : pooling.cast<std::string>();
+        py::array_t<float> pooled = run(ids_obj, offsets_obj, py::none(), name, c.layers, stats.mutable_data());
+        if (pooling.is_none()) return std::move(stats);
+        return py::make_tuple(stats, pooled);
     }
 
 private:
@@ -195,8 +198,10 @@ void register_encoder(py::module_& m) {
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "
              "pooling: one mode or several joined with '+', concatenated in that order.")
         .def("activation_absmax", &NativeEncoder::activation_absmax, py::arg("ids"), py::arg("offsets"),
+             py::arg("pooling") = py::none(),
              "Per-channel max |input| of every linear layer over the sequences (fp32 weights only): "
-             "float32 [layers, 3 * hidden + intermediate], per layer qkv | attn_out | up | down.")
+             "float32 [layers, 3 * hidden + intermediate], per layer qkv | attn_out | up | down. "
+             "With a pooling mode, (stats, the pooled embeddings of the same pass) instead.")
         .def_property("max_chunk_tokens", &NativeEncoder::max_chunk_tokens,
                       &NativeEncoder::set_max_chunk_tokens,
                       "Tokens of one forward chunk per thread in use (whole sequences; a longer "

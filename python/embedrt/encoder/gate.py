@@ -186,22 +186,41 @@ class OnnxReference:
         return [s for s in seqs if len(s) < longest] + [s for s in seqs if len(s) == longest]
 
 
-def start_onnx_reference(onnx_path, seqs: list, pooling: str, threads=None):
-    """Creates the onnxruntime reference and runs the probe through it on a thread of its own
-    (onnxruntime releases the GIL), so that both overlap the native conversion on the other
-    core; returns a Future of the OnnxReference."""
+def in_background(fn, *args):
+    """Runs fn(*args) on a thread of its own (the kernels and onnxruntime release the GIL);
+    returns its Future."""
     from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="embedrt-gate")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def start_onnx_reference(onnx_path, seqs: list, pooling: str, threads=1):
+    """Creates the onnxruntime reference and runs the probe through it on a thread of its own,
+    so that both overlap the native conversion on another core; returns a Future of the
+    OnnxReference. One onnxruntime thread by default: the conversion keeps the other core."""
 
     def work():
         ref = OnnxReference(onnx_path, threads=threads)
         ref.pooled(ref.order(seqs), pooling)
         return ref
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="embedrt-gate")
-    try:
-        return pool.submit(work)
-    finally:
-        pool.shutdown(wait=False)
+    return in_background(work)
+
+
+def start_twin_reference(onnx_path, seqs: list, pooling: str, threads=1):
+    """The same for the float twin of an int8 graph (TwinReference); the Future raises
+    NotRecognized when the twin cannot be built."""
+
+    def work():
+        ref = TwinReference(onnx_path, threads=threads)
+        ref.pooled(ref.order(seqs), pooling)
+        return ref
+
+    return in_background(work)
 
 
 class TwinReference(OnnxReference):
@@ -264,7 +283,7 @@ class NumpyReference:
 
 def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: bool,
           fp32_engine=None, int8_engine=None, graph_precision: str = "fp32",
-          float_reference=None, setup_seconds: float = 0.0) -> Verdict:
+          float_reference=None, setup_seconds: float = 0.0, fp32_pooled=None) -> Verdict:
     """Runs the probe through `reference` and the given native engines (NativeBackend
     objects); returns the Verdict (passed False names the failed check in ``reason``).
 
@@ -272,10 +291,15 @@ def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: b
     fp32 graph, and the int8 engine to the file itself by the low-precision bound too.
     setup_seconds: how long the load waited for the references after converting (the
     verdict's ``seconds`` is that plus this call; the onnxruntime session made meanwhile on
-    its own thread, ``session_seconds``, slows the conversion on a busy machine too)."""
+    its own thread, ``session_seconds``, slows the conversion on a busy machine too).
+    fp32_pooled: the fp32 engine's output on `seqs` (in the reference's order), when it was
+    computed beforehand (beside the conversion), instead of fp32_engine."""
     t0 = time.perf_counter()
     file_ref = reference
-    seqs = reference.order(seqs)
+    ordered = reference.order(seqs)
+    if len(ordered) != len(seqs) or any(a is not b for a, b in zip(ordered, seqs)):
+        fp32_pooled = None  # computed in another order: run it again in this one
+    seqs = ordered
     file_out = reference.pooled(seqs, pooling)
     if float_reference is not None:
         want, file_precision = float_reference.pooled(seqs, pooling), graph_precision
@@ -284,8 +308,10 @@ def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: b
         want, file_precision = file_out, None
     v = Verdict(passed=True, reference=reference.name, graph_precision=graph_precision,
                 probe_tokens=int(sum(len(s) for s in seqs)))
-    if fp32_engine is not None:
-        rel, cos = deviation(fp32_engine.embed(seqs, None, native_pooling), want, normalize)
+    if fp32_pooled is None and fp32_engine is not None:
+        fp32_pooled = fp32_engine.embed(seqs, None, native_pooling)
+    if fp32_pooled is not None:
+        rel, cos = deviation(fp32_pooled, want, normalize)
         v.fp32_max_rel, v.fp32_min_cos = rel, cos
         if graph_precision == "fp32":
             if not rel <= FP32_MAX_REL:
@@ -299,7 +325,8 @@ def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: b
                         f"{graph_precision} graph on {reference.name} "
                         f"(required {LOW_PRECISION_MIN_COS[graph_precision]})")
     if v.passed and int8_engine is not None:
-        _, cos = deviation(int8_engine.embed(seqs, None, native_pooling), want, normalize)
+        int8_out = int8_engine.embed(seqs, None, native_pooling)
+        _, cos = deviation(int8_out, want, normalize)
         v.int8_min_cos = cos
         need = min(INT8_MIN_COS, LOW_PRECISION_MIN_COS.get(graph_precision, 1.0))
         if not cos >= need:
@@ -308,7 +335,7 @@ def check(reference, seqs: list, pooling: str, native_pooling: str, normalize: b
                         f"(smallest over the probe; required {need})")
         if v.passed and file_precision is not None:
             # and with what the quantized file itself computes
-            _, fcos = deviation(int8_engine.embed(seqs, None, native_pooling), file_out, normalize)
+            _, fcos = deviation(int8_out, file_out, normalize)
             v.extra["int8_min_cos_file"] = fcos
             need = LOW_PRECISION_MIN_COS[file_precision]
             if not fcos >= need:

@@ -52,11 +52,21 @@ def _quantize_rows(w: np.ndarray):
 
 
 def _special_ids(model_dir) -> tuple:
-    """([CLS], [SEP]) ids from tokenizer.json / vocab.txt when they can be found, else None."""
+    """([CLS], [SEP]) ids from vocab.txt / tokenizer.json when they can be found, else None.
+    (They only shape the probe and calibration sequences; vocab.txt is read first, as it is
+    a tenth of the work of parsing tokenizer.json.)"""
     import json
 
     cls_id = sep_id = None
     if model_dir is not None:
+        vt = Path(model_dir) / "vocab.txt"
+        try:
+            if vt.is_file():
+                words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
+                if "[CLS]" in words and "[SEP]" in words:
+                    return words.index("[CLS]"), words.index("[SEP]")
+        except OSError:
+            pass
         tj = Path(model_dir) / "tokenizer.json"
         try:
             if tj.is_file():
@@ -65,30 +75,9 @@ def _special_ids(model_dir) -> tuple:
                     cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
         except (OSError, ValueError, RecursionError):
             pass
-        vt = Path(model_dir) / "vocab.txt"
-        if (cls_id is None or sep_id is None) and vt.is_file():
-            words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
-            if "[CLS]" in words and "[SEP]" in words:
-                cls_id, sep_id = words.index("[CLS]"), words.index("[SEP]")
+    if cls_id is None or sep_id is None:
+        return None, None
     return cls_id, sep_id
-
-
-def _calibration_seqs(cfg: dict, model_dir=None) -> list:
-    """Fixed synthetic token sequences (random word pieces between [CLS] and [SEP]) of several
-    lengths: enough to find the activation channels that carry outliers, which are a property
-    of the model rather than of the text."""
-    rng = np.random.default_rng(12345)
-    vocab = cfg["vocab"]
-    cls_id, sep_id = _special_ids(model_dir)
-    lo = min(1000, vocab // 2)
-    seqs = []
-    for n in (2, 2, 3, 4, 6, 9, 14, 20, 32, 48, 64, 100):
-        n = min(n, cfg["max_position"])
-        s = rng.integers(lo, vocab, size=n)
-        if cls_id is not None and sep_id is not None and n >= 2:
-            s[0], s[-1] = cls_id, sep_id
-        seqs.append(s)
-    return seqs
 
 
 def _layer_norm(x, g, b, eps):
@@ -133,13 +122,18 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     return x
 
 
-def calibrate(cfg: dict, fp32_engine, seqs) -> dict:
+def calibrate(cfg: dict, fp32_engine, seqs, pooling=None):
     """Per-channel max |x| of every linear layer's input over `seqs`, measured by the native
     fp32 engine (a NativeBackend or _core.NativeEncoder with fp32 weights):
-    {"<layer>.<slot>": array[k]}."""
+    {"<layer>.<slot>": array[k]}. With a pooling mode, (stats, the fp32 engine's pooled
+    embeddings of `seqs` from the same pass): the load gate's fp32 check on the probe costs no
+    pass of its own, since the probe is also what calibration measures."""
     engine = getattr(fp32_engine, "_engine", fp32_engine)
     flat, offsets = _concat(seqs, "seqs")
-    stats = engine.activation_absmax(flat, offsets)
+    stats = engine.activation_absmax(flat, offsets, pooling)
+    pooled = None
+    if pooling is not None:
+        stats, pooled = stats
     h = cfg["hidden"]
     out = {}
     for i in range(cfg["layers"]):
@@ -148,7 +142,7 @@ def calibrate(cfg: dict, fp32_engine, seqs) -> dict:
         out[f"{i}.attn_out"] = row[h:2 * h]
         out[f"{i}.up"] = row[2 * h:3 * h]
         out[f"{i}.down"] = row[3 * h:]
-    return out
+    return out if pooling is None else (out, pooled)
 
 
 def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np.ndarray:
@@ -296,25 +290,36 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
 
     from . import gate
 
-    special = _special_ids(model_dir) if verify else (None, None)
+    special = _special_ids(model_dir)
 
     def probe_for(c):
         limit = c["max_position"] if longest is None else min(int(longest), c["max_position"])
         return gate.probe_sequences(c["vocab"], limit, special)
 
     # The onnxruntime side of the gate starts at once on its own thread (config.json tells the
-    # probe's vocabulary and length), overlapping the reading and conversion below.
+    # probe's vocabulary and length), overlapping the reading and conversion below; it runs on
+    # one onnxruntime thread, so the conversion keeps the other core.
     early = seqs = None
     if verify and source.suffix == ".onnx":
         hf = read_hf_config(model_dir)
         if hf is not None:
             seqs = probe_for(hf)
-            early = gate.start_onnx_reference(source, seqs, pooling, threads=threads)
+            early = gate.start_onnx_reference(source, seqs, pooling)
     cfg, params = _load_source(model_dir, source)
     fp32_arrays = prepare_arrays(cfg, params, "fp32")
     fp32 = NativeBackend.from_arrays(cfg, fp32_arrays, "fp32", source=str(source))
+    native_pooling = _native_pooling(pooling)
+    want = probe_for(cfg)
+    if seqs is None or len(seqs) != len(want) or not all(np.array_equal(a, b) for a, b in zip(seqs, want)):
+        seqs = want  # no config.json, or the graph says otherwise: the probe follows the graph
+    twin_future = None
+    if verify and source.suffix == ".onnx" and cfg.get("graph_precision") == "int8":
+        twin_future = gate.start_twin_reference(source, seqs, pooling)
+    # Calibration measures the probe itself (fixed random word pieces of 1 to max_seq_length
+    # tokens), and the same fp32 pass gives the gate's fp32 output.
+    fp32_out = None
     if precision == "int8":
-        stats = calibrate(cfg, fp32, _calibration_seqs(cfg, model_dir))
+        stats, fp32_out = calibrate(cfg, fp32, seqs, native_pooling)
         arrays = prepare_arrays(cfg, params, "int8", stats)
         engine = NativeBackend.from_arrays(cfg, arrays, "int8", source=str(source))
     else:
@@ -322,30 +327,37 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
     if not verify:
         return _Prepared(cfg, arrays, precision, source,
                          gate.Verdict(passed=None, reason="not verified (verify=False)"))
-    twin = None
-    want = probe_for(cfg)
-    if seqs is None or len(seqs) != len(want) or not all(np.array_equal(a, b) for a, b in zip(seqs, want)):
-        seqs = want  # no config.json, or the graph says otherwise: the probe follows the graph
     t0 = time.perf_counter()
+    twin = None
     if source.suffix == ".onnx":
-        reference = early.result() if early is not None else gate.OnnxReference(source, threads=threads)
-        if cfg.get("graph_precision") == "int8":
+        reference = early.result() if early is not None else gate.OnnxReference(source, threads=1)
+        if twin_future is not None:
             try:
-                twin = gate.TwinReference(source, threads=threads)
+                twin = twin_future.result()
             except NotRecognized as e:
                 raise gate.GateMismatch(str(e), gate.Verdict(passed=False, reason=str(e)),
-                                        reference.backend) from None
+                                        _fallback(reference, threads)) from None
     else:
         reference = gate.NumpyReference(cfg, params)
-    verdict = gate.check(reference, seqs, pooling=pooling, native_pooling=_native_pooling(pooling),
-                         normalize=normalize, fp32_engine=fp32,
+    verdict = gate.check(reference, seqs, pooling=pooling, native_pooling=native_pooling,
+                         normalize=normalize, fp32_engine=fp32, fp32_pooled=fp32_out,
                          int8_engine=engine if precision == "int8" else None,
                          graph_precision=cfg.get("graph_precision", "fp32"), float_reference=twin,
                          setup_seconds=time.perf_counter() - t0)
     if not verdict.passed:
         raise gate.GateMismatch(f"{source.name}: {verdict.reason}", verdict,
-                                getattr(reference, "backend", None))
+                                _fallback(reference, threads))
     return _Prepared(cfg, arrays, precision, source, verdict)
+
+
+def _fallback(reference, threads):
+    """The reference's onnxruntime session, reusable as the fallback backend when it runs the
+    thread count the caller asked for (else None: the caller makes its own)."""
+    from .. import get_num_threads
+
+    backend = getattr(reference, "backend", None)
+    want = int(threads) if threads else get_num_threads()
+    return backend if backend is not None and getattr(backend, "threads", None) == want else None
 
 
 def _source_fingerprint(prep: _Prepared) -> dict:

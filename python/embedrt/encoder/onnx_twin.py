@@ -5,10 +5,11 @@ An int8 graph computes an approximation of a float model: onnxruntime's dynamic 
 quantizes activations at run time, a static QDQ graph rounds activations through
 ``QuantizeLinear`` -> ``DequantizeLinear`` pairs. Their outputs sit a percent or so away from
 the float model, too far to prove that the native engine read the weights right. The twin
-replaces each such pattern by the float operation it approximates, with the dequantized
-weights as constants (``MatMul(x, (Wq - zero_point) * scale)``; activation pairs become the
-tensor itself), so onnxruntime on the twin computes exactly what the recognised weights must
-give. Any quantized operation the twin cannot undo makes it None: the model then cannot be
+replaces each such pattern by the float operation it approximates, with the weights
+dequantized by float nodes over the int8 constants as they are (``MatMul(x, (Cast(Wq) -
+zero_point) * scale)``, which onnxruntime folds once; no float copy of the weights is made
+here); activation pairs become the tensor itself. So onnxruntime on the twin computes exactly
+what the recognised weights must give. Any quantized operation the twin cannot undo makes it None: the model then cannot be
 proven.
 """
 from __future__ import annotations
@@ -47,6 +48,18 @@ def float_twin(model):
     producer = {o: n for n in g.node for o in n.output}
     removed, replaced, new_inits, alias = set(), {}, [], {}
 
+    def dequantized(q_name, zp, scale, out_name):
+        """Nodes computing (float(q) - zp) * scale into out_name (zp, scale: small float32
+        arrays shaped to broadcast against q)."""
+        base = out_name + "_twin"
+        zp_name, s_name = base + "_zero_point", base + "_scale"
+        new_inits.append(numpy_helper.from_array(np.asarray(zp, np.float32), zp_name))
+        new_inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), s_name))
+        return [helper.make_node("Cast", [q_name], [base + "_f"], to=onnx.TensorProto.FLOAT,
+                                 name=base + "_cast"),
+                helper.make_node("Sub", [base + "_f", zp_name], [base + "_c"], name=base + "_sub"),
+                helper.make_node("Mul", [base + "_c", s_name], [out_name], name=base + "_mul")]
+
     def only_user(t, op):
         us = users.get(t, [])
         return us[0] if len(us) == 1 and us[0].op_type == op else None
@@ -71,13 +84,13 @@ def float_twin(model):
             ws = value([i for i in smul.input if i != dq.output[1]][0])
             if ws is None:
                 return None
-            w = (wq.astype(np.float32) - np.asarray(wzp, np.float32).reshape(1, -1)) * \
-                np.asarray(ws, np.float32).reshape(1, -1)
             wname = n.output[0] + "_float_weight"
-            new_inits.append(numpy_helper.from_array(w.astype(np.float32), wname))
             # in the MatMulInteger's place, so the nodes stay in topological order
-            replaced[id(n)] = helper.make_node("MatMul", [dq.input[0], wname], [mul.output[0]],
-                                               name=(n.name or wname) + "_float")
+            replaced[id(n)] = dequantized(
+                n.input[1], np.asarray(wzp, np.float32).reshape(1, -1),
+                np.asarray(ws, np.float32).reshape(1, -1), wname) + [
+                helper.make_node("MatMul", [dq.input[0], wname], [mul.output[0]],
+                                 name=(n.name or wname) + "_float")]
             removed.update(id(x) for x in (cast, mul))
         elif n.op_type == "QuantizeLinear" and value(n.input[0]) is None:
             dqs = users.get(n.output[0], [])
@@ -88,7 +101,7 @@ def float_twin(model):
                 removed.add(id(d))
             removed.add(id(n))
         elif n.op_type == "DequantizeLinear" and value(n.input[0]) is not None:
-            x = value(n.input[0]).astype(np.float32)
+            x = value(n.input[0])
             s = np.asarray(value(n.input[1]), np.float32)
             zp = value(n.input[2]) if len(n.input) > 2 and n.input[2] else None
             zp = np.zeros((), np.float32) if zp is None else np.asarray(zp, np.float32)
@@ -100,8 +113,7 @@ def float_twin(model):
                 shape[axis] = -1
                 s = s.reshape(shape)
                 zp = zp.reshape(shape) if zp.ndim == 1 else zp
-            new_inits.append(numpy_helper.from_array(((x - zp) * s).astype(np.float32), n.output[0]))
-            removed.add(id(n))
+            replaced[id(n)] = dequantized(n.input[0], zp, s, n.output[0])
         elif n.op_type == "DequantizeLinear" and id(n) not in removed:
             # rows gathered from a quantized table (embeddings): gather from the dequantized one
             gather = producer.get(n.input[0])
@@ -111,15 +123,10 @@ def float_twin(model):
             if table is None or s is None or zp is None or np.size(s) != 1 or np.size(zp) != 1 or \
                     len(users.get(gather.output[0], [])) != 1:
                 return None
-            tname = gather.input[0] + "_float_table"
-            t = (table.astype(np.float32) - np.float32(np.asarray(zp).reshape(()))) * \
-                np.float32(np.asarray(s).reshape(()))
-            new_inits.append(numpy_helper.from_array(t.astype(np.float32), tname))
-            replaced[id(gather)] = helper.make_node("Gather", [tname, gather.input[1]], [n.output[0]],
-                                                    name=(gather.name or tname) + "_float",
-                                                    axis=next((a.i for a in gather.attribute
-                                                               if a.name == "axis"), 0))
-            removed.add(id(n))
+            # the gathered int8 rows are dequantized (the same values as gathering from the
+            # dequantized table)
+            replaced[id(n)] = dequantized(gather.output[0], np.float32(np.asarray(zp).reshape(())),
+                                          np.float32(np.asarray(s).reshape(())), n.output[0])
 
     def resolve(t):
         seen = 0
@@ -127,7 +134,11 @@ def float_twin(model):
             t, seen = alias[t], seen + 1
         return t
 
-    kept = [replaced.get(id(n), n) for n in g.node if id(n) not in removed]
+    kept = []
+    for n in g.node:
+        if id(n) not in removed:
+            r = replaced.get(id(n), n)
+            kept.extend(r if isinstance(r, list) else [r])
     for n in kept:
         for i, name in enumerate(n.input):
             n.input[i] = resolve(name)
