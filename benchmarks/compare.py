@@ -1,7 +1,7 @@
 """Side-by-side comparison of embedrt with its peers, in one process, as a Markdown table.
 
     python benchmarks/compare.py                  # every section
-    python benchmarks/compare.py --only bits      # one section (bits, int8, sdc, hash, encoder, native)
+    python benchmarks/compare.py --only bits      # one section (bits, int8, sdc, hash, encoder, native, levels)
     python benchmarks/compare.py --quick          # smaller sizes, for a smoke run
 
 Each section lives in benchmarks/compare_<section>.py and exposes run(quick) -> Markdown.
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["bits", "int8", "sdc", "hash", "encoder", "native"]
+SECTIONS = ["bits", "int8", "sdc", "hash", "encoder", "native", "levels"]
 
 
 def _cpu_model() -> str:

@@ -84,10 +84,13 @@ CpuFeatures probe() {
 
 Isa compute_best(const CpuFeatures& f) {
 #if defined(EMBEDRT_HAVE_X86)
-    if (f.avx512f && f.avx512cd && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vpopcntdq &&
-        f.avx512vnni && f.avx512vbmi && f.avx512bitalg && f.avx2 && f.fma && f.bmi2 && f.popcnt && f.f16c)
-        return Isa::avx512;
-    if (f.avx2 && f.fma && f.bmi2 && f.popcnt && f.f16c) return Isa::avx2;
+    const bool avx2 = f.avx2 && f.fma && f.bmi2 && f.popcnt && f.f16c;
+    const bool skx = avx2 && f.avx512f && f.avx512cd && f.avx512bw && f.avx512dq && f.avx512vl;
+    const bool vnni = skx && f.avx512vnni;
+    if (vnni && f.avx512vpopcntdq && f.avx512vbmi && f.avx512bitalg) return Isa::avx512;
+    if (vnni) return Isa::avx512_vnni;
+    if (skx) return Isa::avx512_skx;
+    if (avx2) return Isa::avx2;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)
     if (f.neon && f.dotprod) return Isa::neon;
@@ -105,11 +108,11 @@ Isa initial_isa() {
     Isa req;
     if (!parse_isa(env, &req)) {
         g_env_warning = std::string("EMBEDRT_ISA=") + env +
-                        " is not one of scalar, avx2, avx512, neon; using " + isa_name(best);
+                        " is not one of scalar, avx2, avx512-skx, avx512-vnni, avx512, neon; using " +
+                        isa_name(best);
         return best;
     }
-    if (static_cast<int>(req) > static_cast<int>(best) ||
-        (req != Isa::scalar && req != best && (req == Isa::neon) != (best == Isa::neon))) {
+    if (!isa_at_least(best, req)) {
         g_env_warning = std::string("EMBEDRT_ISA=") + env + " is not supported by this CPU; using " +
                         isa_name(best);
         return best;
@@ -150,9 +153,7 @@ Isa active_isa() { return static_cast<Isa>(active_level().load(std::memory_order
 
 Isa set_isa(Isa requested) {
     Isa best = best_isa();
-    Isa chosen = requested;
-    bool arm_mismatch = (requested == Isa::neon) != (best == Isa::neon) && requested != Isa::scalar;
-    if (static_cast<int>(requested) > static_cast<int>(best) || arm_mismatch) chosen = best;
+    Isa chosen = isa_at_least(best, requested) ? requested : best;
     active_level().store(static_cast<int>(chosen));
     return chosen;
 }
@@ -162,6 +163,8 @@ const char* isa_name(Isa isa) {
         case Isa::scalar: return "scalar";
         case Isa::neon: return "neon";
         case Isa::avx2: return "avx2";
+        case Isa::avx512_skx: return "avx512-skx";
+        case Isa::avx512_vnni: return "avx512-vnni";
         case Isa::avx512: return "avx512";
     }
     return "scalar";
@@ -171,6 +174,8 @@ bool parse_isa(const std::string& name, Isa* out) {
     if (name == "scalar") *out = Isa::scalar;
     else if (name == "neon") *out = Isa::neon;
     else if (name == "avx2") *out = Isa::avx2;
+    else if (name == "avx512-skx" || name == "avx512_skx") *out = Isa::avx512_skx;
+    else if (name == "avx512-vnni" || name == "avx512_vnni") *out = Isa::avx512_vnni;
     else if (name == "avx512") *out = Isa::avx512;
     else return false;
     return true;

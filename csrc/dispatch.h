@@ -10,13 +10,24 @@
 
 namespace embedrt {
 
-// Ordered: a higher value needs everything a lower one needs.
+// Ordered: a higher value needs everything a lower one needs (the x86 levels form one chain;
+// neon is the aarch64 level). Each kernel family maps the active level to the best variant it
+// has for it (a family without a variant of its own at a level runs the one below).
 enum class Isa : int {
     scalar = 0,
-    neon = 1,    // aarch64: ASIMD + dot product
-    avx2 = 2,    // x86-64: AVX2, FMA, BMI2, POPCNT, F16C
-    avx512 = 3,  // x86-64: AVX-512 F/CD/BW/DQ/VL + VPOPCNTDQ + VNNI + VBMI + BITALG (Ice Lake, Zen 4 and later)
+    neon = 1,         // aarch64: ASIMD + dot product
+    avx2 = 2,         // x86-64: AVX2, FMA, BMI2, POPCNT, F16C (Haswell, Zen 1-3)
+    avx512_skx = 3,   // + AVX-512 F/CD/BW/DQ/VL (Skylake-SP)
+    avx512_vnni = 4,  // + AVX512-VNNI (Cascade Lake, Cooper Lake)
+    avx512 = 5,       // + VPOPCNTDQ, VBMI, BITALG (Ice Lake, Sapphire Rapids, Zen 4 and later)
 };
+
+// Whether `level` includes everything `need` needs (both x86 levels, or equal).
+inline bool isa_at_least(Isa level, Isa need) {
+    if (level == need || need == Isa::scalar) return true;
+    if (level == Isa::neon || need == Isa::neon) return false;
+    return static_cast<int>(level) >= static_cast<int>(need);
+}
 
 struct CpuFeatures {
     bool popcnt = false, avx = false, avx2 = false, fma = false, bmi2 = false, f16c = false;

@@ -82,7 +82,7 @@ def isa_levels() -> list:
     """The ISA levels this CPU can run, highest first (what EMBEDRT_ISA allows is the top)."""
     import embedrt._core as core
 
-    order = ["avx512", "avx2", "neon", "scalar"]
+    order = ["avx512", "avx512-vnni", "avx512-skx", "avx2", "neon", "scalar"]
     best = core.best_isa()
     compiled = set(core.compiled_isas())
     arm = best == "neon"

@@ -11,7 +11,7 @@ from conftest import isa_levels
 
 def test_cpu_info_fields():
     info = embedrt.cpu_info()
-    assert info["isa"] in {"scalar", "avx2", "avx512", "neon"}
+    assert info["isa"] in {"scalar", "avx2", "avx512-skx", "avx512-vnni", "avx512", "neon"}
     assert isinstance(info["features"], list)
     assert info["num_threads"] >= 1
     assert info["isa"] in info["compiled_isas"]
@@ -59,7 +59,8 @@ def test_env_asking_too_much_warns_and_falls_back():
     import embedrt._core as core
 
     best = core.best_isa()
-    too_high = {"scalar": "avx2", "avx2": "avx512", "neon": "avx2"}.get(best)
+    too_high = {"scalar": "avx2", "avx2": "avx512-skx", "avx512-skx": "avx512-vnni",
+                "avx512-vnni": "avx512", "neon": "avx2"}.get(best)
     if too_high is None:
         pytest.skip("this CPU already runs the highest level")
     r = _run("import warnings; warnings.simplefilter('always'); import embedrt; "
@@ -111,3 +112,33 @@ def test_set_num_threads_concurrently():
         t.join()
     embedrt.set_num_threads(before)
     assert not errors
+
+
+def test_every_level_names_its_variants():
+    """Each level this CPU runs can be forced by name, and cpu_info() says per family which
+    variant runs there."""
+    import embedrt
+    import embedrt._core as core
+
+    before = core.isa()
+    try:
+        for level in isa_levels():
+            assert core.set_isa(level) == level
+            info = embedrt.cpu_info()
+            assert info["isa"] == level
+            assert set(info["kernels"]) >= {"int8_gemm", "int8_scan", "hamming", "sdc", "encoder_ops"}
+            assert all(v.startswith(level + ": ") for v in info["kernels"].values())
+    finally:
+        core.set_isa(before)
+
+
+def test_level_names_parse_with_either_spelling():
+    import embedrt._core as core
+
+    before = core.isa()
+    try:
+        if "avx512-skx" in isa_levels():
+            assert core.set_isa("avx512_skx") == "avx512-skx"
+            assert core.set_isa("avx512-vnni") in ("avx512-vnni", core.best_isa())
+    finally:
+        core.set_isa(before)

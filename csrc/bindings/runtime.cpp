@@ -12,7 +12,7 @@ void register_runtime(py::module_& m) {
     m.def("set_isa", [](const std::string& name) {
         Isa req;
         if (!parse_isa(name, &req))
-            throw py::value_error("isa must be one of 'scalar', 'avx2', 'avx512', 'neon'; got '" + name + "'");
+            throw py::value_error("isa must be one of 'scalar', 'avx2', 'avx512-skx', 'avx512-vnni', 'avx512', 'neon'; got '" + name + "'");
         return std::string(isa_name(set_isa(req)));
     }, py::arg("name"), "Lower (or restore) the ISA level; returns the level actually set.");
     m.def("isa_env_warning", [] { return isa_env_warning(); });
@@ -29,6 +29,8 @@ void register_runtime(py::module_& m) {
         out.append("scalar");
 #if defined(EMBEDRT_HAVE_X86)
         out.append("avx2");
+        out.append("avx512-skx");
+        out.append("avx512-vnni");
         out.append("avx512");
 #endif
 #if defined(EMBEDRT_HAVE_NEON)

@@ -43,6 +43,8 @@ void embedding_bag(const float* table, int64_t rows, int64_t dim, const int64_t*
     parallel_for(n_bags, grain, [&](int64_t b0, int64_t b1) {
         switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
+            case Isa::avx512_skx:  // AVX-512 F/BW/DQ/VL only
+            case Isa::avx512_vnni:
             case Isa::avx512:
                 embedding_bag_avx512(table, dim, ids, offsets, b0, b1, weights, m, prefetch, out);
                 break;

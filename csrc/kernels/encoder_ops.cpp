@@ -24,6 +24,8 @@ int64_t enc_attention_scratch(int64_t L, int64_t d) { return (d + 8) * ((L + 15)
 #if defined(EMBEDRT_HAVE_X86)
 #define ENC_DISPATCH(name, ...)                                 \
     switch (active_isa()) {                                     \
+        case Isa::avx512_skx: /* AVX-512 F/BW/DQ/VL only */    \
+        case Isa::avx512_vnni:                                  \
         case Isa::avx512: return name##_avx512(__VA_ARGS__);    \
         case Isa::avx2: return name##_avx2(__VA_ARGS__);        \
         default: return name##_scalar(__VA_ARGS__);             \

@@ -59,7 +59,9 @@ void hamming_scan(const HammingScan& s, int64_t j0, int64_t j1) {
     if (s.m <= 0 || j1 <= j0) return;
     switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
-        case Isa::avx512: hamming_scan_avx512(s, j0, j1); return;
+        case Isa::avx512: hamming_scan_avx512icl(s, j0, j1); return;
+        case Isa::avx512_vnni:
+        case Isa::avx512_skx: hamming_scan_avx512(s, j0, j1); return;
         case Isa::avx2: hamming_scan_avx2(s, j0, j1); return;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)

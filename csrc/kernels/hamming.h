@@ -44,7 +44,8 @@ struct HammingScan {
 
 void hamming_scan_scalar(const HammingScan& s, int64_t j0, int64_t j1);
 void hamming_scan_avx2(const HammingScan& s, int64_t j0, int64_t j1);
-void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1);
+void hamming_scan_avx512(const HammingScan& s, int64_t j0, int64_t j1);     // AVX512-BW lookups
+void hamming_scan_avx512icl(const HammingScan& s, int64_t j0, int64_t j1);  // VPOPCNTQ
 void hamming_scan_neon(const HammingScan& s, int64_t j0, int64_t j1);  // aarch64 builds only
 void hamming_scan(const HammingScan& s, int64_t j0, int64_t j1);  // dispatches on active_isa()
 

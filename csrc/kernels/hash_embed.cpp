@@ -20,6 +20,8 @@ void murmur3_128_u64(const uint64_t* keys, int64_t n, uint32_t seed, uint32_t* o
     parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
         switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
+            case Isa::avx512_skx:  // AVX-512 F/BW/DQ/VL only
+            case Isa::avx512_vnni:
             case Isa::avx512:
                 murmur3_128_u64_avx512(keys + b, e - b, seed, out + b * 4);
                 break;
@@ -86,6 +88,8 @@ void hash_embed(const uint64_t* ids, int64_t n, uint32_t seed, const float* tabl
             const int64_t c1 = std::min(dim, c0 + width);
             switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
+                case Isa::avx512_skx:  // AVX-512 F/BW/DQ/VL only
+                case Isa::avx512_vnni:
                 case Isa::avx512:
                     hash_embed_avx512(ids + b, e - b, seed, table, d, m, dim, c0, c1, prefetch,
                                       out + b * dim);

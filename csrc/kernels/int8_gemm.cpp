@@ -61,7 +61,9 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
         if (args.nout) blk.xo = args.xo + i0 * args.nout;
         switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
-            case Isa::avx512: int8_gemm_avx512(blk, j0, j1); break;
+            case Isa::avx512:
+            case Isa::avx512_vnni: int8_gemm_avx512vnni(blk, j0, j1); break;
+            case Isa::avx512_skx:
             case Isa::avx2: int8_gemm_avx2(blk, j0, j1); break;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)
@@ -69,7 +71,8 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
 #endif
             default: int8_gemm_scalar(blk, j0, j1); break;
         }
-        if (blk.nout && isa != Isa::avx512) add_side_channels(blk, j0, std::min(j1, blk.n));
+        // the VNNI kernel adds the side channels itself
+        if (blk.nout && !isa_at_least(isa, Isa::avx512_vnni)) add_side_channels(blk, j0, std::min(j1, blk.n));
     }
 }
 

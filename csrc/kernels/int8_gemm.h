@@ -9,8 +9,8 @@
 // each of the 16 rows, so one 64-byte load feeds one vpdpbusd (16 int32 lanes, 4 products
 // each) and one 16-byte load feeds one NEON sdot (4 columns). Rows >= n and k >= k are zero.
 //
-// Paths:
-//   avx512  vpdpbusd (u8 x s8): A is fed as a_u8 = a + 128 (a xor 0x80) and the kernel
+// Paths (by level: avx512 and avx512-vnni run the VNNI kernel, avx512-skx and avx2 the avx2 one):
+//   avx512vnni  vpdpbusd (u8 x s8): A is fed as a_u8 = a + 128 (a xor 0x80) and the kernel
 //           subtracts comp[j] = 128 * sum_k B[j, k] (folded into the packing). Register
 //           block 8 rows x 48 columns (24 zmm accumulators); A is packed per call (an 8 x 8
 //           dword transpose) into 8-row micro panels [kp / 4][8][4], B stays in the packed
@@ -113,7 +113,7 @@ int64_t int8_gemm_scratch_bytes(int64_t m, int64_t kp);
 
 void int8_gemm_scalar(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 void int8_gemm_avx2(const Int8GemmArgs& args, int64_t j0, int64_t j1);
-void int8_gemm_avx512(const Int8GemmArgs& args, int64_t j0, int64_t j1);
+void int8_gemm_avx512vnni(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 void int8_gemm_neon(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 
 }  // namespace embedrt

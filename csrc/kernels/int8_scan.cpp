@@ -80,7 +80,9 @@ void int8_dot_q16(const int16_t* q16, int64_t nq, const int8_t* docs, int64_t di
     if (nq <= 0 || n <= 0) return;
     switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
-        case Isa::avx512: int8_dot_q16_avx512(q16, nq, docs, dim, ids, n, out, ldo); break;
+        case Isa::avx512:
+        case Isa::avx512_vnni: int8_dot_q16_avx512vnni(q16, nq, docs, dim, ids, n, out, ldo); break;
+        case Isa::avx512_skx: int8_dot_q16_avx512(q16, nq, docs, dim, ids, n, out, ldo); break;
         case Isa::avx2: int8_dot_q16_avx2(q16, nq, docs, dim, ids, n, out, ldo); break;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)

@@ -50,6 +50,8 @@ void int8_dot_q16_avx2(const int16_t* q16, int64_t nq, const int8_t* docs, int64
                        const int64_t* ids, int64_t n, int32_t* out, int64_t ldo);
 void int8_dot_q16_avx512(const int16_t* q16, int64_t nq, const int8_t* docs, int64_t dim,
                          const int64_t* ids, int64_t n, int32_t* out, int64_t ldo);
+void int8_dot_q16_avx512vnni(const int16_t* q16, int64_t nq, const int8_t* docs, int64_t dim,
+                             const int64_t* ids, int64_t n, int32_t* out, int64_t ldo);
 void int8_dot_q16_neon(const int16_t* q16, int64_t nq, const int8_t* docs, int64_t dim,
                        const int64_t* ids, int64_t n, int32_t* out, int64_t ldo);
 

@@ -22,6 +22,8 @@ bool pack_bits_f32(const float* x, int64_t n, int64_t d, uint8_t* out) {
         bool good;
         switch (isa) {
 #if defined(EMBEDRT_HAVE_X86)
+            case Isa::avx512_skx:  // AVX-512 F/BW/DQ/VL only
+            case Isa::avx512_vnni:
             case Isa::avx512: good = pack_bits_f32_avx512(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
             case Isa::avx2: good = pack_bits_f32_avx2(x + r0 * d, r1 - r0, d, out + r0 * nb); break;
 #endif

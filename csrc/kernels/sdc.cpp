@@ -87,7 +87,9 @@ void tile(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t grou
           int64_t ldm = 0) {
     switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
-        case Isa::avx512: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
+        case Isa::avx512: sdc_tile_avx512icl(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
+        case Isa::avx512_vnni:
+        case Isa::avx512_skx: sdc_tile_avx512(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
         case Isa::avx2: sdc_tile_avx2(qpack, m, dbpack, groups, u, W, x, ldx, thr, mask, ldm); return;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)

@@ -10,31 +10,39 @@ if _warning:
     warnings.warn(_warning, RuntimeWarning, stacklevel=2)
 
 
-# What each kernel family runs at each level (every family has a variant per level).
+# What each kernel family runs at each level. A family without a variant of its own at a level
+# runs the one of the level below (see csrc/dispatch.h): the avx2 int8 GEMM at avx512-skx, the
+# AVX512-BW popcounts of hamming and sdc at avx512-vnni, and so on.
+_SKX = {"pack_bits": "compare masks", "hash_embed": "vpmullq MurmurHash3",
+        "embedding_bag": "zmm row sums", "encoder_ops": "8x32 fp32 tiles, zmm attention"}
 _KERNELS = {
-    "int8_gemm": {"avx512": "vpdpbusd (VNNI)", "avx2": "vpmaddwd on int16 (exact)",
-                  "neon": "sdot", "scalar": "loops"},
-    "int8_scan": {"avx512": "vpdpwssd", "avx2": "vpmaddwd", "neon": "vmlal_s16", "scalar": "loops"},
-    "hamming": {"avx512": "vpopcntq", "avx2": "vpshufb nibble counts", "neon": "vcnt",
-                "scalar": "popcount"},
-    "sdc": {"avx512": "vpopcntq", "avx2": "vpshufb nibble counts", "neon": "vcnt",
-            "scalar": "popcount"},
-    "pack_bits": {"avx512": "compare masks", "avx2": "movemask", "neon": "compare + pairwise add",
-                  "scalar": "loops"},
-    "hash_embed": {"avx512": "vpmullq MurmurHash3", "avx2": "vpmuludq MurmurHash3",
-                   "neon": "scalar MurmurHash3 + ASIMD sums", "scalar": "loops"},
-    "embedding_bag": {"avx512": "zmm row sums", "avx2": "ymm row sums", "neon": "ASIMD row sums",
-                      "scalar": "loops"},
-    "encoder_ops": {"avx512": "8x32 fp32 tiles, zmm attention", "avx2": "6x16 fp32 tiles",
-                    "neon": "4x16 fp32 tiles", "scalar": "loops"},
+    "int8_gemm": {"avx512": "vpdpbusd (VNNI)", "avx512-vnni": "vpdpbusd (VNNI)",
+                  "avx512-skx": "avx2 kernel: vpmaddwd on int16 (exact)",
+                  "avx2": "vpmaddwd on int16 (exact)", "neon": "sdot", "scalar": "loops"},
+    "int8_scan": {"avx512": "vpdpwssd", "avx512-vnni": "vpdpwssd", "avx512-skx": "zmm vpmaddwd",
+                  "avx2": "vpmaddwd", "neon": "vmlal_s16", "scalar": "loops"},
+    "hamming": {"avx512": "vpopcntq", "avx512-vnni": "zmm vpshufb nibble counts",
+                "avx512-skx": "zmm vpshufb nibble counts", "avx2": "vpshufb nibble counts",
+                "neon": "vcnt", "scalar": "popcount"},
+    "sdc": {"avx512": "vpopcntq", "avx512-vnni": "zmm vpshufb nibble counts",
+            "avx512-skx": "zmm vpshufb nibble counts", "avx2": "vpshufb nibble counts",
+            "neon": "vcnt", "scalar": "popcount"},
+    "pack_bits": {"avx2": "movemask", "neon": "compare + pairwise add", "scalar": "loops"},
+    "hash_embed": {"avx2": "vpmuludq MurmurHash3", "neon": "scalar MurmurHash3 + ASIMD sums",
+                   "scalar": "loops"},
+    "embedding_bag": {"avx2": "ymm row sums", "neon": "ASIMD row sums", "scalar": "loops"},
+    "encoder_ops": {"avx2": "6x16 fp32 tiles", "neon": "4x16 fp32 tiles", "scalar": "loops"},
 }
+for _fam, _how in _SKX.items():
+    for _level in ("avx512", "avx512-vnni", "avx512-skx"):
+        _KERNELS[_fam][_level] = _how
 
 
 def cpu_info() -> dict:
     """What embedrt detected and uses.
 
-    Returns a dict with ``isa`` (the level kernels use now: "avx512", "avx2", "neon" or
-    "scalar"), ``best_isa`` (the highest level this CPU and OS support), ``features`` (the
+    Returns a dict with ``isa`` (the level kernels use now: "avx512", "avx512-vnni",
+    "avx512-skx", "avx2", "neon" or "scalar"), ``best_isa`` (the highest level this CPU and OS support), ``features`` (the
     detected CPU features), ``compiled_isas``, ``num_threads`` and ``kernels`` (per kernel
     family, the variant in use: "<level>: <how>").
     """

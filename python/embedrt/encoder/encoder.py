@@ -17,9 +17,12 @@ BACKENDS = ("auto", "native", "onnxruntime")
 # faster than onnxruntime's int8 there (one thread, the corpus of the benchmarks); at the
 # others auto runs onnxruntime, and backend="native" still forces the engine.
 #   avx512 (VNNI): 1.77x onnxruntime int8 on an AMD Zen 5; see README, "Benchmarks"
+#   avx512-vnni (Cascade Lake): the engine runs the same kernels as at avx512 (the VNNI int8
+#         product, the zmm encoder ops; only the popcount families differ)
+#   avx512-skx: the int8 product is the avx2 one (no VNNI), so onnxruntime
 #   avx2: 0.51x on an AMD Zen 3 (its int8 matrix product has no VNNI and keeps exact 8-bit
 #         operands); neon and scalar: not measured faster
-AUTO_NATIVE_LEVELS = ("avx512",)
+AUTO_NATIVE_LEVELS = ("avx512", "avx512-vnni")
 _NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
 

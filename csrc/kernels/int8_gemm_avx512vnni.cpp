@@ -334,7 +334,7 @@ void gemm_tall(const Int8GemmArgs& g, const uint8_t* ap, int64_t j0, int64_t j1)
 
 }  // namespace
 
-void int8_gemm_avx512(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
+void int8_gemm_avx512vnni(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
     if (g.m <= 0 || j1 <= j0) return;
     // uint8 codes with k a multiple of 4 are read in place; anything else is packed first.
     const bool direct = g.a_u8 && g.k % 4 == 0;
