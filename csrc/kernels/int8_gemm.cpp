@@ -63,7 +63,7 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
 #if defined(EMBEDRT_HAVE_X86)
             case Isa::avx512:
             case Isa::avx512_vnni: int8_gemm_avx512vnni(blk, j0, j1); break;
-            case Isa::avx512_skx:
+            case Isa::avx512_skx: int8_gemm_avx512(blk, j0, j1); break;
             case Isa::avx2: int8_gemm_avx2(blk, j0, j1); break;
 #endif
 #if defined(EMBEDRT_HAVE_NEON)
@@ -109,9 +109,11 @@ void run_mt(const Int8GemmArgs& args) {
 }  // namespace
 
 int64_t int8_gemm_scratch_bytes(int64_t m, int64_t kp) {
-    // avx512 / neon: uint8 or int8 micro panels of 8 rows; avx2: int16 panels of 2 rows.
-    int64_t rows = (m + 7) / 8 * 8;
-    return rows * kp * 2 + 64;
+    // avx512 / neon: uint8 or int8 micro panels of 8 rows; avx2: int16 panels of 3 rows
+    // (rounded up to 12), a k block of one B panel widened to int16 (at most 16 x 512) and
+    // an int32 tile of 16 columns per row.
+    int64_t rows = std::max((m + 7) / 8 * 8, (m + 11) / 12 * 12);
+    return rows * kp * 2 + 32 * std::min<int64_t>(kp, 512) + rows * 64 + 256;
 }
 
 void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* out) {

@@ -9,7 +9,7 @@
 // each of the 16 rows, so one 64-byte load feeds one vpdpbusd (16 int32 lanes, 4 products
 // each) and one 16-byte load feeds one NEON sdot (4 columns). Rows >= n and k >= k are zero.
 //
-// Paths (by level: avx512 and avx512-vnni run the VNNI kernel, avx512-skx and avx2 the avx2 one):
+// Paths (by level: avx512 and avx512-vnni run the VNNI kernel, avx512-skx the AVX512-BW one):
 //   avx512vnni  vpdpbusd (u8 x s8): A is fed as a_u8 = a + 128 (a xor 0x80) and the kernel
 //           subtracts comp[j] = 128 * sum_k B[j, k] (folded into the packing). Register
 //           block 8 rows x 48 columns (24 zmm accumulators); A is packed per call (an 8 x 8
@@ -17,7 +17,10 @@
 //           panels. Loops: row blocks of ~512 KB of packed A (int8_gemm.cpp), then blocks of
 //           3 B panels, then (int32 output) k blocks of 512 so the B block stays in L1, then
 //           the row micro panels. Later k blocks add into C (wrapping int32 adds, exact).
-//   avx2    sign extension to int16 + vpmaddwd (never the saturating vpmaddubsw).
+//   avx2    sign extension to int16 + vpmaddwd (never the saturating vpmaddubsw): A packed
+//           per call into int16 panels of 3 rows, each B panel widened to int16 per k block
+//           of 512 in L1 scratch, register block 3 x 16.
+//   avx512  (avx512-skx) the same on zmm registers, register block 8 x 16.
 //   neon    sdot (s8 x s8, no compensation), in int8_gemm_neon.cpp (aarch64 builds only).
 //   scalar  plain loops.
 // All compute the exact integer dot product, so every path returns the same int32 values.
@@ -113,7 +116,8 @@ int64_t int8_gemm_scratch_bytes(int64_t m, int64_t kp);
 
 void int8_gemm_scalar(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 void int8_gemm_avx2(const Int8GemmArgs& args, int64_t j0, int64_t j1);
-void int8_gemm_avx512vnni(const Int8GemmArgs& args, int64_t j0, int64_t j1);
+void int8_gemm_avx512(const Int8GemmArgs& args, int64_t j0, int64_t j1);      // AVX512-BW, vpmaddwd
+void int8_gemm_avx512vnni(const Int8GemmArgs& args, int64_t j0, int64_t j1);  // vpdpbusd
 void int8_gemm_neon(const Int8GemmArgs& args, int64_t j0, int64_t j1);
 
 }  // namespace embedrt

@@ -1,0 +1,187 @@
+// AVX-512 (F/BW) int8 GEMM for CPUs without VNNI (Skylake-SP): the avx2 kernel's method on
+// zmm registers. A and B are sign-extended to int16 and multiplied with vpmaddwd (exact: each
+// pair sum is at most 2 * 128 * 128); never the saturating vpmaddubsw.
+//
+// A rows are packed per call as int16 micro panels of kMR = 8 rows, [kp / 4][8][4] int16, so
+// that one 8-byte broadcast gives (a0 a1 a2 a3) repeated. A k block of each B panel (16
+// columns) is widened to int16 once into L1 scratch and serves every row micro panel: one
+// 64-byte load holds 8 columns x 4 k, vpmaddwd leaves two partial sums per column, added
+// pairwise at the end. Register block 8 x 16 (16 zmm accumulators).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/int8_gemm.h"
+
+namespace embedrt {
+
+namespace {
+
+constexpr int kMR = 8;
+// k groups (of 4) per block: the widened B block (16 x 4 kKc int16, 16 KB) and the row panel
+// stay in L1.
+constexpr int64_t kKc = 128;
+
+void pack_a(const Int8GemmArgs& g, int16_t* dst) {
+    const int64_t kp = g.kp, k = g.k;
+    const int off = g.a_u8 ? 128 : 0;
+    for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
+        int16_t* panel = dst + i0 * kp;
+        for (int r = 0; r < kMR; ++r) {
+            int16_t* d = panel + r * 4;
+            if (i0 + r >= g.m) {
+                for (int64_t q = 0; q < kp / 4; ++q) std::memset(d + q * 4 * kMR, 0, 8);
+                continue;
+            }
+            const uint8_t* su = static_cast<const uint8_t*>(g.a) + (i0 + r) * g.lda;
+            const int8_t* ss = static_cast<const int8_t*>(g.a) + (i0 + r) * g.lda;
+            for (int64_t kk = 0; kk < kp; ++kk) {
+                int16_t v = 0;
+                if (kk < k) v = g.a_u8 ? int16_t(int(su[kk]) - off) : int16_t(ss[kk]);
+                d[(kk / 4) * 4 * kMR + (kk % 4)] = v;
+            }
+        }
+    }
+}
+
+// Sums adjacent int32 pairs of x (columns 0-3) and y (columns 4-7) into 8 column sums.
+inline __m256i pair_sums(__m256i x, __m256i y) {
+    __m256i h = _mm256_hadd_epi32(x, y);  // c0 c1 c4 c5 | c2 c3 c6 c7
+    return _mm256_permute4x64_epi64(h, 0xD8);
+}
+
+// k groups [q0, q1) of B panel p as int16, [q1 - q0][16][4]: the layout of the int8 panel,
+// widened.
+void widen_panel(const Int8GemmArgs& g, int64_t p, int64_t q0, int64_t q1, int16_t* dst) {
+    const int8_t* bp = g.b + p * 16 * g.kp + q0 * 64;
+    const int64_t n = (q1 - q0) * 64;
+    for (int64_t t = 0; t < n; t += 32)
+        _mm512_store_si512(dst + t, _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + t))));
+}
+
+// Rows i0 .. i0 + MR - 1 x the 16 columns of panel p over k groups [q0, q0 + groups): ap and
+// bw point at group q0. A k range split in blocks carries its partial sums in `tile` (int32
+// [MR][16]): the first block stores them, the next ones add, the last one finishes.
+template <int MR>
+void micro(const Int8GemmArgs& g, const int16_t* ap, int64_t i0, int64_t p, const int16_t* bw,
+           int64_t groups, int32_t* tile, bool first, bool last, int64_t j0, int64_t j1) {
+    // named accumulators (an array of them makes the compiler copy registers every step)
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512i c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    const int16_t* aq = ap;
+    const int16_t* bq = bw;
+    for (int64_t q = 0; q < groups; ++q, aq += 4 * kMR, bq += 64) {
+        const __m512i b0 = _mm512_load_si512(bq);
+        const __m512i b1 = _mm512_load_si512(bq + 32);
+#define EMBEDRT_ROW(r)                                                                    \
+        if (MR > r) {                                                                     \
+            long long av;                                                                 \
+            std::memcpy(&av, aq + r * 4, 8);                                              \
+            const __m512i a = _mm512_set1_epi64(av);                                      \
+            c##r##0 = _mm512_add_epi32(c##r##0, _mm512_madd_epi16(a, b0));                \
+            c##r##1 = _mm512_add_epi32(c##r##1, _mm512_madd_epi16(a, b1));                \
+        }
+        EMBEDRT_ROW(0)
+        EMBEDRT_ROW(1)
+        EMBEDRT_ROW(2)
+        EMBEDRT_ROW(3)
+        EMBEDRT_ROW(4)
+        EMBEDRT_ROW(5)
+        EMBEDRT_ROW(6)
+        EMBEDRT_ROW(7)
+#undef EMBEDRT_ROW
+    }
+    const __m512i acc[8][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                               {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+    const int64_t c0 = p * 16;
+    for (int r = 0; r < MR; ++r) {
+        alignas(32) int32_t out[16];
+        __m256i lo8 = pair_sums(_mm512_castsi512_si256(acc[r][0]), _mm512_extracti64x4_epi64(acc[r][0], 1));
+        __m256i hi8 = pair_sums(_mm512_castsi512_si256(acc[r][1]), _mm512_extracti64x4_epi64(acc[r][1], 1));
+        if (!first) {
+            lo8 = _mm256_add_epi32(lo8, _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + r * 16)));
+            hi8 = _mm256_add_epi32(hi8, _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + r * 16 + 8)));
+        }
+        if (!last) {
+            _mm256_store_si256(reinterpret_cast<__m256i*>(tile + r * 16), lo8);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(tile + r * 16 + 8), hi8);
+            continue;
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out), lo8);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8), hi8);
+        int64_t lo = j0 > c0 ? j0 - c0 : 0;
+        int64_t hi = j1 - c0 < 16 ? j1 - c0 : 16;
+        const int64_t i = i0 + r;
+        if (g.c32) {
+            if (lo == 0 && hi == 16) {
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(g.c32 + i * g.ldc + c0),
+                                    _mm256_load_si256(reinterpret_cast<const __m256i*>(out)));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(g.c32 + i * g.ldc + c0 + 8),
+                                    _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8)));
+            } else {
+                for (int64_t t = lo; t < hi; ++t) g.c32[i * g.ldc + c0 + t] = out[t];
+            }
+        } else if (lo == 0 && hi == 16) {
+            // the same operations as the scalar form below, 8 lanes at a time
+            const __m256 as = _mm256_set1_ps(g.a_scale ? g.a_scale[i] : 1.0f);
+            for (int h = 0; h < 16; h += 8) {
+                const __m256 bs = g.b_scale ? _mm256_loadu_ps(g.b_scale + c0 + h) : _mm256_set1_ps(1.0f);
+                const __m256 sc = _mm256_mul_ps(as, bs);
+                const __m256 d = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(out + h)));
+                const __m256 v = g.bias ? _mm256_fmadd_ps(sc, d, _mm256_loadu_ps(g.bias + c0 + h))
+                                        : _mm256_mul_ps(sc, d);
+                _mm256_storeu_ps(g.cf + i * g.ldc + c0 + h, v);
+            }
+        } else {
+            const float as = g.a_scale ? g.a_scale[i] : 1.0f;
+            for (int64_t t = lo; t < hi; ++t) {
+                const int64_t j = c0 + t;
+                // Same operations as every other path: one rounding per step, explicit fma.
+                __m128 s = _mm_mul_ss(_mm_set_ss(as), _mm_set_ss(g.b_scale ? g.b_scale[j] : 1.0f));
+                __m128 d = _mm_cvtsi32_ss(_mm_setzero_ps(), out[t]);
+                __m128 v = g.bias ? _mm_fmadd_ss(s, d, _mm_set_ss(g.bias[j])) : _mm_mul_ss(s, d);
+                g.cf[i * g.ldc + j] = _mm_cvtss_f32(v);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void int8_gemm_avx512(const Int8GemmArgs& g, int64_t j0, int64_t j1) {
+    if (g.m <= 0 || j1 <= j0) return;
+    int16_t* ap = reinterpret_cast<int16_t*>(g.scratch);
+    pack_a(g, ap);
+    // after the packed A (rows rounded up to kMR), 32-byte aligned
+    const int64_t rows = (g.m + kMR - 1) / kMR * kMR;
+    int16_t* bw = reinterpret_cast<int16_t*>(
+        (reinterpret_cast<uintptr_t>(ap + rows * g.kp) + 63) & ~uintptr_t(63));
+    // after the widened B block (16 x min(kp, 4 kKc) int16, a multiple of 128 bytes)
+    int32_t* tile = reinterpret_cast<int32_t*>(bw + 16 * (g.kp < 4 * kKc ? g.kp : 4 * kKc));
+    const int64_t groups = g.kp / 4;
+    const int64_t pbeg = j0 / 16, pend = (j1 + 15) / 16;
+    for (int64_t p = pbeg; p < pend; ++p) {
+        for (int64_t q0 = 0; q0 < groups; q0 += kKc) {
+            const int64_t q1 = q0 + kKc < groups ? q0 + kKc : groups;
+            widen_panel(g, p, q0, q1, bw);
+            const bool first = q0 == 0, last = q1 == groups;
+            for (int64_t i0 = 0; i0 < g.m; i0 += kMR) {
+                const int16_t* a = ap + i0 * g.kp + q0 * 4 * kMR;
+                int32_t* t = tile + i0 * 16;
+                switch (g.m - i0 < kMR ? g.m - i0 : kMR) {
+                    case 8: micro<8>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 7: micro<7>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 6: micro<6>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 5: micro<5>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 4: micro<4>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 3: micro<3>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    case 2: micro<2>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                    default: micro<1>(g, a, i0, p, bw, q1 - q0, t, first, last, j0, j1); break;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace embedrt
