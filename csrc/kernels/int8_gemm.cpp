@@ -71,8 +71,8 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
 #endif
             default: int8_gemm_scalar(blk, j0, j1); break;
         }
-        // the VNNI kernel adds the side channels itself
-        if (blk.nout && !isa_at_least(isa, Isa::avx512_vnni)) add_side_channels(blk, j0, std::min(j1, blk.n));
+        // the x86 kernels add the side channels in their epilogues
+        if (blk.nout && !isa_at_least(isa, Isa::avx2)) add_side_channels(blk, j0, std::min(j1, blk.n));
     }
 }
 

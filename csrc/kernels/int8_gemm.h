@@ -103,7 +103,7 @@ struct Int8GemmArgs {
     const float* b_scale = nullptr;
     const float* bias = nullptr;
     // fp32 side channels of the float output (see int8_gemm_packed_f32); handled by the
-    // avx512 kernel itself, by the dispatcher after the others.
+    // x86 kernels themselves, by the dispatcher after the others.
     const float* xo = nullptr;  // [m, nout]
     const float* wo = nullptr;  // [nout, n]
     int64_t nout = 0;

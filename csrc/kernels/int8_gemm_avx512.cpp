@@ -129,8 +129,12 @@ void micro(const Int8GemmArgs& g, const int16_t* ap, int64_t i0, int64_t p, cons
                 const __m256 bs = g.b_scale ? _mm256_loadu_ps(g.b_scale + c0 + h) : _mm256_set1_ps(1.0f);
                 const __m256 sc = _mm256_mul_ps(as, bs);
                 const __m256 d = _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(out + h)));
-                const __m256 v = g.bias ? _mm256_fmadd_ps(sc, d, _mm256_loadu_ps(g.bias + c0 + h))
-                                        : _mm256_mul_ps(sc, d);
+                __m256 v = g.bias ? _mm256_fmadd_ps(sc, d, _mm256_loadu_ps(g.bias + c0 + h))
+                                  : _mm256_mul_ps(sc, d);
+                // the fp32 side channels, in order (see int8_gemm_packed_f32)
+                for (int64_t o = 0; o < g.nout; ++o)
+                    v = _mm256_fmadd_ps(_mm256_set1_ps(g.xo[i * g.nout + o]),
+                                        _mm256_loadu_ps(g.wo + o * g.n + c0 + h), v);
                 _mm256_storeu_ps(g.cf + i * g.ldc + c0 + h, v);
             }
         } else {
@@ -141,6 +145,8 @@ void micro(const Int8GemmArgs& g, const int16_t* ap, int64_t i0, int64_t p, cons
                 __m128 s = _mm_mul_ss(_mm_set_ss(as), _mm_set_ss(g.b_scale ? g.b_scale[j] : 1.0f));
                 __m128 d = _mm_cvtsi32_ss(_mm_setzero_ps(), out[t]);
                 __m128 v = g.bias ? _mm_fmadd_ss(s, d, _mm_set_ss(g.bias[j])) : _mm_mul_ss(s, d);
+                for (int64_t o = 0; o < g.nout; ++o)
+                    v = _mm_fmadd_ss(_mm_set_ss(g.xo[i * g.nout + o]), _mm_set_ss(g.wo[o * g.n + j]), v);
                 g.cf[i * g.ldc + j] = _mm_cvtss_f32(v);
             }
         }
