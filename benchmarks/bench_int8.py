@@ -66,6 +66,6 @@ def test_int8_index_scan_1m(benchmark, int8_index):
 
 
 def test_memory_read_1m(benchmark, int8_index):
-    flat = int8_index._store.codes.reshape(-1).view(np.uint8)
+    flat = int8_index.codes.reshape(-1).view(np.uint8)
     benchmark(core.int8_stream_read, flat)
     benchmark.extra_info["GB/s"] = flat.nbytes / benchmark.stats.stats.min / 1e9

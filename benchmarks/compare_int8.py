@@ -114,7 +114,7 @@ def scan_table(quick: bool) -> str:
     for s in range(0, n, 100_000):
         ix.add(rng.standard_normal((min(100_000, n - s), dim)).astype(np.float32))
     q = rng.standard_normal((1, dim)).astype(np.float32)
-    flat = ix._store.codes.reshape(-1).view(np.uint8)
+    flat = ix.codes.reshape(-1).view(np.uint8)
     rows = ["| threads | memory read GB/s | Int8Index scan GB/s (1 query, k=10) | scan ms | % of read bandwidth |",
             "|---|---|---|---|---|"]
     before = embedrt.get_num_threads()

@@ -203,8 +203,11 @@ def test_sdc_index_ignores_padding_bits_in_add_codes_and_load(tmp_path, sdc50):
             np.testing.assert_array_equal(got, w)
 
     two = embedrt.Index(50, coarse="sdc", rescore=None)
-    two.add(X)
-    assert two._coarse._index.binarizer.fitted
+    two.add(X)  # fits the coarse stage's binarizer on this batch
+    two.save(tmp_path / "two.idx")  # (codes without a fitted binarizer would not load)
+    loaded = embedrt.Index.load(tmp_path / "two.idx")
+    for got, w in zip(loaded.search(X[:20], 10), two.search(X[:20], 10)):
+        np.testing.assert_array_equal(got, w)
 
 
 def test_sdc_index_verify(tmp_path, sdc50):
