@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary", "int8_sym")
+# The precisions of Encoder.encode, the command line and the distributed jobs, by kind.
+ENCODE_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+FLOAT_PRECISIONS = ("float32", "float16")
+INT_PRECISIONS = ("int8", "uint8")
+BIT_PRECISIONS = ("binary", "ubinary")
+# The precisions of quantize().
+PRECISIONS = ENCODE_PRECISIONS + ("int8_sym",)
 
 
 def _as_float(x, name: str) -> np.ndarray:
