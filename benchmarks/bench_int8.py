@@ -14,16 +14,15 @@ import pytest
 import embedrt
 import embedrt._core as core
 from embedrt.kernels import Int8Matrix
+from _timing import threads
 
 SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
 
 
 @pytest.fixture
 def one_thread():
-    before = embedrt.get_num_threads()
-    embedrt.set_num_threads(1)
-    yield
-    embedrt.set_num_threads(before)
+    with threads(1):
+        yield
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)

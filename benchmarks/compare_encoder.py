@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMBEDRT_SHARED", REPO.parent / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
@@ -59,15 +61,6 @@ class PlainOrtLoop:
             pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
             out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
         return np.concatenate(out)
-
-
-def _best(fn, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _latency(fn, n: int) -> float:
@@ -128,7 +121,7 @@ def run(quick: bool = False) -> str:
     best = {name: float("inf") for name in systems}
     for _ in range(reps):  # interleaved
         for name, fn in systems.items():
-            best[name] = min(best[name], _best(fn, 1))
+            best[name] = min(best[name], best_of(fn, 1))
 
     latency = {"embedrt Encoder (onnxruntime)": _latency(lambda: enc.encode(QUERY), lat_n),
                "plain onnxruntime loop (batches of 32, input order)": _latency(lambda: plain.encode([QUERY]), lat_n)}
