@@ -13,8 +13,8 @@ import pytest
 
 import embedrt
 import embedrt._core as core
-from embedrt.kernels import Int8Matrix
 from _timing import threads
+from embedrt.kernels import Int8Matrix
 
 SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
 

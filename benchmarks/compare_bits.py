@@ -164,7 +164,8 @@ def run(quick: bool = False) -> str:
         embedrt.set_num_threads(threads_before)
 
     out = ["## bits: binary codes (Hamming)", "",
-           f"ISA level {embedrt.cpu_info()['isa']}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; wall-clock best of N, interleaved (CPU: best process CPU time).", "",
+           f"ISA level {embedrt.cpu_info()['isa']}, {os.cpu_count()} cores, load average "
+           f"{os.getloadavg()[0]:.1f} at the end; wall-clock best of N, interleaved (CPU: best process CPU time).", "",
            "| case | embedrt | peer / reference | ratio |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if notes:

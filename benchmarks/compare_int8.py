@@ -21,7 +21,6 @@ GEMM_SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
 
 
 def _ort_matmul_integer(k: int, n: int):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -42,8 +41,8 @@ def _ort_matmul_integer(k: int, n: int):
 
 def gemm_table(quick: bool) -> str:
     import embedrt
-    from embedrt.kernels import Int8Matrix
     import embedrt._core as core
+    from embedrt.kernels import Int8Matrix
 
     rng = np.random.default_rng(0)
     rows = ["| m | k | n | embedrt GMAC/s | onnxruntime GMAC/s | ratio |", "|---|---|---|---|---|---|"]

@@ -61,7 +61,8 @@ def speed(quick: bool) -> str:
             one_ours()
             o_ours, o_theirs = (t.wall for t in interleaved([one_ours, one_theirs], 5 if quick else 10, runs=2,
                                                             keep=False))
-            rows.append(f"| embedrt SDCIndex.search, one query at a time | {o_ours * 1e3:.3f} | {o_theirs / o_ours:.2f}x |")
+            rows.append(f"| embedrt SDCIndex.search, one query at a time | {o_ours * 1e3:.3f} | "
+                        f"{o_theirs / o_ours:.2f}x |")
             rows.append(f"| faiss IndexPQFastScan, one query at a time | {o_theirs * 1e3:.3f} | 1.00x |")
         else:
             t_ours = best_of(ours, 3)

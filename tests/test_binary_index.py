@@ -1,7 +1,6 @@
 """BinaryIndex: search against numpy, growth, tail bits, save/load (mmap), corrupted files."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

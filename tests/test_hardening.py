@@ -477,8 +477,10 @@ def test_tokenizer_deep_json(tiny):
 
 
 @pytest.mark.parametrize("file,key,value,match", [
-    ("1_Pooling/config.json", "word_embedding_dimension", "32", "'word_embedding_dimension' must be a positive integer"),
-    ("1_Pooling/config.json", "word_embedding_dimension", 32.0, "'word_embedding_dimension' must be a positive integer"),
+    ("1_Pooling/config.json", "word_embedding_dimension", "32",
+     "'word_embedding_dimension' must be a positive integer"),
+    ("1_Pooling/config.json", "word_embedding_dimension", 32.0,
+     "'word_embedding_dimension' must be a positive integer"),
     ("sentence_bert_config.json", "do_lower_case", "false", "'do_lower_case' must be true or false"),
     ("sentence_bert_config.json", "do_lower_case", 0, "'do_lower_case' must be true or false"),
     ("config_sentence_transformers.json", "similarity_fn_name", ["cosine"], "'similarity_fn_name' must be a string"),

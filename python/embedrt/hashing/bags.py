@@ -10,7 +10,6 @@ from .. import _core
 from .._checks import as_float32, as_int
 from ._args import aligned64, as_index_array
 
-
 _MODES = {"sum": 0, "mean": 1}
 _QR_OPS = {"mult": 0, "add": 1, "concat": 2}
 

@@ -10,7 +10,6 @@ from .. import _core
 from .._checks import as_int
 from .thinc import HashEmbed
 
-
 _SYMBOLS = None
 
 

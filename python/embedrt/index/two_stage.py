@@ -157,7 +157,8 @@ class Index:
         if index._coarse is not None:
             index._coarse = COARSE[index.coarse].from_arrays(path, dim, f.arrays, f.meta)
             if index._coarse.codes.shape[0] != n:
-                raise ValueError(f"{path}: {index.coarse} codes hold {index._coarse.codes.shape[0]} vectors, expected {n}")
+                raise ValueError(f"{path}: {index.coarse} codes hold {index._coarse.codes.shape[0]} vectors, "
+                                 f"expected {n}")
         if index._int8 is not None:
             codes, scales = f.arrays.get("int8_codes"), f.arrays.get("int8_scales")
             if codes is None or scales is None:
