@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import embedrt
+from _timing import threads
 
 faiss = pytest.importorskip("faiss")
 
@@ -22,11 +23,8 @@ QUERIES = rng.integers(0, 256, (64, 64), dtype=np.uint8)
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    before = embedrt.get_num_threads()
-    embedrt.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    yield
-    embedrt.set_num_threads(before)
+    with threads(1, faiss):
+        yield
 
 
 @pytest.fixture(scope="module")

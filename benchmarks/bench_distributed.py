@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "fixtures" / "corpus" / "stdlib_docstrings.json"
 
@@ -62,7 +60,7 @@ def _ray(model, texts, actors, chunk, batch_size):
         now = time.perf_counter()
         n += batch.num_rows
         if first is None:
-            first, first_rows = now, batch.num_rows
+            first = now
         else:
             rows_after_first += batch.num_rows
     last = time.perf_counter()
@@ -92,7 +90,7 @@ def _spark(model, texts, cores, chunk, batch_size):
     embed_spark(warm, model, batch_size=chunk, encode_batch_size=batch_size).count()
     warmup = time.perf_counter() - t
     t = time.perf_counter()
-    n = embed_spark(df, model, batch_size=chunk, encode_batch_size=batch_size) \
+    embed_spark(df, model, batch_size=chunk, encode_batch_size=batch_size) \
         .selectExpr("size(embedding) as d").groupBy().sum("d").collect()
     dt = time.perf_counter() - t
     spark.stop()

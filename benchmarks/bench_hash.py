@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import embedrt
+from _timing import threads
 
 N_IDS = 200_000
 
@@ -51,12 +52,8 @@ def test_hashembed_embedrt(benchmark, ids, thinc_layer):
 @pytest.mark.benchmark(group="hashembed")
 def test_hashembed_embedrt_one_thread(benchmark, ids, thinc_layer):
     emb = embedrt.HashEmbed.from_thinc(thinc_layer)
-    before = embedrt.get_num_threads()
-    embedrt.set_num_threads(1)
-    try:
+    with threads(1):
         benchmark(emb, ids)
-    finally:
-        embedrt.set_num_threads(before)
 
 
 @pytest.mark.benchmark(group="hashembed")

@@ -13,6 +13,7 @@ import pytest
 
 import embedrt
 import embedrt._core as core
+from _timing import threads
 from embedrt.kernels import Int8Matrix
 
 SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
@@ -20,10 +21,8 @@ SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
 
 @pytest.fixture
 def one_thread():
-    before = embedrt.get_num_threads()
-    embedrt.set_num_threads(1)
-    yield
-    embedrt.set_num_threads(before)
+    with threads(1):
+        yield
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
@@ -66,6 +65,6 @@ def test_int8_index_scan_1m(benchmark, int8_index):
 
 
 def test_memory_read_1m(benchmark, int8_index):
-    flat = int8_index._store.codes.reshape(-1).view(np.uint8)
+    flat = int8_index.codes.reshape(-1).view(np.uint8)
     benchmark(core.int8_stream_read, flat)
     benchmark.extra_info["GB/s"] = flat.nbytes / benchmark.stats.stats.min / 1e9

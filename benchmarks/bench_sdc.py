@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import embedrt
+from _timing import threads
 
 N = 200_000
 DIM = 512
@@ -29,10 +30,8 @@ def codes():
 
 @pytest.fixture
 def one_thread():
-    before = embedrt.get_num_threads()
-    embedrt.set_num_threads(1)
-    yield
-    embedrt.set_num_threads(before)
+    with threads(1):
+        yield
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])

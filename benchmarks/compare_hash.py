@@ -13,43 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-_CPU = {}
-_SWEEP = None
-
-
-def _evict_caches() -> None:
-    """Reads a 64 MiB buffer (more than the last-level cache): afterwards the caches hold only
-    clean lines of it, whatever the previous call wrote or read."""
-    global _SWEEP
-    if _SWEEP is None:
-        _SWEEP = np.ones(64 << 18, np.float32)
-    _SWEEP.sum()
-
-
-def _interleaved(fns: dict, repeat: int, cold: bool = False) -> dict:
-    """Best wall time of each callable, the calls interleaved round-robin. The best CPU time
-    of the calling thread is kept in _CPU (meaningful for one-thread runs). cold: evict the
-    caches before every call (untimed), so that each contender starts from the same state
-    instead of paying for the dirty lines the previous contender left behind."""
-    best = {k: float("inf") for k in fns}
-    for k in fns:
-        _CPU[k] = float("inf")
-    for _ in range(repeat):
-        for k, f in fns.items():
-            if cold:
-                _evict_caches()
-            c0 = time.thread_time()
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-            _CPU[k] = min(_CPU[k], time.thread_time() - c0)
-    return best
+from _timing import best_of, interleaved
 
 
 def _fmt_rate(x: float, unit: str) -> str:
@@ -68,13 +36,14 @@ def run(quick: bool = False) -> str:
         fns = {"peer": peer_fn}
         embedrt.set_num_threads(1)
         fns["one"] = ours_fn
-        res1 = _interleaved(fns, repeat, cold)
-        cpu_ratio = _CPU["peer"] / max(_CPU["one"], 1e-9)
+        t1 = interleaved(fns, repeat, cold=cold, keep=False)
+        res1 = {k: t.wall for k, t in t1.items()}
+        cpu_ratio = t1["peer"].thread_cpu / max(t1["one"].thread_cpu, 1e-9)
         embedrt.set_num_threads(all_threads)
         fns_all = {"all": ours_fn}
         if peer_all_fn is not None:
             fns_all["peer_all"] = peer_all_fn
-        res2 = _interleaved(fns_all, repeat, cold)
+        res2 = {k: t.wall for k, t in interleaved(fns_all, repeat, cold=cold, keep=False).items()}
         rows.append((name, peer_name, count / res1["peer"], count / res1["one"],
                      count / res2["all"], unit,
                      count / res2["peer_all"] if "peer_all" in res2 else None, cpu_ratio))
@@ -178,7 +147,7 @@ def run(quick: bool = False) -> str:
     offsets = np.arange(0, n_ids, 20)
     gb = n_ids * dim * 4 / 1e9
     flat = table.reshape(-1)
-    read = _interleaved({"read": lambda: flat.sum(dtype=np.float32)}, repeat)["read"]
+    read = best_of(lambda: flat.sum(dtype=np.float32), repeat)
     read_gbs = table.nbytes / 1e9 / read
     try:
         import torch
@@ -206,7 +175,7 @@ def run(quick: bool = False) -> str:
         torch.set_num_threads(torch_threads)
     else:
         embedrt.set_num_threads(1)
-        one = _interleaved({"one": lambda: embedrt.embedding_bag(table, bag_ids, offsets)}, repeat)["one"]
+        one = best_of(lambda: embedrt.embedding_bag(table, bag_ids, offsets), repeat)
         rows.append((f"embedding_bag sum, {n_rows:,} x {dim} table", "(torch not installed)",
                      float("nan"), gb / one, float("nan"), "GB/s", None, float("nan")))
     embedrt.set_num_threads(threads)

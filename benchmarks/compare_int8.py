@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
+
 GEMM_SHAPES = [(1024, 384, 1536), (1024, 1536, 384), (16, 384, 384)]
 
 
-def _best(fn, reps: int, rounds: int = 7) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        best = min(best, (time.perf_counter() - t) / reps)
-    return best
-
-
 def _ort_matmul_integer(k: int, n: int):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -51,8 +41,8 @@ def _ort_matmul_integer(k: int, n: int):
 
 def gemm_table(quick: bool) -> str:
     import embedrt
-    from embedrt.kernels import Int8Matrix
     import embedrt._core as core
+    from embedrt.kernels import Int8Matrix
 
     rng = np.random.default_rng(0)
     rows = ["| m | k | n | embedrt GMAC/s | onnxruntime GMAC/s | ratio |", "|---|---|---|---|---|---|"]
@@ -77,8 +67,8 @@ def gemm_table(quick: bool) -> str:
             reps = max(1, int(2e8 // macs)) if not quick else max(1, int(5e7 // macs))
             ours, theirs = float("inf"), float("inf")
             for _ in range(3 if quick else 5):  # interleaved
-                ours = min(ours, _best(lambda: core.int8_gemm(a, packed._packed, out), reps, 3))
-                theirs = min(theirs, _best(lambda: sess.run(None, feed), reps, 3))
+                ours = min(ours, best_of(lambda: core.int8_gemm(a, packed._packed, out), 3, calls=reps))
+                theirs = min(theirs, best_of(lambda: sess.run(None, feed), 3, calls=reps))
             rows.append(f"| {m} | {k} | {n} | {macs / ours / 1e9:.0f} | {macs / theirs / 1e9:.0f} | "
                         f"{theirs / ours:.2f}x |")
     finally:
@@ -114,7 +104,7 @@ def scan_table(quick: bool) -> str:
     for s in range(0, n, 100_000):
         ix.add(rng.standard_normal((min(100_000, n - s), dim)).astype(np.float32))
     q = rng.standard_normal((1, dim)).astype(np.float32)
-    flat = ix._store.codes.reshape(-1).view(np.uint8)
+    flat = ix.codes.reshape(-1).view(np.uint8)
     rows = ["| threads | memory read GB/s | Int8Index scan GB/s (1 query, k=10) | scan ms | % of read bandwidth |",
             "|---|---|---|---|---|"]
     before = embedrt.get_num_threads()
@@ -123,8 +113,8 @@ def scan_table(quick: bool) -> str:
             embedrt.set_num_threads(th)
             read, scan = float("inf"), float("inf")
             for _ in range(5):  # interleaved
-                read = min(read, _best(lambda: core.int8_stream_read(flat), 1, 2))
-                scan = min(scan, _best(lambda: ix.search(q, 10), 1, 2))
+                read = min(read, best_of(lambda: core.int8_stream_read(flat), 2))
+                scan = min(scan, best_of(lambda: ix.search(q, 10), 2))
             nbytes = n * dim
             rows.append(f"| {th} | {nbytes / read / 1e9:.1f} | {nbytes / scan / 1e9:.1f} | {scan * 1e3:.1f} | "
                         f"{100 * read / scan:.0f}% |")
@@ -154,7 +144,7 @@ def recall_table(quick: bool) -> str:
 
     rows = ["| method | recall@10 | bytes / vector | queries / s (200 queries, batch) |", "|---|---|---|---|"]
     dim = x.shape[1]
-    rows.append(f"| float32 exact (numpy) | 1.000 | {4 * dim} | {200 / _best(lambda: q @ x.T, 1, 5):.0f} |")
+    rows.append(f"| float32 exact (numpy) | 1.000 | {4 * dim} | {200 / best_of(lambda: q @ x.T, 5):.0f} |")
     configs = [("binary (Hamming)", dict(rescore=None), {}),
                ("int8 (exact scan)", dict(coarse=None), {})]
     configs += [(f"binary + int8 rescore, x{m}", {}, dict(rescore_multiplier=m)) for m in (1, 4, 10)]
@@ -164,7 +154,7 @@ def recall_table(quick: bool) -> str:
         idx = embedrt.Index(dim, **kw)
         idx.add(x)
         _, ids = idx.search(q, 10, **skw)
-        t = _best(lambda: idx.search(q, 10, **skw), 1, 5)
+        t = best_of(lambda: idx.search(q, 10, **skw), 5)
         rows.append(f"| {name} | {recall(ids):.3f} | {idx.bytes_per_vector} | {200 / t:.0f} |")
     return f"Index on the corpus ({x.shape[0]} x {dim}, first 200 as queries, k=10):\n\n" + "\n".join(rows)
 

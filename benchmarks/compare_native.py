@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMBEDRT_SHARED", REPO.parent / "shared"))
 MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
@@ -142,15 +144,6 @@ def _peak_rss(kind, arg, n):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _best(fn, reps):
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def run(quick: bool = False) -> str:
     if not (MODEL / "onnx" / "model.onnx").is_file():
         return "## native encoder\n\n_skipped: the reference model is not present_\n"
@@ -192,8 +185,8 @@ def run(quick: bool = False) -> str:
         lat = {name: float("inf") for name in engines}
         for _ in range(reps):
             for name, e in engines.items():
-                thr[name] = min(thr[name], _best(lambda: e.embed(ids), 1))
-                lat[name] = min(lat[name], _best(lambda: e.embed(query), 30))
+                thr[name] = min(thr[name], best_of(lambda: e.embed(ids), 1))
+                lat[name] = min(lat[name], best_of(lambda: e.embed(query), 30))
         for name in engines:
             rows[name]["tps"] = len(ids) / thr[name]
             rows[name]["lat"] = lat[name] * 1e3
@@ -202,22 +195,22 @@ def run(quick: bool = False) -> str:
         t1 = t2 = float("inf")
         for _ in range(reps):
             embedrt.set_num_threads(2)
-            t2 = min(t2, _best(lambda: nat.embed(ids), 1))
+            t2 = min(t2, best_of(lambda: nat.embed(ids), 1))
             embedrt.set_num_threads(1)
-            t1 = min(t1, _best(lambda: nat.embed(ids), 1))
+            t1 = min(t1, best_of(lambda: nat.embed(ids), 1))
         scale2 = t1 / t2
         # sentence-transformers
         try:
             st = STRunner()
             st_tokens = texts
-            t = _best(lambda: st.embed_texts(st_tokens), 1)
+            t = best_of(lambda: st.embed_texts(st_tokens), 1)
             emb = st.embed_texts(ref_texts)
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
             cos = (emb * ref).sum(1)
             rows["sentence-transformers (torch)"] = {"tps": len(texts) / t, "min": cos.min(),
                                                      "mean": cos.mean(), "lat": float("nan"),
                                                      "load": float("nan")}
-            rows["sentence-transformers (torch)"]["lat"] = _best(
+            rows["sentence-transformers (torch)"]["lat"] = best_of(
                 lambda: st.embed_texts(["how do I sort a list of tuples by the second item"]), 10) * 1e3
         except Exception as e:  # not installed / no torch / no checkpoint
             print(f"(sentence-transformers skipped: {type(e).__name__}: {e})", file=sys.stderr)

@@ -12,28 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _best_of(fn, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _race(a, b, rounds, reps):
-    """Best times of a and b, interleaved over `rounds` (each the best of `reps` calls)."""
-    ta = tb = np.inf
-    for _ in range(rounds):
-        ta = min(ta, _best_of(a, reps))
-        tb = min(tb, _best_of(b, reps))
-    return ta, tb
+from _timing import best_of, interleaved
 
 
 def speed(quick: bool) -> str:
@@ -66,7 +49,7 @@ def speed(quick: bool) -> str:
             fq = rng.standard_normal((m, d)).astype(np.float32)
             theirs = lambda: index.search(fq, k)  # noqa: E731
             theirs()
-            t_ours, t_theirs = _race(ours, theirs, 3 if quick else 5, 1)
+            t_ours, t_theirs = (t.wall for t in interleaved([ours, theirs], 3 if quick else 5, keep=False))
             rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | {t_theirs / t_ours:.2f}x |")
             rows.append(f"| faiss IndexPQFastScan(512, 256, 4) (128 B) | {t_theirs / m * 1e3:.3f} | 1.00x |")
             # one query at a time: SDCIndex (float query encoded, packed codes kept) vs FAISS
@@ -76,11 +59,13 @@ def speed(quick: bool) -> str:
             one_ours = lambda: idx.search(fq[:1], k)  # noqa: E731
             one_theirs = lambda: index.search(fq[:1], k)  # noqa: E731
             one_ours()
-            o_ours, o_theirs = _race(one_ours, one_theirs, 5 if quick else 10, 2)
-            rows.append(f"| embedrt SDCIndex.search, one query at a time | {o_ours * 1e3:.3f} | {o_theirs / o_ours:.2f}x |")
+            o_ours, o_theirs = (t.wall for t in interleaved([one_ours, one_theirs], 5 if quick else 10, runs=2,
+                                                            keep=False))
+            rows.append(f"| embedrt SDCIndex.search, one query at a time | {o_ours * 1e3:.3f} | "
+                        f"{o_theirs / o_ours:.2f}x |")
             rows.append(f"| faiss IndexPQFastScan, one query at a time | {o_theirs * 1e3:.3f} | 1.00x |")
         else:
-            t_ours = _best_of(ours, 3)
+            t_ours = best_of(ours, 3)
             rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | (faiss not installed) |")
     finally:
         embedrt.set_num_threads(before)

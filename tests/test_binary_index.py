@@ -1,7 +1,6 @@
 """BinaryIndex: search against numpy, growth, tail bits, save/load (mmap), corrupted files."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -59,7 +58,7 @@ def test_growth_is_amortised():
     buffers = set()
     for _ in range(2000):
         index.add(rng.integers(0, 256, (1, 8), dtype=np.uint8))
-        buffers.add(index._codes.__array_interface__["data"][0])
+        buffers.add(index.codes.__array_interface__["data"][0])
     assert len(index) == 2000
     assert len(buffers) <= 4  # capacity doubles: few reallocations
 

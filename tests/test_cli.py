@@ -13,7 +13,6 @@ import embedrt
 from embedrt.cli import main
 
 
-
 def test_info(capsys):
     assert main(["info"]) == 0
     assert "isa" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from embedrt.encoder._native_load import NotRecognized
 from embedrt.encoder.model_dir import ModelFolderError
 from embedrt.encoder.pooling import pool
 
+
 @pytest.fixture(scope="module")
 def enc(minilm_dir):
     return embedrt.Encoder(minilm_dir, backend="onnxruntime")
@@ -169,7 +170,8 @@ def test_similarity(enc):
 def test_prompts_and_similarity_config(minilm_dir, tmp_path, enc):
     st = {"prompts": {"query": "query: ", "document": "passage: ", "classification": "Classify: "},
           "default_prompt_name": None, "similarity_fn_name": "dot"}
-    e = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "m", **{"config_sentence_transformers.json": st}), backend="onnxruntime")
+    folder = folder_copy(minilm_dir, tmp_path / "m", **{"config_sentence_transformers.json": st})
+    e = embedrt.Encoder(folder, backend="onnxruntime")
     assert e.similarity_fn_name == "dot" and e.prompts["query"] == "query: "
     text = "how do I sort a list"
     np.testing.assert_allclose(e.encode_query(text), enc.encode("query: " + text), atol=1e-6)
@@ -246,7 +248,7 @@ def test_pooling_modes(mode, skip):
 
 def test_sentence_transformers_pooling_equivalence():
     torch = pytest.importorskip("torch")
-    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("sentence_transformers")
     try:
         from sentence_transformers.sentence_transformer.modules import Pooling
     except ImportError:
@@ -405,9 +407,8 @@ def test_default_model_is_exported_once(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from embedrt.encoder import default_model
-
     from conftest import subprocess_env
+    from embedrt.encoder import default_model
 
     env = subprocess_env(EMBEDRT_CACHE_DIR=str(tmp_path / "cache"))
     code = "import embedrt; print(embedrt.Encoder(backend='onnxruntime').encode('hi')[:4].tolist())"
@@ -451,10 +452,9 @@ def _stand_in_native(monkeypatch, recognize=True):
     import sys
     import types
 
+    from embedrt.encoder._native_load import NotRecognized
     from embedrt.encoder.model_dir import find_onnx
     from embedrt.encoder.ort_backend import OnnxRuntimeBackend
-
-    from embedrt.encoder._native_load import NotRecognized
 
     mod = types.ModuleType("embedrt.encoder.native")
 
@@ -516,8 +516,9 @@ def test_auto_falls_back_with_one_line(auto_native, minilm_dir, monkeypatch, cap
 def test_prompt_excluding_pooling_stays_on_onnxruntime(auto_native, minilm_dir, tmp_path, monkeypatch):
     _stand_in_native(monkeypatch)
     pool_cfg = {"word_embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": False}
+    st_cfg = {"prompts": {"query": "q: "}}
     path = folder_copy(minilm_dir, tmp_path / "m", **{"1_Pooling__config.json": pool_cfg,
-                                                       "config_sentence_transformers.json": {"prompts": {"query": "q: "}}})
+                                                       "config_sentence_transformers.json": st_cfg})
     assert embedrt.Encoder(path).backend_name == "onnxruntime"
     e = embedrt.Encoder(path, backend="native")
     with pytest.raises(RuntimeError, match="include_prompt"):

@@ -203,8 +203,11 @@ def test_sdc_index_ignores_padding_bits_in_add_codes_and_load(tmp_path, sdc50):
             np.testing.assert_array_equal(got, w)
 
     two = embedrt.Index(50, coarse="sdc", rescore=None)
-    two.add(X)
-    assert two._coarse._index.binarizer.fitted
+    two.add(X)  # fits the coarse stage's binarizer on this batch
+    two.save(tmp_path / "two.idx")  # (codes without a fitted binarizer would not load)
+    loaded = embedrt.Index.load(tmp_path / "two.idx")
+    for got, w in zip(loaded.search(X[:20], 10), two.search(X[:20], 10)):
+        np.testing.assert_array_equal(got, w)
 
 
 def test_sdc_index_verify(tmp_path, sdc50):
@@ -474,8 +477,10 @@ def test_tokenizer_deep_json(tiny):
 
 
 @pytest.mark.parametrize("file,key,value,match", [
-    ("1_Pooling/config.json", "word_embedding_dimension", "32", "'word_embedding_dimension' must be a positive integer"),
-    ("1_Pooling/config.json", "word_embedding_dimension", 32.0, "'word_embedding_dimension' must be a positive integer"),
+    ("1_Pooling/config.json", "word_embedding_dimension", "32",
+     "'word_embedding_dimension' must be a positive integer"),
+    ("1_Pooling/config.json", "word_embedding_dimension", 32.0,
+     "'word_embedding_dimension' must be a positive integer"),
     ("sentence_bert_config.json", "do_lower_case", "false", "'do_lower_case' must be true or false"),
     ("sentence_bert_config.json", "do_lower_case", 0, "'do_lower_case' must be true or false"),
     ("config_sentence_transformers.json", "similarity_fn_name", ["cosine"], "'similarity_fn_name' must be a string"),

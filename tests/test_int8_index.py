@@ -19,8 +19,8 @@ def brute(index_codes, scales, q16, qs, k):
 
 
 def q16_of(q, dim):
-    from embedrt.index import _query_q16
-    q16, qs = _query_q16(q, dim)
+    from embedrt.index.int8 import query_q16
+    q16, qs = query_q16(q, dim)
     return q16[:, :dim], qs
 
 
@@ -332,3 +332,24 @@ def test_concurrent_searches():
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.isa
+def test_zero_rows(isa):
+    # A zero vector, stored or queried, gets scale 0 and codes 0 (the one symmetric rule of
+    # quantize "int8_sym" and the fixed-point queries), and every score it takes part in is 0.
+    dim = 16
+    x = data(5, dim)
+    x[2] = 0
+    codes, scales = quantize(x, "int8_sym")
+    assert scales[2] == 0 and not codes[2].any()
+    q = data(3, dim, seed=1)
+    q[1] = 0
+    q16, qs = q16_of(q, dim)
+    assert qs[1] == 0 and not q16[1].any()
+    assert qs[0] > 0 and np.abs(q16[0]).max() == core.int8_q16_max(dim)
+    for ix in (Int8Index(dim), Index(dim), Index(dim, coarse=None)):
+        ix.add(x)
+        s, i = ix.search(q, 5)
+        assert (s[1] == 0).all() and list(i[1]) == [0, 1, 2, 3, 4]  # ties: smaller id first
+        assert (s[i == 2] == 0).all()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
 import shutil
 import signal
 import socket
@@ -166,7 +164,8 @@ def test_model_names(encoder):
 
     async def body(client):
         out = {}
-        for name in ("tiny-bert", "default", "TINY-BERT", "some-org/tiny-bert", None, "gpt-4", "text-embedding-3-small"):
+        names = ("tiny-bert", "default", "TINY-BERT", "some-org/tiny-bert", None, "gpt-4", "text-embedding-3-small")
+        for name in names:
             payload = {"input": "x"} if name is None else {"input": "x", "model": name}
             out[name] = await client.post("/v1/embeddings", json=payload)
         out["models"] = await client.get("/v1/models")
@@ -187,7 +186,8 @@ def test_model_names(encoder):
     assert_error(out["nomodel"], 404, code="model_not_found")
     # a chosen name, and the config's _name_or_path as an alias
     named = create_app(encoder=encoder, model_name="my-embedder")
-    assert call(named, "POST", "/v1/embeddings", json={"input": "x", "model": "my-embedder"}).json()["model"] == "my-embedder"
+    got = call(named, "POST", "/v1/embeddings", json={"input": "x", "model": "my-embedder"})
+    assert got.json()["model"] == "my-embedder"
     assert call(named, "POST", "/v1/embeddings", json={"input": "x", "model": "tiny-bert"}).status_code == 200
 
 

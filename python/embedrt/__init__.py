@@ -11,9 +11,9 @@ import importlib
 
 from ._runtime import cpu_info, get_num_threads, set_num_threads
 
-# `quantize` and `sdc` name both a function and the submodule that defines it. Bind the
-# functions now (both modules are light), so that importing a submodule later cannot rebind
-# the package attribute to the module.
+# `quantize` and `sdc` name both a function and a submodule (embedrt.sdc re-exports
+# embedrt.index.sdc). Bind the functions now (both modules are light), so that importing a
+# submodule later cannot rebind the package attribute to the module.
 from .quantize import quantize
 from .sdc import sdc
 
@@ -32,21 +32,21 @@ _LAZY = {
     "Int8Matrix": ".kernels",
     "pack_int8": ".kernels",
     # indexes
-    "BinaryIndex": ".index",
-    "Int8Index": ".index",
-    "Index": ".index",
+    "BinaryIndex": ".index.binary",
+    "Int8Index": ".index.int8",
+    "Index": ".index.two_stage",
     # multi-bit binary codes
-    "ResidualBinarizer": ".sdc",
-    "sdc_topk": ".sdc",
-    "SDCIndex": ".sdc",
+    "ResidualBinarizer": ".index.sdc",
+    "sdc_topk": ".index.sdc",
+    "SDCIndex": ".index.sdc",
     # hash embeddings
-    "murmurhash3_128": ".hashing",
-    "hash_string": ".hashing",
-    "HashEmbed": ".hashing",
-    "MultiHashEmbed": ".hashing",
-    "fasttext_subword_ids": ".hashing",
-    "embedding_bag": ".hashing",
-    "QREmbed": ".hashing",
+    "murmurhash3_128": ".hashing.thinc",
+    "hash_string": ".hashing.spacy",
+    "HashEmbed": ".hashing.thinc",
+    "MultiHashEmbed": ".hashing.spacy",
+    "fasttext_subword_ids": ".hashing.fasttext",
+    "embedding_bag": ".hashing.bags",
+    "QREmbed": ".hashing.bags",
     # encoder
     "Encoder": ".encoder",
     "export": ".encoder",

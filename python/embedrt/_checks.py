@@ -58,3 +58,19 @@ def as_int(v, name: str, minimum=None) -> int:
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
     return v
+
+
+def as_k(k, n: int) -> int:
+    """The `k` of a top-k search (an int >= 1) limited to the `n` rows searched."""
+    return min(as_int(k, "k", minimum=1), n)
+
+
+def float_rows(x, name: str, dim: int) -> np.ndarray:
+    """Float embeddings ``[n, dim]`` (one ``[dim]`` is one row) as C-contiguous float32; integer
+    and bool arrays raise TypeError, a different width, NaN or infinity ValueError."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "iub":
+        raise TypeError(f"{name}: expected float embeddings, got dtype {x.dtype}")
+    x = as_float32(x, name, ndim=2, allow_1d=True)
+    if x.shape[1] != dim:
+        raise ValueError(f"{name}: expected {dim} dimensions, got {x.shape[1]}")
+    return x

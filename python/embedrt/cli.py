@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+from .quantize import ENCODE_PRECISIONS as PRECISIONS
 
 
 class _UsageError(Exception):

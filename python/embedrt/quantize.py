@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary", "int8_sym")
+# The precisions of Encoder.encode, the command line and the distributed jobs, by kind.
+ENCODE_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+FLOAT_PRECISIONS = ("float32", "float16")
+INT_PRECISIONS = ("int8", "uint8")
+BIT_PRECISIONS = ("binary", "ubinary")
+# The precisions of quantize().
+PRECISIONS = ENCODE_PRECISIONS + ("int8_sym",)
 
 
 def _as_float(x, name: str) -> np.ndarray:
@@ -100,21 +106,32 @@ def quantize(embeddings, precision: str, ranges=None, calibration_embeddings=Non
     return (bits.astype(np.int16) - 128).astype(np.int8)
 
 
+def symmetric_rows(x: np.ndarray, qmax, dtype):
+    """Symmetric per-row quantization of float32 rows ``x [n, d]``, the one rule behind
+    "int8_sym" and the fixed-point queries of the int8 indexes::
+
+        scales[i] = float32(max_j |x[i, j]|) / qmax          (float32 arithmetic)
+        codes[i, j] = clip(rint(x[i, j] / scales[i]), -qmax, qmax)   (round half to even)
+
+    A zero row gets scale 0 and codes 0 (as the int8 kernels expect: its scores are 0).
+    Returns ``(codes [n, d] of dtype, scales float32 [n])``.
+    """
+    qmax = np.float32(qmax)
+    n, d = x.shape
+    if d == 0:
+        return np.zeros((n, 0), dtype), np.zeros(n, np.float32)
+    amax = np.max(np.abs(x), axis=1)
+    scales = (amax / qmax).astype(np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1))
+    with np.errstate(over="ignore"):
+        q = np.rint(x / safe[:, None])
+    return np.clip(q, -qmax, qmax).astype(dtype), scales
+
+
 def _int8_sym(x: np.ndarray):
     x32 = np.asarray(x, dtype=np.float32)
     single = x32.ndim == 1
-    if single:
-        x32 = x32.reshape(1, -1)
-    if x32.shape[1] == 0:
-        codes = np.zeros(x32.shape, np.int8)
-        scales = np.zeros(x32.shape[0], np.float32)
-    else:
-        amax = np.max(np.abs(x32), axis=1)
-        scales = (amax / np.float32(127)).astype(np.float32)
-        safe = np.where(scales > 0, scales, np.float32(1))
-        with np.errstate(over="ignore"):
-            q = np.rint(x32 / safe[:, None])
-        codes = np.clip(q, -127, 127).astype(np.int8)
+    codes, scales = symmetric_rows(x32.reshape(1, -1) if single else x32, 127, np.int8)
     if single:
         return codes[0], scales[0]
     return codes, scales

@@ -150,7 +150,7 @@ def build_model(hidden_act: str = "gelu", seed: int = SEED):
 
 
 def build_tokenizer(vocab: list):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
                                      max_input_chars_per_word=100))
@@ -534,8 +534,7 @@ def export_styles(model, folder: Path, log) -> list:
         data_files=["onnx/external_data.onnx.data"])
 
     # int8
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

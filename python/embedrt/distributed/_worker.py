@@ -16,10 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
-FLOAT_PRECISIONS = ("float32", "float16")
-BIT_PRECISIONS = ("binary", "ubinary")
-INT_PRECISIONS = ("int8", "uint8")
+from ..quantize import BIT_PRECISIONS, FLOAT_PRECISIONS, INT_PRECISIONS
+from ..quantize import ENCODE_PRECISIONS as PRECISIONS
+
 ON_NULL = ("error", "empty")
 
 # (model path or None, backend, threads) -> Encoder, one per worker process

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+from ..quantize import ENCODE_PRECISIONS as PRECISIONS
 
 _EXAMPLES = """\
 examples:

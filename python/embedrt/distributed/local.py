@@ -102,6 +102,6 @@ def embed_parquet(input, output, model=None, *, column="text", output_column="em
 
 
 def _all_threads() -> int:
-    import embedrt
+    from .._runtime import get_num_threads
 
-    return embedrt.get_num_threads()
+    return get_num_threads()

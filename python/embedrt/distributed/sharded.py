@@ -356,9 +356,10 @@ class ShardedIndex:
         # One Index takes the c = k * mult nearest sign codes over all rows (ties by the smaller
         # id) and rescores them with int8. Here: each shard's c nearest, merged into the global c;
         # each shard rescores its members of that set; the rescored lists are merged.
-        from ..index import _float_rows
+        from .._checks import float_rows
+        from ..index.two_stage import coarse_candidates, rescore
 
-        q = _float_rows(queries, "queries", self.dim)
+        q = float_rows(queries, "queries", self.dim)
         m = q.shape[0]
         k = min(k, self._n)
         if m == 0:
@@ -366,7 +367,7 @@ class ShardedIndex:
         c = min(self._n, k * mult)
         cand, cscore, owner = [], [], []
         for s, (shard, off) in enumerate(zip(self.shards, self.offsets)):
-            ids, sc = shard._coarse.candidates(q, min(c, len(shard)))
+            ids, sc = coarse_candidates(shard, q, min(c, len(shard)))
             cand.append(ids + off)
             cscore.append(sc)
             owner.append(np.full(ids.shape, s, np.int64))
@@ -377,7 +378,7 @@ class ShardedIndex:
             local = np.where(order_owner == s, gid - off, -1).astype(np.int64)
             if not (local >= 0).any():
                 continue
-            sc, ids = shard._int8.rescore(q, np.ascontiguousarray(local), min(k, c))
+            sc, ids = rescore(shard, q, np.ascontiguousarray(local), min(k, c))
             valid = ids >= 0
             scores.append(np.where(valid, sc, -np.inf).astype(np.float32))
             gids.append(np.where(valid, ids + off, _NO_ID))

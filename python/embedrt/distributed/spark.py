@@ -3,7 +3,8 @@ to the executors holds only the job's options (the model's path and settings); e
 worker builds the Encoder once and keeps it in a module-level cache for the tasks that follow."""
 from __future__ import annotations
 
-from ._worker import BIT_PRECISIONS, FLOAT_PRECISIONS, make_options
+from ..quantize import BIT_PRECISIONS, FLOAT_PRECISIONS
+from ._worker import make_options
 
 
 def spark_type(precision: str):

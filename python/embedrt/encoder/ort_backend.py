@@ -95,7 +95,7 @@ class OnnxRuntimeBackend:
                  config=None):
         import onnxruntime as ort
 
-        from .. import get_num_threads
+        from .._runtime import get_num_threads
 
         self.path = Path(onnx_path)
         opts = ort.SessionOptions()
