@@ -79,13 +79,13 @@ def run(quick: bool = False) -> str:
         index.add(codes)
         t = _race({k: (lambda: index.search(queries, 10)) for k in lv}, reps)
         rows.append(("BinaryIndex.search, Mcodes x queries / s", {k: n * 64 / t[k] / 1e6 for k in lv}))
-        del index, codes
+        index = codes = None  # free the memory before the next row
 
         db = rng.integers(0, 256, size=(n, 2, 64), dtype=np.uint8)
         q = rng.integers(0, 256, size=(64, 2, 64), dtype=np.uint8)
         t = _race({k: (lambda: embedrt.sdc_topk(q, db, 10)) for k in lv}, reps)
         rows.append(("sdc_topk 2-bit, Mcodes x queries / s", {k: n * 64 / t[k] / 1e6 for k in lv}))
-        del db
+        db = None
 
         n8 = 50_000 if quick else 200_000
         ix = embedrt.Int8Index(384)
@@ -93,7 +93,7 @@ def run(quick: bool = False) -> str:
         qf = rng.standard_normal((16, 384)).astype(np.float32)
         t = _race({k: (lambda: ix.search(qf, 10)) for k in lv}, reps)
         rows.append(("Int8Index.search, Mrows x queries / s", {k: n8 * 16 / t[k] / 1e6 for k in lv}))
-        del ix
+        ix = None
 
         a = rng.integers(-127, 128, size=(1024, 384), dtype=np.int8)
         b = rng.integers(-127, 128, size=(1536, 384), dtype=np.int8)

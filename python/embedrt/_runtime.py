@@ -42,9 +42,9 @@ def cpu_info() -> dict:
     """What embedrt detected and uses.
 
     Returns a dict with ``isa`` (the level kernels use now: "avx512", "avx512-vnni",
-    "avx512-skx", "avx2", "neon" or "scalar"), ``best_isa`` (the highest level this CPU and OS support), ``features`` (the
-    detected CPU features), ``compiled_isas``, ``num_threads`` and ``kernels`` (per kernel
-    family, the variant in use: "<level>: <how>").
+    "avx512-skx", "avx2", "neon" or "scalar"), ``best_isa`` (the highest level this CPU and
+    OS support), ``features`` (the detected CPU features), ``compiled_isas``, ``num_threads``
+    and ``kernels`` (per kernel family, the variant in use: "<level>: <how>").
     """
     level = _core.isa()
     return {
