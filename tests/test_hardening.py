@@ -571,3 +571,27 @@ def test_huge_k_is_the_whole_index(k):
     assert sdc_index.search(x[:2], k)[1].shape == (2, 40)
     q, db = sdc_index.binarizer.encode(x[:2]), sdc_index.binarizer.encode(x)
     assert embedrt.sdc_topk(q, db, k, dim=32)[1].shape == (2, 40)
+
+
+def _misaligned(a):
+    """A copy of `a` whose data starts one byte past an aligned address (the alignment of a
+    tensor inside a safetensors buffer, for example)."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    view = np.frombuffer(raw.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    view[...] = a
+    assert view.ctypes.data % a.dtype.itemsize != 0
+    return view
+
+
+def test_misaligned_arrays_are_read_as_values():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 70)).astype(np.float32)
+    np.testing.assert_array_equal(embedrt.pack_bits(_misaligned(x)), embedrt.pack_bits(x))
+    a = rng.integers(-127, 128, (5, 33), dtype=np.int8)
+    b = rng.integers(-127, 128, (9, 33), dtype=np.int8)
+    sa = rng.random(5, dtype=np.float32)
+    np.testing.assert_array_equal(embedrt.int8_matmul(a, b, a_scale=_misaligned(sa)),
+                                  embedrt.int8_matmul(a, b, a_scale=sa))
+    ids = rng.integers(0, 2**63, 50, dtype=np.uint64)
+    he = embedrt.HashEmbed(8, 100, seed=3)
+    np.testing.assert_array_equal(he(_misaligned(ids)), he(ids))

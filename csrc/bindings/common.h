@@ -7,6 +7,8 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
 #include <string>
 
 namespace py = pybind11;
@@ -32,7 +34,9 @@ inline const char* dtype_name() {
 
 // A C-contiguous array of exactly element type T. Raises TypeError when `obj` is not a numpy
 // array of that dtype (values are never converted between types), ValueError when ndim
-// differs (ndim < 0: any). Non-contiguous or byte-swapped inputs are copied.
+// differs (ndim < 0: any). Non-contiguous, byte-swapped or misaligned inputs (a view at an odd
+// offset of a buffer, e.g. a safetensors tensor) are copied, so kernels only ever read
+// naturally aligned elements.
 template <class T>
 py::array_t<T, py::array::c_style> as_array(const py::handle& obj, const char* name, int ndim) {
     if (!py::isinstance<py::array>(obj))
@@ -45,7 +49,13 @@ py::array_t<T, py::array::c_style> as_array(const py::handle& obj, const char* n
     if (ndim >= 0 && arr.ndim() != ndim)
         throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) +
                               "-D array, got " + std::to_string(arr.ndim()) + "-D");
-    return py::array_t<T, py::array::c_style>::ensure(arr);
+    auto out = py::array_t<T, py::array::c_style>::ensure(arr);
+    if (reinterpret_cast<uintptr_t>(out.data()) % alignof(T) != 0) {
+        py::array_t<T, py::array::c_style> copy(std::vector<py::ssize_t>(out.shape(), out.shape() + out.ndim()));
+        std::memcpy(copy.mutable_data(), out.data(), static_cast<size_t>(out.nbytes()));
+        return copy;
+    }
+    return out;
 }
 
 }  // namespace bind
