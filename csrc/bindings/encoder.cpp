@@ -3,22 +3,23 @@
 #include <vector>
 
 #include "bindings/common.h"
-#include "encoder/bert.h"
+#include "encoder/model.h"
 
 namespace embedrt {
 namespace {
 
-using encoder::BertConfig;
-using encoder::BertModel;
+using encoder::EncoderModel;
+using encoder::EncoderSpec;
 
 const char* kSlots[4] = {"qkv", "attn_out", "up", "down"};
 
-// A BertModel plus the numpy arrays it references (the embedding tables).
+// An EncoderModel plus the numpy arrays it references (the embedding tables).
 class NativeEncoder {
 public:
     NativeEncoder(int64_t vocab, int64_t hidden, int64_t heads, int64_t intermediate, int64_t layers,
-                  int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays) {
-        BertConfig cfg;
+                  int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays,
+                  const std::string& position, int64_t padding_idx, const std::string& attention_bias) {
+        EncoderSpec cfg;
         cfg.vocab = vocab;
         cfg.hidden = hidden;
         cfg.heads = heads;
@@ -27,21 +28,41 @@ public:
         cfg.max_position = max_position;
         cfg.type_vocab = type_vocab;
         cfg.eps = static_cast<float>(eps);
+        if (position == "absolute") cfg.position = encoder::PositionScheme::absolute;
+        else if (position == "offset") cfg.position = encoder::PositionScheme::offset;
+        else throw py::value_error("position must be 'absolute' or 'offset', got '" + position + "'");
+        cfg.padding_idx = padding_idx;
+        if (attention_bias == "none") cfg.attention_bias = encoder::AttentionBias::none;
+        else if (attention_bias == "relative") cfg.attention_bias = encoder::AttentionBias::relative;
+        else throw py::value_error("attention_bias must be 'none' or 'relative', got '" + attention_bias + "'");
         // Every layer's arrays must be there before the model sizes anything by `layers`: a
         // small file claiming millions of layers is refused here, not allocated.
         if (layers < 0 || (layers > 0 && !arrays.contains(std::to_string(layers - 1) + ".qkv.weight")) ||
             arrays.contains(std::to_string(layers) + ".qkv.weight"))
             throw py::value_error("encoder weights: the arrays do not hold " + std::to_string(layers) +
                                   " layers");
-        model_ = std::make_unique<BertModel>(cfg);  // validates the sizes
+        model_ = std::make_unique<EncoderModel>(cfg);  // validates the sizes
 
         auto word = f32(arrays, "word_embeddings", {vocab, hidden});
         auto pos = f32(arrays, "position_embeddings", {max_position, hidden});
-        auto type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
+        py::array_t<float, py::array::c_style> type;
+        if (type_vocab > 0) type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
+        else if (arrays.contains("token_type_embeddings"))
+            throw py::value_error("encoder weights: token_type_embeddings given for a model without "
+                                  "token types (type_vocab = 0)");
         auto g = f32(arrays, "embeddings_ln_g", {hidden});
         auto b = f32(arrays, "embeddings_ln_b", {hidden});
-        keep_ = {word, pos, type};
-        model_->set_embeddings(word.data(), pos.data(), type.data(), g.data(), b.data());
+        keep_ = {word, pos};
+        if (type_vocab > 0) keep_.push_back(type);
+        model_->set_embeddings(word.data(), pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
+                               b.data());
+        if (cfg.attention_bias == encoder::AttentionBias::relative) {
+            auto rel = f32(arrays, "relative_attention_bias", {heads, 2 * cfg.max_tokens() - 1});
+            model_->set_relative_bias(rel.data());
+        } else if (arrays.contains("relative_attention_bias")) {
+            throw py::value_error("encoder weights: relative_attention_bias given, but attention_bias "
+                                  "is 'none'");
+        }
 
         const int64_t ns[4] = {3 * hidden, hidden, intermediate, hidden};
         const int64_t ks[4] = {hidden, hidden, hidden, intermediate};
@@ -90,10 +111,10 @@ public:
     }
 
     // Per-channel max |input| of every linear layer over the sequences, [layers, 3 * hidden +
-    // intermediate] (see BertModel::embed); fp32 models only.
+    // intermediate] (see EncoderModel::embed); fp32 models only.
     py::object activation_absmax(const py::handle& ids_obj, const py::handle& offsets_obj,
                                  const py::object& pooling) {
-        const BertConfig& c = model_->config();
+        const EncoderSpec& c = model_->config();
         py::array_t<float> stats({c.layers, model_->absmax_per_layer()});
         std::fill(stats.mutable_data(), stats.mutable_data() + stats.size(), 0.0f);
         std::string name = pooling.is_none() ? std::string("mean") : pooling.cast<std::string>();
@@ -155,7 +176,7 @@ public:
         if (v < 1) throw py::value_error("max_chunk_tokens must be >= 1");
         model_->max_chunk_tokens = v;
     }
-    const BertConfig& config() const { return model_->config(); }
+    const EncoderSpec& config() const { return model_->config(); }
 
 private:
     static py::object get(const py::dict& arrays, const std::string& name) {
@@ -179,7 +200,7 @@ private:
         return a;
     }
 
-    std::unique_ptr<BertModel> model_;
+    std::unique_ptr<EncoderModel> model_;
     std::vector<py::array_t<float, py::array::c_style>> keep_;
 };
 
@@ -187,12 +208,17 @@ private:
 
 void register_encoder(py::module_& m) {
     py::class_<NativeEncoder>(m, "NativeEncoder",
-                              "The native BERT-family forward pass (weights as prepared by "
-                              "embedrt.encoder.native).")
-        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&>(),
+                              "The native encoder forward pass (weights as prepared by "
+                              "embedrt.encoder.native). position: 'absolute' or 'offset' (rows "
+                              "past padding_idx); type_vocab 0: no token types; attention_bias "
+                              "'relative': arrays['relative_attention_bias'] [heads, 2 * max_tokens "
+                              "- 1] added to the scores by the distance j - i.")
+        .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&,
+                      const std::string&, int64_t, const std::string&>(),
              py::arg("vocab"), py::arg("hidden"), py::arg("heads"), py::arg("intermediate"),
              py::arg("layers"), py::arg("max_position"), py::arg("type_vocab"), py::arg("eps"),
-             py::arg("arrays"))
+             py::arg("arrays"), py::kw_only(), py::arg("position") = "absolute", py::arg("padding_idx") = 0,
+             py::arg("attention_bias") = "none")
         .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
              py::arg("pooling"), py::arg("layers"),
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "
@@ -207,7 +233,8 @@ void register_encoder(py::module_& m) {
                       "Tokens of one forward chunk per thread in use (whole sequences; a longer "
                       "sequence makes a chunk of its own).")
         .def_property_readonly("hidden", [](const NativeEncoder& e) { return e.config().hidden; })
-        .def_property_readonly("layers", [](const NativeEncoder& e) { return e.config().layers; });
+        .def_property_readonly("layers", [](const NativeEncoder& e) { return e.config().layers; })
+        .def_property_readonly("max_tokens", [](const NativeEncoder& e) { return e.config().max_tokens(); });
 }
 
 }  // namespace embedrt

@@ -75,7 +75,14 @@ float enc_quantize_row(const float* x, int64_t n, const float* shift, const floa
 void enc_attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
                         int64_t d, float* out, int64_t ldo, float* scratch) {
     if (L <= 0) return;
-    ENC_DISPATCH(enc_attention_head, q, k, v, ld, L, d, out, ldo, scratch)
+    ENC_DISPATCH(enc_attention_head, q, k, v, ld, L, d, nullptr, 0, out, ldo, scratch)
+}
+
+void enc_attention_head_bias(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
+                             int64_t d, const float* bias, int64_t ldb, float* out, int64_t ldo,
+                             float* scratch) {
+    if (L <= 0) return;
+    ENC_DISPATCH(enc_attention_head, q, k, v, ld, L, d, bias, ldb, out, ldo, scratch)
 }
 
 }  // namespace embedrt

@@ -1,6 +1,7 @@
 // Float building blocks of the native encoder forward pass: a packed fp32 matrix product,
 // a bias row, LayerNorm, GELU (erf form),
-// per-row symmetric int8 quantization and one attention head.
+// per-row symmetric int8 quantization and one attention head (with an optional additive
+// score bias).
 //
 // Results agree across ISA paths to float rounding (they are not bit-exact: the vector paths
 // contract multiply-adds and reorder sums).
@@ -45,6 +46,12 @@ float enc_quantize_row(const float* x, int64_t n, const float* shift, const floa
 int64_t enc_attention_scratch(int64_t L, int64_t d);
 void enc_attention_head(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
                         int64_t d, float* out, int64_t ldo, float* scratch);
+// The same with an additive bias on the scores before the softmax: score[i][j] +=
+// bias[i * ldb + j] (ldb may be negative or 0: a bias that depends only on j - i is one
+// vector read with ldb = -1, row i starting at bias + i * ldb). bias may be null.
+void enc_attention_head_bias(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
+                             int64_t d, const float* bias, int64_t ldb, float* out, int64_t ldo,
+                             float* scratch);
 
 // ---- per-ISA entry points -------------------------------------------------------------------
 #define EMBEDRT_ENC_OPS_DECL(isa)                                                                 \
@@ -62,7 +69,8 @@ void enc_attention_head(const float* q, const float* k, const float* v, int64_t 
     float enc_quantize_row_##isa(const float* x, int64_t n, const float* shift, const float* mul, \
                                  uint8_t* q, float* tmp);                                          \
     void enc_attention_head_##isa(const float* q, const float* k, const float* v, int64_t ld,     \
-                                  int64_t L, int64_t d, float* out, int64_t ldo, float* scratch);
+                                  int64_t L, int64_t d, const float* bias, int64_t ldb,           \
+                                  float* out, int64_t ldo, float* scratch);
 
 EMBEDRT_ENC_OPS_DECL(scalar)
 EMBEDRT_ENC_OPS_DECL(avx2)

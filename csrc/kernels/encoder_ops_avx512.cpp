@@ -116,7 +116,8 @@ inline void transpose16(__m512 r[16]) {
 // e = exp(s - max) and its sum, then the context sum_j e_j v_j scaled by 1 / sum at the store.
 template <int R>
 void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64_t Lp, int64_t d,
-                    const float* kt, float* S, float* out, int64_t ldo) {
+                    const float* kt, const float* bias, int64_t ldb, float* S, float* out,
+                    int64_t ldo) {
     __m512 mx[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) mx[r] = _mm512_set1_ps(-3.4e38f);
@@ -131,6 +132,11 @@ void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r * ld + c]), kv, acc[r]);
         }
         const __mmask16 m = tail_mask(L - j);
+        if (bias) {  // masked: no lane past L is read
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r)
+                acc[r] = _mm512_add_ps(acc[r], _mm512_maskz_loadu_ps(m, bias + r * ldb + j));
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
             _mm512_storeu_ps(S + r * Lp + j, acc[r]);
@@ -178,7 +184,8 @@ void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64
 }  // namespace
 
 void enc_attention_head_avx512(const float* q, const float* k, const float* v, int64_t ld,
-                               int64_t L, int64_t d, float* out, int64_t ldo, float* scratch) {
+                               int64_t L, int64_t d, const float* bias, int64_t ldb, float* out,
+                               int64_t ldo, float* scratch) {
     const int64_t Lp = (L + 15) / 16 * 16;
     float* kt = scratch;       // [d][Lp]
     float* S = kt + d * Lp;    // [8][Lp]
@@ -199,17 +206,19 @@ void enc_attention_head_avx512(const float* q, const float* k, const float* v, i
     }
     int64_t i = 0;
     for (; i + 8 <= L; i += 8)
-        attention_rows<8>(q + i * ld, v, ld, L, Lp, d, kt, S, out + i * ldo, ldo);
+        attention_rows<8>(q + i * ld, v, ld, L, Lp, d, kt, bias ? bias + i * ldb : nullptr, ldb, S,
+                          out + i * ldo, ldo);
     const float* qi = q + i * ld;
+    const float* bi = bias ? bias + i * ldb : nullptr;
     float* oi = out + i * ldo;
     switch (L - i) {
-        case 7: attention_rows<7>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 6: attention_rows<6>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 5: attention_rows<5>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 4: attention_rows<4>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 3: attention_rows<3>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 7: attention_rows<7>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 6: attention_rows<6>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 5: attention_rows<5>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 4: attention_rows<4>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 3: attention_rows<3>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
         default: break;
     }
 }

@@ -200,8 +200,18 @@ void attention_context(const float* S, int64_t Lp, const float* inv, const float
 // columns) with the matrix-product tile, the softmax, then the context.
 template <int R>
 void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64_t Lp, int64_t d,
-                    const float* kt, float* S, float* out, int64_t ldo) {
+                    const float* kt, const float* bias, int64_t ldb, float* S, float* out,
+                    int64_t ldo) {
     for (int64_t j = 0; j < Lp; j += 16) sgemm_tile_neon<R>(q, ld, kt + j, Lp, d, S + j, Lp, 16);
+    if (bias) {
+        for (int r = 0; r < R; ++r) {
+            float* sr = S + r * Lp;
+            const float* br = bias + r * ldb;
+            int64_t j = 0;
+            for (; j + 4 <= L; j += 4) vst1q_f32(sr + j, vaddq_f32(vld1q_f32(sr + j), vld1q_f32(br + j)));
+            for (; j < L; ++j) sr[j] += br[j];
+        }
+    }
     float inv[R];
     for (int r = 0; r < R; ++r) inv[r] = softmax_row(S + r * Lp, L);
     attention_context<R>(S, Lp, inv, v, ld, L, d, out, ldo);
@@ -210,7 +220,8 @@ void attention_rows(const float* q, const float* v, int64_t ld, int64_t L, int64
 }  // namespace
 
 void enc_attention_head_neon(const float* q, const float* k, const float* v, int64_t ld, int64_t L,
-                             int64_t d, float* out, int64_t ldo, float* scratch) {
+                             int64_t d, const float* bias, int64_t ldb, float* out, int64_t ldo,
+                             float* scratch) {
     const int64_t Lp = (L + 15) / 16 * 16;
     float* kt = scratch;     // [d][Lp]
     float* S = kt + d * Lp;  // [4][Lp]
@@ -221,13 +232,15 @@ void enc_attention_head_neon(const float* q, const float* k, const float* v, int
     }
     int64_t i = 0;
     for (; i + 4 <= L; i += 4)
-        attention_rows<4>(q + i * ld, v, ld, L, Lp, d, kt, S, out + i * ldo, ldo);
+        attention_rows<4>(q + i * ld, v, ld, L, Lp, d, kt, bias ? bias + i * ldb : nullptr, ldb, S,
+                          out + i * ldo, ldo);
     const float* qi = q + i * ld;
+    const float* bi = bias ? bias + i * ldb : nullptr;
     float* oi = out + i * ldo;
     switch (L - i) {
-        case 3: attention_rows<3>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
-        case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, S, oi, ldo); break;
+        case 3: attention_rows<3>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 2: attention_rows<2>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
+        case 1: attention_rows<1>(qi, v, ld, L, Lp, d, kt, bi, ldb, S, oi, ldo); break;
         default: break;
     }
 }

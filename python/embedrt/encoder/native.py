@@ -1,5 +1,6 @@
-"""The native encoder engine: embedrt's own C++ forward pass for BERT-family encoders
-(all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...) on embedrt's int8 kernels.
+"""The native encoder engine: embedrt's own C++ forward pass for the encoder families of arch/
+(BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2) on
+embedrt's int8 kernels.
 
     backend = NativeBackend.from_model_dir("all-MiniLM-L6-v2")          # int8
     vectors = backend.embed([ids0, ids1], None, "mean")                  # float32 [2, 384]
@@ -13,7 +14,8 @@ per-token scales. precision="fp32" runs the same graph in float, for exactness.
 
 Weights come from, in this order: a converted file written by convert() (memory-mapped, loads in
 a fraction of a second), an ONNX export of BertModel (fp32, or onnxruntime's dynamic int8
-quantization of it), or a safetensors checkpoint with config.json.
+quantization of it), or a safetensors checkpoint (sharded too) with config.json, read by the
+family loader its model_type names.
 """
 from __future__ import annotations
 
@@ -96,22 +98,43 @@ def _erf(x):
 
 
 def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
-    """The BERT forward pass in float64 numpy for one unpadded sequence (token types 0): the
-    last hidden states [len(seq), hidden]. The reference of the load gate for checkpoints that
-    no other runtime can execute, and of the tests."""
+    """The family's forward pass in float64 numpy for one unpadded sequence (token types 0):
+    the last hidden states [len(seq), hidden]. The reference of the load gate for checkpoints
+    that no other runtime can execute, of calibration's sanity and of the tests.
+
+    It follows the spec in cfg (see arch/): positions absolute (BERT) or past the padding
+    index (MPNet), a token-type row when the family has them, and MPNet's relative-position
+    bias on every layer's scores."""
+    from . import arch
+    from .arch import mpnet
+
+    spec = arch.spec_of(cfg)
     h, heads, eps = cfg["hidden"], cfg["heads"], cfg["eps"]
     d = h // heads
     seq = np.asarray(seq, np.int64)
     L = len(seq)
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
-    x = f64(params["word"][seq]) + f64(params["pos"][:L]) + f64(params["type"][0])
+    if spec["position"] == "offset":
+        pos = mpnet.position_ids(seq, spec["padding_idx"])
+    else:
+        pos = np.arange(L)
+    x = f64(params["word"][seq]) + f64(params["pos"][pos])
+    if cfg.get("type_vocab", 1) > 0 and "type" in params:
+        x = x + f64(params["type"][0])
     x = _layer_norm(x, params["emb_g"], params["emb_b"], eps)
+    bias = None
+    if spec["attention_bias"] == "relative":
+        r = np.arange(L)[None, :] - np.arange(L)[:, None]  # j - i
+        buckets = mpnet.relative_position_bucket(r, cfg.get("relative_buckets", 32))
+        bias = f64(params["rel_bias"])[buckets].transpose(2, 0, 1)  # [heads, L, L]
     for i in range(cfg["layers"]):
         p = lambda k: f64(params[f"{i}.{k}"])  # noqa: E731
         q = (x @ p("q_w").T + p("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
         k = (x @ p("k_w").T + p("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
         v = (x @ p("v_w").T + p("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
         s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+        if bias is not None:
+            s = s + bias
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         c = (s @ v).transpose(1, 0, 2).reshape(L, h)
@@ -172,11 +195,17 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "int8" and stats is None:
         raise ValueError("int8 weights need the calibration statistics")
+    from . import arch
+    from .arch import mpnet
+
     h, heads = cfg["hidden"], cfg["heads"]
     qscale = np.float32(1.0 / np.sqrt(h // heads))
     out = {"word_embeddings": params["word"], "position_embeddings": params["pos"],
-           "token_type_embeddings": params["type"], "embeddings_ln_g": params["emb_g"],
-           "embeddings_ln_b": params["emb_b"]}
+           "embeddings_ln_g": params["emb_g"], "embeddings_ln_b": params["emb_b"]}
+    if cfg["type_vocab"] > 0:
+        out["token_type_embeddings"] = params["type"]
+    if arch.spec_of(cfg)["attention_bias"] == "relative":
+        out["relative_attention_bias"] = mpnet.relative_bias_table(cfg, params, arch.max_tokens(cfg))
     for i in range(cfg["layers"]):
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
         lin = {
@@ -212,7 +241,11 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
 
 def find_source(model_dir: Path, onnx_file=None) -> Path | None:
     """The file the engine's weights come from: `onnx_file` (relative to the folder), else
-    onnx/model.onnx, model.onnx or model.safetensors; None when there is none."""
+    onnx/model.onnx, model.onnx or model.safetensors (or a sharded checkpoint's
+    model.safetensors.index.json); None when there is none. For a family other than BERT the
+    checkpoint comes first (the ONNX reader knows BERT graphs only)."""
+    from .arch.checkpoint import INDEX_NAME
+
     model_dir = Path(model_dir)
     if onnx_file is not None:
         onnx_path = Path(onnx_file)
@@ -221,8 +254,15 @@ def find_source(model_dir: Path, onnx_file=None) -> Path | None:
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path}: no such ONNX file")
         return onnx_path
-    for cand in (model_dir / "onnx" / "model.onnx", model_dir / "model.onnx",
-                 model_dir / "model.safetensors"):
+    graphs = [model_dir / "onnx" / "model.onnx", model_dir / "model.onnx"]
+    checkpoints = [model_dir / "model.safetensors", model_dir / INDEX_NAME]
+    try:
+        hf = read_hf_config(model_dir)
+    except NotRecognized:
+        hf = None  # an unknown family: the graph, if any, is what onnxruntime runs
+    order = checkpoints + graphs if hf is not None and hf.get("family", "bert") != "bert" \
+        else graphs + checkpoints
+    for cand in order:
         if cand.is_file():
             return cand
     return None
@@ -234,8 +274,25 @@ def _load_source(model_dir: Path, source: Path):
     if source.suffix == ".onnx":
         return params_from_onnx(source, cfg)
     if cfg is None:
-        raise NotRecognized(f"{model_dir}: model.safetensors needs a config.json beside it")
+        raise NotRecognized(f"{model_dir}: {source.name} needs a config.json beside it")
     return params_from_safetensors(source, cfg)
+
+
+def companions(source: Path) -> list:
+    """The files beside a checkpoint that decide what it is (config.json, and a sharded
+    checkpoint's shards), fingerprinted with it; none for an ONNX graph (it holds its shapes)."""
+    from .arch.checkpoint import INDEX_NAME, shard_names
+
+    source = Path(source)
+    if source.suffix == ".onnx":
+        return []
+    out = ["config.json"] if (source.parent / "config.json").is_file() else []
+    if source.name == INDEX_NAME:
+        try:
+            out += shard_names(source)
+        except NotRecognized:
+            pass  # the load names what is wrong with it
+    return out
 
 
 def _verify_by_reading(path: Path, sections: list) -> None:
@@ -271,9 +328,26 @@ def _read_engine(path: Path, precision: str):
     try:
         cfg = {k: int(meta["config"][k]) for k in _CFG_KEYS}
         cfg["eps"] = float(meta["eps"])
+        cfg.update(_spec_from_meta(meta.get("spec")))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: malformed engine metadata ({e})") from None
     return cfg, f.arrays, meta
+
+
+def _spec_from_meta(spec) -> dict:
+    """The spec an engine file keeps (files without one are BERTs); ValueError when malformed."""
+    from . import arch
+
+    if spec is None:
+        return dict(arch.SPEC_DEFAULTS)
+    if not isinstance(spec, dict):
+        raise ValueError("spec is not a mapping")
+    out = arch.spec_of(spec)
+    if out["family"] not in arch.SUPPORTED or out["position"] not in ("absolute", "offset") \
+            or out["attention_bias"] not in ("none", "relative"):
+        raise ValueError(f"unknown spec {spec!r:.200}")
+    out["padding_idx"] = int(out["padding_idx"])
+    return out
 
 
 class _Prepared:
@@ -291,16 +365,17 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
     import time
 
     from . import gate
+    from .arch import max_tokens
 
     special = _special_ids(model_dir)
 
     def calibration_for(c):
-        return gate.probe_sequences(c["vocab"], min(CALIBRATION_LONGEST, c["max_position"]), special)
+        return gate.probe_sequences(c["vocab"], min(CALIBRATION_LONGEST, max_tokens(c)), special)
 
     def probe_for(c):
         """The gate's probe: the calibration sequences, plus one of the folder's longest
         length when that is another (sorted by length, as the references order them)."""
-        limit = c["max_position"] if longest is None else min(int(longest), c["max_position"])
+        limit = max_tokens(c) if longest is None else min(int(longest), max_tokens(c))
         cal = calibration_for(c)
         if limit == len(cal[-1]):
             return cal
@@ -397,7 +472,8 @@ def _source_fingerprint(prep: _Prepared) -> dict:
     """The fingerprint (with the full digest) of the files an engine was converted from."""
     from . import engine_cache
 
-    fp = engine_cache.fingerprint(prep.source, prep.cfg.get("external_data", ()))
+    fp = engine_cache.fingerprint(prep.source, companions(prep.source) +
+                                  list(prep.cfg.get("external_data", ())))
     return engine_cache.with_full_digest(fp, prep.source)
 
 
@@ -406,7 +482,10 @@ def _native_pooling(pooling: str) -> str:
 
 
 def _engine_meta(prep: _Prepared, fp: dict | None, pooling: str, normalize: bool) -> dict:
+    from . import arch
+
     return {"config": {k: int(prep.cfg[k]) for k in _CFG_KEYS}, "eps": float(prep.cfg["eps"]),
+            "spec": arch.spec_of(prep.cfg),
             "precision": prep.precision, "source": prep.source.name, "fingerprint": fp,
             "gate": prep.verdict.as_dict(), "probe": {"pooling": pooling, "normalize": bool(normalize)}}
 
@@ -482,7 +561,7 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
         verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
         return (_Prepared(cfg, arrays, precision, conv, verdict),
                 {"cached": True, "engine_file": str(conv)})
-    fp = engine_cache.fingerprint(source)
+    fp = engine_cache.fingerprint(source, companions(source))
     probe = {"pooling": pooling, "normalize": bool(normalize)}
     if cache:
         for cand in engine_cache.engine_candidates(model_dir, source, precision, fp):
@@ -547,7 +626,9 @@ class NativeBackend:
         self.precision = precision
         self.name = f"native-{precision}"
         self.dim = int(cfg["hidden"])
-        self.max_position = int(cfg["max_position"])
+        from .arch import max_tokens
+
+        self.max_position = max_tokens(cfg)  # the longest sequence it takes
         self.total_layers = int(cfg["layers"])
         self.num_layers = int(layers)
         self.vocab_size = int(cfg["vocab"])
@@ -562,8 +643,13 @@ class NativeBackend:
 
     @classmethod
     def from_arrays(cls, cfg: dict, arrays: dict, precision: str, layers=None, source="arrays"):
+        from .arch import spec_of
+
+        spec = spec_of(cfg)
         engine = _core().NativeEncoder(*(int(cfg[k]) for k in _CFG_KEYS), float(cfg["eps"]),
-                                       arrays)
+                                       arrays, position=spec["position"],
+                                       padding_idx=int(spec["padding_idx"]),
+                                       attention_bias=spec["attention_bias"])
         return cls(engine, cfg, precision, _check_layers(layers, cfg["layers"]), source)
 
     @classmethod

@@ -1,5 +1,6 @@
-// The native forward pass of BERT-family text encoders (BertModel: absolute position
-// embeddings, token types, post-LayerNorm blocks, erf GELU), followed by pooling.
+// The native forward pass of transformer text encoders described by an EncoderSpec (BERT:
+// absolute position embeddings and token types; MPNet: offset positions and a relative-position
+// score bias; both post-LayerNorm blocks with erf GELU), followed by pooling.
 //
 // Sequences are never padded: a batch is one [total_tokens, hidden] activation matrix with the
 // sequences back to back; attention runs per sequence and head. Every linear layer is either
@@ -12,16 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "encoder/spec.h"
 #include "kernels/int8_gemm.h"
 
 namespace embedrt {
 namespace encoder {
-
-struct BertConfig {
-    int64_t vocab = 0, hidden = 0, heads = 0, intermediate = 0, layers = 0;
-    int64_t max_position = 0, type_vocab = 0;
-    float eps = 1e-12f;
-};
 
 enum class Pooling { mean, cls, max, mean_sqrt_len, lasttoken, weightedmean };
 
@@ -45,7 +41,7 @@ struct Linear {
     std::vector<float> q_mul;
 };
 
-struct BertLayer {
+struct EncoderLayer {
     Linear qkv;       // [3 * hidden, hidden]: query (pre-scaled by 1/sqrt(head_dim)), key, value
     Linear attn_out;  // [hidden, hidden]
     Linear up;        // [intermediate, hidden]
@@ -53,15 +49,20 @@ struct BertLayer {
     std::vector<float> ln1_g, ln1_b, ln2_g, ln2_b;
 };
 
-class BertModel {
+class EncoderModel {
 public:
-    explicit BertModel(const BertConfig& cfg);
+    explicit EncoderModel(const EncoderSpec& cfg);
 
-    const BertConfig& config() const { return cfg_; }
+    const EncoderSpec& config() const { return cfg_; }
 
-    // Embedding tables are referenced, not copied: the caller keeps them alive.
+    // Embedding tables are referenced, not copied: the caller keeps them alive. token_type:
+    // null when the spec has no token types.
     void set_embeddings(const float* word, const float* position, const float* token_type,
                         const float* ln_g, const float* ln_b);
+    // The relative attention bias (AttentionBias::relative): [heads, 2 * max_tokens() - 1],
+    // entry (h, r + max_tokens() - 1) the bias of head h for key j and query i with j - i = r.
+    // Copied.
+    void set_relative_bias(const float* table);
     // slot: 0 qkv, 1 attn_out, 2 up, 3 down. w: [n, k] row-major (PyTorch layout).
     void set_linear_f32(int64_t layer, int slot, const float* w, const float* bias);
     void set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
@@ -74,7 +75,7 @@ public:
     void finalize();
 
     // ids: the sequences back to back; offsets[nseq + 1] (offsets[0] = 0, increasing);
-    // type_ids: like ids or null (all 0). Runs the first num_layers layers and pools each
+    // type_ids: like ids or null (all 0; must be null when the spec has no token types). Runs the first num_layers layers and pools each
     // sequence with every mode in `poolings`, concatenated: out[s, p * hidden + j]. Throws std::invalid_argument on bad input (ids outside the
     // vocabulary, empty or too long sequences).
     //
@@ -100,10 +101,11 @@ private:
                        int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers, float* out,
                        struct Workspace& ws, float* absmax) const;
 
-    BertConfig cfg_;
+    EncoderSpec cfg_;
     const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr;
     std::vector<float> emb_g_, emb_b_;
-    std::vector<BertLayer> layers_;
+    std::vector<float> rel_bias_;  // [heads, 2 * max_tokens() - 1]
+    std::vector<EncoderLayer> layers_;
     bool finalized_ = false;
 };
 

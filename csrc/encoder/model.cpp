@@ -1,4 +1,4 @@
-#include "encoder/bert.h"
+#include "encoder/model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,10 +22,15 @@ bool parse_pooling(const std::string& name, Pooling* out) {
     return true;
 }
 
-BertModel::BertModel(const BertConfig& cfg) : cfg_(cfg) {
+EncoderModel::EncoderModel(const EncoderSpec& cfg) : cfg_(cfg) {
     if (cfg.vocab <= 0 || cfg.hidden <= 0 || cfg.heads <= 0 || cfg.intermediate <= 0 ||
-        cfg.layers < 0 || cfg.max_position <= 0 || cfg.type_vocab <= 0)
+        cfg.layers < 0 || cfg.max_position <= 0 || cfg.type_vocab < 0)
         throw std::invalid_argument("encoder config: every size must be positive");
+    if (cfg.position == PositionScheme::offset &&
+        (cfg.padding_idx < 0 || cfg.padding_idx >= cfg.vocab || cfg.max_tokens() < 1))
+        throw std::invalid_argument("encoder config: the padding index " + std::to_string(cfg.padding_idx) +
+                                    " leaves no position of the " + std::to_string(cfg.max_position) +
+                                    "-row table (or is outside the vocabulary)");
     if (cfg.hidden % cfg.heads != 0)
         throw std::invalid_argument("encoder config: hidden size is not a multiple of the heads");
     if (!(cfg.eps > 0.0f)) throw std::invalid_argument("encoder config: eps must be positive");
@@ -42,9 +47,9 @@ BertModel::BertModel(const BertConfig& cfg) : cfg_(cfg) {
     }
 }
 
-Linear& BertModel::linear(int64_t layer, int slot) {
+Linear& EncoderModel::linear(int64_t layer, int slot) {
     if (layer < 0 || layer >= cfg_.layers) throw std::invalid_argument("layer index out of range");
-    BertLayer& l = layers_[static_cast<size_t>(layer)];
+    EncoderLayer& l = layers_[static_cast<size_t>(layer)];
     switch (slot) {
         case 0: return l.qkv;
         case 1: return l.attn_out;
@@ -54,7 +59,7 @@ Linear& BertModel::linear(int64_t layer, int slot) {
     }
 }
 
-void BertModel::set_embeddings(const float* word, const float* position, const float* token_type,
+void EncoderModel::set_embeddings(const float* word, const float* position, const float* token_type,
                                const float* ln_g, const float* ln_b) {
     word_ = word;
     pos_ = position;
@@ -63,7 +68,13 @@ void BertModel::set_embeddings(const float* word, const float* position, const f
     emb_b_.assign(ln_b, ln_b + cfg_.hidden);
 }
 
-void BertModel::set_linear_f32(int64_t layer, int slot, const float* w, const float* bias) {
+void EncoderModel::set_relative_bias(const float* table) {
+    if (cfg_.attention_bias != AttentionBias::relative)
+        throw std::invalid_argument("encoder: the spec has no relative attention bias");
+    rel_bias_.assign(table, table + cfg_.heads * (2 * cfg_.max_tokens() - 1));
+}
+
+void EncoderModel::set_linear_f32(int64_t layer, int slot, const float* w, const float* bias) {
     Linear& L = linear(layer, slot);
     L.int8 = false;
     L.wf.assign(static_cast<size_t>(enc_packed_f32_size(L.n, L.k)), 0.0f);
@@ -77,7 +88,7 @@ void BertModel::set_linear_f32(int64_t layer, int slot, const float* w, const fl
     else L.bias.clear();
 }
 
-void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
+void EncoderModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
                                 const float* bias, const int64_t* outlier_idx, int64_t n_outliers,
                                 const float* outlier_w) {
     Linear& L = linear(layer, slot);
@@ -101,10 +112,10 @@ void BertModel::set_linear_int8(int64_t layer, int slot, const int8_t* w, const 
     }
 }
 
-void BertModel::set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b,
+void EncoderModel::set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b,
                                const float* ln2_g, const float* ln2_b) {
     if (layer < 0 || layer >= cfg_.layers) throw std::invalid_argument("layer index out of range");
-    BertLayer& l = layers_[static_cast<size_t>(layer)];
+    EncoderLayer& l = layers_[static_cast<size_t>(layer)];
     int64_t h = cfg_.hidden;
     l.ln1_g.assign(ln1_g, ln1_g + h);
     l.ln1_b.assign(ln1_b, ln1_b + h);
@@ -112,11 +123,13 @@ void BertModel::set_layernorms(int64_t layer, const float* ln1_g, const float* l
     l.ln2_b.assign(ln2_b, ln2_b + h);
 }
 
-void BertModel::finalize() {
-    if (!word_ || !pos_ || !type_ || emb_g_.empty())
+void EncoderModel::finalize() {
+    if (!word_ || !pos_ || (cfg_.type_vocab > 0 && !type_) || emb_g_.empty())
         throw std::invalid_argument("encoder: embeddings were not set");
+    if (cfg_.attention_bias == AttentionBias::relative && rel_bias_.empty())
+        throw std::invalid_argument("encoder: the relative attention bias was not set");
     for (size_t i = 0; i < layers_.size(); ++i) {
-        const BertLayer& l = layers_[i];
+        const EncoderLayer& l = layers_[i];
         for (const Linear* L : {&l.qkv, &l.attn_out, &l.up, &l.down})
             if (L->wf.empty() && L->wq.data.empty())
                 throw std::invalid_argument("encoder: layer " + std::to_string(i) + " is incomplete");
@@ -205,12 +218,12 @@ void run_linear(const Linear& L, const float* xf, int64_t ldx, const uint8_t* xq
 
 }  // namespace
 
-void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
+void EncoderModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
                       int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
                       float* out, float* absmax) const {
     if (poolings.empty()) throw std::invalid_argument("no pooling mode given");
     if (absmax)
-        for (const BertLayer& l : layers_)
+        for (const EncoderLayer& l : layers_)
             for (const Linear* L : {&l.qkv, &l.attn_out, &l.up, &l.down})
                 if (L->int8) throw std::invalid_argument("activation statistics need an fp32 model");
     if (!finalized_) throw std::invalid_argument("encoder: the model is not complete");
@@ -222,11 +235,13 @@ void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t
         int64_t len = offsets[s + 1] - offsets[s];
         if (len <= 0)
             throw std::invalid_argument("sequence " + std::to_string(s) + " is empty");
-        if (len > cfg_.max_position)
+        if (len > cfg_.max_tokens())
             throw std::invalid_argument("sequence " + std::to_string(s) + " has " + std::to_string(len) +
                                         " tokens; the model takes at most " +
-                                        std::to_string(cfg_.max_position));
+                                        std::to_string(cfg_.max_tokens()));
     }
+    if (type_ids && cfg_.type_vocab == 0)
+        throw std::invalid_argument("this model has no token types; type_ids must be None");
     int64_t total = offsets[nseq];
     for (int64_t t = 0; t < total; ++t) {
         if (ids[t] < 0 || ids[t] >= cfg_.vocab)
@@ -252,7 +267,7 @@ void BertModel::embed(const int64_t* ids, const int64_t* type_ids, const int64_t
     }
 }
 
-void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
+void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const int64_t* offsets,
                               int64_t nseq, const std::vector<Pooling>& poolings, int64_t num_layers,
                               float* out, Workspace& ws, float* absmax) const {
     const int64_t h = cfg_.hidden, h3 = 3 * h, I = cfg_.intermediate;
@@ -283,15 +298,28 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     int64_t* pos = grow(ws.pos, T);
     int64_t maxout = 1;
     for (int64_t l = 0; l < num_layers; ++l) {
-        const BertLayer& Ly = layers_[static_cast<size_t>(l)];
+        const EncoderLayer& Ly = layers_[static_cast<size_t>(l)];
         for (const Linear* L : {&Ly.qkv, &Ly.attn_out, &Ly.up, &Ly.down}) maxout = std::max(maxout, nout_of(*L));
     }
     float* xo = grow(ws.xo, T * maxout);
     float* co = grow(ws.co, T * maxout);
     float* x1o = grow(ws.x1o, T * maxout);
     float* ho = grow(ws.ho, T * maxout);
-    for (int64_t s = 0; s < nseq; ++s)
-        for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
+    if (cfg_.position == PositionScheme::absolute) {
+        for (int64_t s = 0; s < nseq; ++s)
+            for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
+    } else {  // past the padding index, counting the non-padding tokens (as HF does)
+        const int64_t pad = cfg_.padding_idx;
+        for (int64_t s = 0; s < nseq; ++s) {
+            int64_t count = 0;
+            for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) {
+                if (ids[t] != pad) ++count;
+                pos[t] = ids[t] != pad ? pad + count : pad;
+            }
+        }
+    }
+    const int64_t rel_width = 2 * cfg_.max_tokens() - 1;
+    const float* rel = rel_bias_.empty() ? nullptr : rel_bias_.data();
 
     // LayerNorm of y + res into dst, and (when L is given) dst quantized as L's input in the
     // same pass.
@@ -318,8 +346,12 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
             const float* p = pos_ + pos[t] * h;
-            const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
-            for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
+            if (type_) {
+                const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
+                for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
+            } else {
+                for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j];
+            }
             layernorm_quantize(row, nullptr, emb_g_.data(), emb_b_.data(), row,
                                first && first->int8 ? first : nullptr, xq + t * h, xs + t,
                                first ? xo + t * nout_of(*first) : nullptr);
@@ -333,7 +365,7 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
     };
 
     for (int64_t l = 0; l < num_layers; ++l) {
-        const BertLayer& Ly = layers_[static_cast<size_t>(l)];
+        const EncoderLayer& Ly = layers_[static_cast<size_t>(l)];
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
         float* stats = absmax ? absmax + l * absmax_per_layer() : nullptr;
         if (stats) record(x, h, h, stats);
@@ -350,8 +382,16 @@ void BertModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, const
                 int64_t off = offsets[s], L = offsets[s + 1] - off;
                 float* scr = grow(scratch, enc_attention_scratch(L, d));
                 const float* base = qkv + off * h3 + hd * d;
-                enc_attention_head(base, base + h, base + 2 * h, h3, L, d, ctx + off * h + hd * d, h,
-                                   scr);
+                if (rel) {
+                    // score bias of (i, j): rel[hd][j - i + max_tokens - 1]: row i starts at
+                    // max_tokens - 1 - i, one step back per row
+                    const float* b = rel + hd * rel_width + (cfg_.max_tokens() - 1);
+                    enc_attention_head_bias(base, base + h, base + 2 * h, h3, L, d, b, -1,
+                                            ctx + off * h + hd * d, h, scr);
+                } else {
+                    enc_attention_head(base, base + h, base + 2 * h, h3, L, d, ctx + off * h + hd * d, h,
+                                       scr);
+                }
             }
         });
         if (stats) record(ctx, h, h, stats + h);
