@@ -11,13 +11,13 @@ if _warning:
 
 
 # What each kernel family runs at each level. A family without a variant of its own at a level
-# runs the one of the level below (see csrc/dispatch.h): the avx2 int8 GEMM at avx512-skx, the
-# AVX512-BW popcounts of hamming and sdc at avx512-vnni, and so on.
+# runs the one of the level below (see csrc/dispatch.h): the AVX512-BW popcounts of hamming and
+# sdc at avx512-vnni, the zmm encoder ops of avx512-skx at every AVX-512 level, and so on.
 _SKX = {"pack_bits": "compare masks", "hash_embed": "vpmullq MurmurHash3",
         "embedding_bag": "zmm row sums", "encoder_ops": "8x32 fp32 tiles, zmm attention"}
 _KERNELS = {
     "int8_gemm": {"avx512": "vpdpbusd (VNNI)", "avx512-vnni": "vpdpbusd (VNNI)",
-                  "avx512-skx": "avx2 kernel: vpmaddwd on int16 (exact)",
+                  "avx512-skx": "zmm vpmaddwd on int16 (exact)",
                   "avx2": "vpmaddwd on int16 (exact)", "neon": "sdot", "scalar": "loops"},
     "int8_scan": {"avx512": "vpdpwssd", "avx512-vnni": "vpdpwssd", "avx512-skx": "zmm vpmaddwd",
                   "avx2": "vpmaddwd", "neon": "vmlal_s16", "scalar": "loops"},
