@@ -1,20 +1,5 @@
 // SDC tiles for AVX-512 without VPOPCNTDQ (Skylake-SP, Cascade Lake).
-#include <immintrin.h>
-
-namespace embedrt {
-namespace {
-// Bits set in each 64-bit lane, with AVX512-BW only: nibble lookups (vpshufb), summed per
-// lane by vpsadbw.
-inline __m512i popcnt64_bw(__m512i v) {
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4));
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    const __m512i lo = _mm512_and_si512(v, low);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-    const __m512i c = _mm512_add_epi8(_mm512_shuffle_epi8(lut, lo), _mm512_shuffle_epi8(lut, hi));
-    return _mm512_sad_epu8(c, _mm512_setzero_si512());
-}
-}  // namespace
-}  // namespace embedrt
+#include "kernels/popcnt_avx512bw.h"
 
 #define EMBEDRT_POPCNT64(v) popcnt64_bw(v)
 #define EMBEDRT_SDC_FN sdc_tile_avx512
