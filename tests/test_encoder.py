@@ -130,6 +130,33 @@ def test_bad_input(enc):
         embedrt.Encoder(enc.path, backend="cuda")
 
 
+def test_encode_tokens(enc, texts):
+    """Pre-tokenized input gives encode's rows, with every option; bad ids are named."""
+    some = texts[:40]
+    ids = enc.tokenize(some)
+    np.testing.assert_array_equal(enc.encode_tokens(ids), enc.encode(some))
+    np.testing.assert_array_equal(enc.encode_tokens(ids, batch_size=7, truncate_dim=64, normalize_embeddings=False),
+                                  enc.encode(some, batch_size=7, truncate_dim=64, normalize_embeddings=False))
+    np.testing.assert_array_equal(enc.encode_tokens([x.astype(np.int32) for x in ids[:3]], precision="ubinary"),
+                                  enc.encode(some[:3], precision="ubinary"))
+    assert enc.encode_tokens([]).shape == (0, enc.dim)
+    vocab = enc._tokenizer.vocab_size
+    bad = [
+        ("not a list", TypeError, "ids must be a list"),
+        ([np.array([101, vocab])], ValueError, r"ids\[0\] holds 30522, outside"),
+        ([ids[0], np.array([101, -1, 102])], ValueError, r"ids\[1\] holds -1"),
+        ([np.array([], np.int64)], ValueError, r"ids\[0\] is empty"),
+        ([np.array([1.0, 2.0])], TypeError, r"ids\[0\] must be a 1-D integer array"),
+        ([np.zeros((2, 3), np.int64)], TypeError, r"ids\[0\] must be a 1-D integer array"),
+        ([np.full(enc.max_seq_length + 1, 101)], ValueError, "max_seq_length"),
+    ]
+    for arg, err, match in bad:
+        with pytest.raises(err, match=match):
+            enc.encode_tokens(arg)
+    with pytest.raises(ValueError, match="precision"):
+        enc.encode_tokens(ids[:1], precision="int4")
+
+
 def test_precision(enc):
     pytest.importorskip("embedrt.quantize", reason="embedrt.quantize is not in this build")
     from embedrt.quantize import quantize

@@ -90,15 +90,28 @@ class GatedEncoder:
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.seen = []
+        self._texts = {}
 
     def __getattr__(self, name):
         return getattr(self._enc, name)
 
     def encode(self, texts, **kw):
+        self._hold(texts)
+        return self._enc.encode(texts, **kw)
+
+    def tokenize(self, texts):
+        ids = self._enc.tokenize(texts)
+        self._texts.update((tuple(x.tolist()), t) for x, t in zip(ids, texts))
+        return ids
+
+    def encode_tokens(self, ids, **kw):  # the server encodes the ids it tokenized
+        self._hold([self._texts[tuple(x.tolist())] for x in ids])
+        return self._enc.encode_tokens(ids, **kw)
+
+    def _hold(self, texts):
         self.seen.extend(texts)
         self.entered.set()
         assert self.gate.wait(10), "the test never opened the gate"
-        return self._enc.encode(texts, **kw)
 
 
 # ----------------------------------------------------------------------------- response shapes
@@ -587,3 +600,23 @@ def test_cli_parser():
     out = subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", "--help"], env=subprocess_env(),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "/v1/embeddings" in out.stdout
+
+
+def test_responses_without_orjson(encoder, monkeypatch):
+    """orjson is optional: the standard library's json writes the same embeddings."""
+    import embedrt.serve.app as app_module
+
+    texts = ["one text", "and another"]
+    fast = call(create_app(encoder=encoder), "POST", "/v1/embeddings", json={"input": texts})
+    tei_fast = call(create_app(encoder=encoder), "POST", "/embed", json={"inputs": texts})
+    monkeypatch.setattr(app_module, "orjson", None)
+    plain = call(create_app(encoder=encoder), "POST", "/v1/embeddings", json={"input": texts})
+    tei_plain = call(create_app(encoder=encoder), "POST", "/embed", json={"inputs": texts})
+    for r in (fast, plain, tei_fast, tei_plain):
+        assert r.status_code == 200, r.text
+    want = encoder.encode(texts)
+    np.testing.assert_allclose(rows(plain), want, atol=1e-6, rtol=0)
+    # float32 values written in their shortest form read back as the same float32
+    np.testing.assert_array_equal(rows(fast).astype(np.float32), want)
+    np.testing.assert_array_equal(np.array(tei_fast.json(), np.float32), np.array(tei_plain.json(), np.float32))
+    assert plain.json()["usage"] == fast.json()["usage"]

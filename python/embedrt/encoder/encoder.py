@@ -331,12 +331,7 @@ class Encoder:
         from .._checks import as_int
 
         batch_size = as_int(batch_size, "batch_size", minimum=1)
-        if not isinstance(precision, str) or precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if truncate_dim is not None:
-            truncate_dim = as_int(truncate_dim, "truncate_dim", minimum=1)
-            if truncate_dim > self._dim:
-                raise ValueError(f"truncate_dim={truncate_dim} exceeds the embedding dimension {self._dim}")
+        truncate_dim = self._check_encode_args(truncate_dim, precision)
         single = isinstance(sentences, str)
         if single:
             texts = [sentences]
@@ -380,7 +375,63 @@ class Encoder:
         finally:
             if progress is not None:
                 progress.close()
+        emb = self._finish(emb, normalize_embeddings, truncate_dim, precision)
+        if single:
+            return emb[0]
+        if not convert_to_numpy:
+            return list(emb)
+        return emb
 
+    def encode_tokens(self, ids, batch_size: int = 32, normalize_embeddings=None, truncate_dim=None,
+                      precision: str = "float32") -> np.ndarray:
+        """Embeds texts already tokenized with :meth:`tokenize` (no prompt is added): the same
+        rows ``encode`` gives for those texts, without tokenizing them again.
+
+        Args:
+            ids: a list of 1-D integer arrays, one per text, special tokens included, each at most
+                ``max_seq_length`` tokens and inside the vocabulary.
+            batch_size, normalize_embeddings, truncate_dim, precision: as in :meth:`encode`.
+        Returns:
+            an ``(n, dim)`` array (``n`` may be 0).
+        """
+        from .._checks import as_int
+
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
+        truncate_dim = self._check_encode_args(truncate_dim, precision)
+        if isinstance(ids, np.ndarray) and ids.ndim == 2:
+            ids = list(ids)
+        if not isinstance(ids, (list, tuple)):
+            raise TypeError(f"ids must be a list of 1-D integer arrays, got {type(ids).__name__}")
+        rows = []
+        vocab = self._tokenizer.vocab_size
+        for i, row in enumerate(ids):
+            a = np.asarray(row)
+            if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+                raise TypeError(f"ids[{i}] must be a 1-D integer array, got {a.dtype} of shape {a.shape}")
+            if a.size == 0:
+                raise ValueError(f"ids[{i}] is empty")
+            if self._max_seq_length and a.size > self._max_seq_length:
+                raise ValueError(f"ids[{i}] has {a.size} tokens; max_seq_length is {self._max_seq_length}")
+            if a.min() < 0 or a.max() >= vocab:
+                bad = int(a[(a < 0) | (a >= vocab)][0])
+                raise ValueError(f"ids[{i}] holds {bad}, outside the tokenizer's vocabulary [0, {vocab})")
+            rows.append(a.astype(np.int64, copy=False))
+        emb = self._embed_sorted(rows, batch_size)
+        return self._finish(emb, normalize_embeddings, truncate_dim, precision)
+
+    def _check_encode_args(self, truncate_dim, precision):
+        from .._checks import as_int
+
+        if not isinstance(precision, str) or precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if truncate_dim is not None:
+            truncate_dim = as_int(truncate_dim, "truncate_dim", minimum=1)
+            if truncate_dim > self._dim:
+                raise ValueError(f"truncate_dim={truncate_dim} exceeds the embedding dimension {self._dim}")
+        return truncate_dim
+
+    def _finish(self, emb, normalize_embeddings, truncate_dim, precision):
+        """The Matryoshka cut, normalization and precision of encode, in that order."""
         if truncate_dim is not None:
             emb = np.ascontiguousarray(emb[:, :truncate_dim])
         normalize = self.folder.normalize if normalize_embeddings is None else bool(normalize_embeddings)
@@ -392,10 +443,6 @@ class Encoder:
             from ..quantize import quantize
 
             emb = quantize(emb, precision)
-        if single:
-            return emb[0]
-        if not convert_to_numpy:
-            return list(emb)
         return emb
 
     def _encode_task(self, names, sentences, prompt_name, prompt, kwargs):

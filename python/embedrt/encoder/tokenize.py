@@ -70,6 +70,11 @@ class TextTokenizer:
                 out.append(np.array(enc.ids, dtype=np.int64))
         return out
 
+    @property
+    def vocab_size(self) -> int:
+        """Ids this tokenizer can produce are below this (added tokens included)."""
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
     def count(self, text: str, name: str = "prompt") -> int:
         """Number of tokens of one text, special tokens included, before truncation limits apply."""
         _check_text(text, name)
