@@ -103,10 +103,11 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     that no other runtime can execute, of calibration's sanity and of the tests.
 
     It follows the spec in cfg (see arch/): positions absolute (BERT) or past the padding
-    index (MPNet), a token-type row when the family has them, and MPNet's relative-position
-    bias on every layer's scores."""
+    index (MPNet, RoBERTa), a token-type row when the family has them, and MPNet's
+    relative-position bias on every layer's scores."""
     from . import arch
     from .arch import mpnet
+    from .arch._common import position_ids
 
     spec = arch.spec_of(cfg)
     h, heads, eps = cfg["hidden"], cfg["heads"], cfg["eps"]
@@ -115,7 +116,7 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     L = len(seq)
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     if spec["position"] == "offset":
-        pos = mpnet.position_ids(seq, spec["padding_idx"])
+        pos = position_ids(seq, spec["padding_idx"])
     else:
         pos = np.arange(L)
     x = f64(params["word"][seq]) + f64(params["pos"][pos])
