@@ -35,6 +35,10 @@ def config(raw: dict, path) -> dict:
     return cfg
 
 
+def offset_padding_idx(raw: dict) -> int:
+    return PADDING_IDX
+
+
 def params(tensors: dict, cfg: dict, path) -> tuple:
     """Canonical params (BERT's names, no "type"; "rel_bias": [buckets, heads])."""
     from .._native_load import NotRecognized, check_params
