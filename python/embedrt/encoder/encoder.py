@@ -183,6 +183,12 @@ class Encoder:
             limit = min(limit, native_max) if limit else native_max
         self._max_position = limit
         self._tokenizer = TextTokenizer(self.folder.tokenizer_path, lowercase=self.folder.do_lower_case)
+        if isinstance(self.backend, OnnxRuntimeBackend):
+            from .arch import offset_padding_idx
+
+            # pad with the tokenizer's pad id (RoBERTa's and XLM-R's is 1, not 0), and number a
+            # graph's position_ids as the model does
+            self.backend.set_padding(self._tokenizer.pad_id, offset_padding_idx(self.folder.config))
         self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
 
         self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)

@@ -55,32 +55,31 @@ def _quantize_rows(w: np.ndarray):
 
 
 def _special_ids(model_dir) -> tuple:
-    """([CLS], [SEP]) ids from vocab.txt / tokenizer.json when they can be found, else None.
-    (They only shape the probe and calibration sequences; vocab.txt is read first, as it is
-    a tenth of the work of parsing tokenizer.json.)"""
+    """(CLS, SEP) ids, the tokens put before and after a text ([CLS] / [SEP]; <s> / </s> for
+    RoBERTa and XLM-R), from vocab.txt or tokenizer.json when they can be found, else None.
+    (They only shape the probe and calibration sequences; vocab.txt is read first, as it is a
+    tenth of the work of parsing tokenizer.json.)"""
     import json
 
-    cls_id = sep_id = None
-    if model_dir is not None:
-        vt = Path(model_dir) / "vocab.txt"
-        try:
-            if vt.is_file():
-                words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
-                if "[CLS]" in words and "[SEP]" in words:
-                    return words.index("[CLS]"), words.index("[SEP]")
-        except OSError:
-            pass
-        tj = Path(model_dir) / "tokenizer.json"
-        try:
-            if tj.is_file():
-                vocab = json.loads(tj.read_text(encoding="utf-8")).get("model", {}).get("vocab", {})
-                if isinstance(vocab, dict):
-                    cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
-        except (OSError, ValueError, RecursionError):
-            pass
-    if cls_id is None or sep_id is None:
+    from .tokenize import special_ids
+
+    if model_dir is None:
         return None, None
-    return cls_id, sep_id
+    vt = Path(model_dir) / "vocab.txt"
+    try:
+        if vt.is_file():
+            words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
+            if "[CLS]" in words and "[SEP]" in words:
+                return words.index("[CLS]"), words.index("[SEP]")
+    except OSError:
+        pass
+    tj = Path(model_dir) / "tokenizer.json"
+    try:
+        if tj.is_file():
+            return special_ids(json.loads(tj.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError):
+        pass
+    return None, None
 
 
 def _layer_norm(x, g, b, eps):
