@@ -120,7 +120,9 @@ def test_unknown_model_type_without_onnx_names_the_families(tmp_path):
             embedrt.Encoder(folder, backend=backend)
 
 
-def test_unknown_model_type_with_onnx_runs_onnxruntime(tmp_path):
+def test_unknown_model_type_with_onnx_runs_onnxruntime(tmp_path, auto_native):
+    """(auto_native: at a level where auto prefers onnxruntime anyway, the reason would be the
+    level, not the model_type.)"""
     import embedrt
 
     src = Path(__file__).resolve().parent / "data" / "export_corpus" / "tiny-bert"

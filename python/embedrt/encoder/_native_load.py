@@ -16,7 +16,7 @@ to float32 arrays in PyTorch layout ([out, in] for matrices)::
     L.q_w L.q_b L.k_w L.k_b L.v_w L.v_b L.ao_w L.ao_b L.ln1_g L.ln1_b
     L.up_w L.up_b L.down_w L.down_b L.ln2_g L.ln2_b          (L = layer index)
 
-Anything that is not a BERT the engine understands raises NotRecognized with the reason.
+Anything that is not an encoder the engine understands raises NotRecognized with the reason.
 """
 from __future__ import annotations
 

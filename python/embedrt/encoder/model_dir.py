@@ -68,7 +68,7 @@ class ModelFolder:
     include_prompt: bool = True
     normalize: bool = False
     max_seq_length: Optional[int] = None
-    max_position: Optional[int] = None
+    max_position: Optional[int] = None  # the longest sequence the positions allow (tokens)
     hidden_size: Optional[int] = None
     prompts: dict = field(default_factory=dict)
     default_prompt_name: Optional[str] = None
@@ -170,6 +170,14 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
         return v
 
     max_position = _pos_int(config, "max_position_embeddings", path / "config.json")
+    if max_position is not None:
+        from .arch import position_limit
+
+        rows = max_position
+        max_position = position_limit(config, rows)  # tokens: positions past a padding index
+        if max_position < 1:
+            raise ModelFolderError(f"{path / 'config.json'}: max_position_embeddings {rows} leaves no "
+                                   "position past the padding index")
     hidden = _pos_int(config, "hidden_size", path / "config.json") or _pos_int(config, "d_model", path / "config.json")
 
     # the module pipeline

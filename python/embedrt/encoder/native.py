@@ -1,6 +1,7 @@
 """The native encoder engine: embedrt's own C++ forward pass for the encoder families of arch/
-(BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2) on
-embedrt's int8 kernels.
+(BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2;
+RoBERTa and XLM-RoBERTa: all-distilroberta-v1, paraphrase-multilingual-mpnet-base-v2,
+multilingual-e5-base) on embedrt's int8 kernels.
 
     backend = NativeBackend.from_model_dir("all-MiniLM-L6-v2")          # int8
     vectors = backend.embed([ids0, ids1], None, "mean")                  # float32 [2, 384]
@@ -54,32 +55,31 @@ def _quantize_rows(w: np.ndarray):
 
 
 def _special_ids(model_dir) -> tuple:
-    """([CLS], [SEP]) ids from vocab.txt / tokenizer.json when they can be found, else None.
-    (They only shape the probe and calibration sequences; vocab.txt is read first, as it is
-    a tenth of the work of parsing tokenizer.json.)"""
+    """(CLS, SEP) ids, the tokens put before and after a text ([CLS] / [SEP]; <s> / </s> for
+    RoBERTa and XLM-R), from vocab.txt or tokenizer.json when they can be found, else None.
+    (They only shape the probe and calibration sequences; vocab.txt is read first, as it is a
+    tenth of the work of parsing tokenizer.json.)"""
     import json
 
-    cls_id = sep_id = None
-    if model_dir is not None:
-        vt = Path(model_dir) / "vocab.txt"
-        try:
-            if vt.is_file():
-                words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
-                if "[CLS]" in words and "[SEP]" in words:
-                    return words.index("[CLS]"), words.index("[SEP]")
-        except OSError:
-            pass
-        tj = Path(model_dir) / "tokenizer.json"
-        try:
-            if tj.is_file():
-                vocab = json.loads(tj.read_text(encoding="utf-8")).get("model", {}).get("vocab", {})
-                if isinstance(vocab, dict):
-                    cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
-        except (OSError, ValueError, RecursionError):
-            pass
-    if cls_id is None or sep_id is None:
+    from .tokenize import special_ids
+
+    if model_dir is None:
         return None, None
-    return cls_id, sep_id
+    vt = Path(model_dir) / "vocab.txt"
+    try:
+        if vt.is_file():
+            words = vt.read_text(encoding="utf-8", errors="replace").split("\n")
+            if "[CLS]" in words and "[SEP]" in words:
+                return words.index("[CLS]"), words.index("[SEP]")
+    except OSError:
+        pass
+    tj = Path(model_dir) / "tokenizer.json"
+    try:
+        if tj.is_file():
+            return special_ids(json.loads(tj.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError):
+        pass
+    return None, None
 
 
 def _layer_norm(x, g, b, eps):
@@ -103,10 +103,11 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     that no other runtime can execute, of calibration's sanity and of the tests.
 
     It follows the spec in cfg (see arch/): positions absolute (BERT) or past the padding
-    index (MPNet), a token-type row when the family has them, and MPNet's relative-position
-    bias on every layer's scores."""
+    index (MPNet, RoBERTa), a token-type row when the family has them, and MPNet's
+    relative-position bias on every layer's scores."""
     from . import arch
     from .arch import mpnet
+    from .arch._common import position_ids
 
     spec = arch.spec_of(cfg)
     h, heads, eps = cfg["hidden"], cfg["heads"], cfg["eps"]
@@ -115,7 +116,7 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     L = len(seq)
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     if spec["position"] == "offset":
-        pos = mpnet.position_ids(seq, spec["padding_idx"])
+        pos = position_ids(seq, spec["padding_idx"])
     else:
         pos = np.arange(L)
     x = f64(params["word"][seq]) + f64(params["pos"][pos])

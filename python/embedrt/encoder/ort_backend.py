@@ -33,10 +33,15 @@ def _make_feed(input_types: dict, ids: list, type_ids=None):
     return _feed_of(input_types, ids, type_ids, lengths, width), lengths
 
 
-def _feed_of(input_types, ids, type_ids, lengths, width) -> dict:
+def _feed_of(input_types, ids, type_ids, lengths, width, pad_id: int = 0,
+             position_padding_idx=None) -> dict:
+    """The padded inputs: input_ids padded with `pad_id` (the tokenizer's), and position_ids
+    (for a graph that takes them) as the model makes them: 0, 1, ... or, for a family whose
+    positions start past a padding index (MPNet, RoBERTa), HF's create_position_ids (the count
+    of non-padding tokens past it; padding_idx for a padding token and the padding)."""
     n = len(ids)
     mask = np.arange(width)[None, :] < lengths[:, None]
-    input_ids = np.zeros((n, width), dtype=np.int64)
+    input_ids = np.full((n, width), pad_id, dtype=np.int64)
     input_ids[mask] = np.concatenate(ids) if n > 1 else ids[0]
     feed = {}
     for name, dtype in input_types.items():
@@ -48,8 +53,11 @@ def _feed_of(input_types, ids, type_ids, lengths, width) -> dict:
             value = np.zeros((n, width), dtype=dtype)
             if type_ids is not None:
                 value[mask] = np.concatenate(type_ids) if n > 1 else type_ids[0]
-        else:  # position_ids
+        elif position_padding_idx is None:  # position_ids
             value = np.broadcast_to(np.arange(width, dtype=dtype), (n, width)).copy()
+        else:
+            real = mask & (input_ids != position_padding_idx)
+            value = np.cumsum(real, axis=1) * real + position_padding_idx
         if value.dtype != dtype:
             value = value.astype(dtype)
         feed[name] = value
@@ -139,6 +147,8 @@ class OnnxRuntimeBackend:
                 logger.debug("embedrt: %s runs as it is (%s)", self.path.name, e)
         self.threads = opts.intra_op_num_threads
         self.pad_multiple = max(1, int(pad_multiple))
+        self.pad_id = 0
+        self.position_padding_idx = None
 
         inputs = {i.name: i for i in self.session.get_inputs()}
         if "input_ids" not in inputs:
@@ -174,6 +184,13 @@ class OnnxRuntimeBackend:
         logger.debug("onnxruntime graph %s: inputs %s, output %s (%s)", self.path.name,
                      list(inputs), out, "pooled" if self.pooled else "per token")
 
+    def set_padding(self, pad_id=None, position_padding_idx=None) -> None:
+        """Pads batches with `pad_id` (the tokenizer's pad id; None: 0) and, for a graph that
+        takes position_ids, numbers positions past `position_padding_idx` (the model's padding
+        index where its positions start past it, else None: 0, 1, ...)."""
+        self.pad_id = 0 if pad_id is None else int(pad_id)
+        self.position_padding_idx = None if position_padding_idx is None else int(position_padding_idx)
+
     @property
     def input_names(self):
         return list(self._input_types)
@@ -185,7 +202,8 @@ class OnnxRuntimeBackend:
         width = int(lengths.max()) if n else 0
         if self.pad_multiple > 1:
             width = -(-width // self.pad_multiple) * self.pad_multiple
-        feed = _feed_of(self._input_types, ids, type_ids, lengths, width)
+        feed = _feed_of(self._input_types, ids, type_ids, lengths, width, self.pad_id,
+                        self.position_padding_idx)
         out = self.session.run(self._outputs, feed)[0]
         return out, lengths
 

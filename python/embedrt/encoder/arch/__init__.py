@@ -8,16 +8,20 @@ A family module provides:
   ``attention_bias`` "none" | "relative");
 - ``params(tensors, cfg, path) -> (cfg, params)``: the canonical params (see _native_load)
   from a checkpoint's tensors, every shape checked against the config, the tensor named when
-  one does not fit.
+  one does not fit;
+- for a family whose positions start past the padding index, ``offset_padding_idx(raw)``: that
+  index, from config.json alone (what onnxruntime's inputs and the folder's length limit need
+  to know too, whether or not the native engine runs the model).
 
 The numpy reference forward pass of every family is ``native.reference_forward``: it reads the
 spec, so one function serves them all.
 """
 from __future__ import annotations
 
-from . import bert, mpnet
+from . import bert, mpnet, roberta
 
-FAMILIES = {"bert": bert, "mpnet": mpnet}
+# RoBERTa and XLM-RoBERTa are one architecture (one loader, family "roberta")
+FAMILIES = {"bert": bert, "mpnet": mpnet, "roberta": roberta, "xlm-roberta": roberta}
 SUPPORTED = tuple(FAMILIES)
 
 # The engine's spec keys and their values for a BERT (what a config without them means).
@@ -34,6 +38,21 @@ def max_tokens(cfg: dict) -> int:
     if cfg.get("position", "absolute") == "offset":
         return int(cfg["max_position"]) - int(cfg.get("padding_idx", 0)) - 1
     return int(cfg["max_position"])
+
+
+def offset_padding_idx(raw: dict):
+    """The padding index past which a config.json's positions start (MPNet, RoBERTa), or None
+    for absolute positions (and for model_types no loader here knows)."""
+    mod = FAMILIES.get(raw.get("model_type")) if isinstance(raw, dict) else None
+    fn = getattr(mod, "offset_padding_idx", None)
+    return None if fn is None else fn(raw)
+
+
+def position_limit(raw: dict, max_position: int) -> int:
+    """The longest sequence a config.json with ``max_position`` position rows allows:
+    max_position less the rows up to the padding index where positions start past it."""
+    pad = offset_padding_idx(raw)
+    return max_position if pad is None else max_position - pad - 1
 
 
 def family(model_type, path) -> object:

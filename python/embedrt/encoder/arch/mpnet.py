@@ -9,34 +9,20 @@ import math
 
 import numpy as np
 
-from ._common import find_prefix, getter, int_field
+from ._common import embedding_params, find_prefix, getter, int_field, layer_params, sizes
 
 PREFIXES = ("", "mpnet.", "model.", "0.auto_model.")
 PADDING_IDX = 1  # MPNetEmbeddings.padding_idx (not read from config.json there either)
 MAX_DISTANCE = 128  # MPNetEncoder.relative_position_bucket's default
 _LAYER = {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v",
-          "ao": "attention.attn.o", "up": "intermediate.dense", "down": "output.dense"}
+          "ao": "attention.attn.o", "up": "intermediate.dense", "down": "output.dense",
+          "ln1": "attention.LayerNorm", "ln2": "output.LayerNorm"}
 
 
 def config(raw: dict, path) -> dict:
     from .._native_load import NotRecognized
 
-    act = raw.get("hidden_act", "gelu")
-    if act not in ("gelu", "gelu_python"):
-        raise NotRecognized(f"{path}: activation {act!r} is not supported (only erf GELU)")
-    try:
-        cfg = {
-            "vocab": int(raw["vocab_size"]),
-            "hidden": int(raw["hidden_size"]),
-            "heads": int(raw["num_attention_heads"]),
-            "intermediate": int(raw["intermediate_size"]),
-            "layers": int(raw["num_hidden_layers"]),
-            "max_position": int(raw.get("max_position_embeddings", 514)),
-            "type_vocab": 0,
-            "eps": float(raw.get("layer_norm_eps", 1e-12)),
-        }
-    except (KeyError, TypeError, ValueError) as e:
-        raise NotRecognized(f"{path}: missing or bad field ({e})") from None
+    cfg = sizes(raw, path, max_position=514)
     buckets = int_field(raw, "relative_attention_num_buckets", path, 32)
     if buckets < 2 or buckets % 2:
         raise NotRecognized(f"{path}: relative_attention_num_buckets must be an even number >= 2, "
@@ -49,30 +35,19 @@ def config(raw: dict, path) -> dict:
     return cfg
 
 
+def offset_padding_idx(raw: dict) -> int:
+    return PADDING_IDX
+
+
 def params(tensors: dict, cfg: dict, path) -> tuple:
     """Canonical params (BERT's names, no "type"; "rel_bias": [buckets, heads])."""
     from .._native_load import NotRecognized, check_params
 
     prefix = find_prefix(tensors, "embeddings.word_embeddings.weight", PREFIXES, path, "MPNet")
     get = getter(tensors, prefix, path)
-    h, inter = cfg["hidden"], cfg["intermediate"]
-    p = {"word": get("embeddings.word_embeddings.weight", (cfg["vocab"], h)),
-         "pos": get("embeddings.position_embeddings.weight", (cfg["max_position"], h)),
-         "emb_g": get("embeddings.LayerNorm.weight", (h,)), "emb_b": get("embeddings.LayerNorm.bias", (h,)),
-         "rel_bias": get("encoder.relative_attention_bias.weight", (cfg["relative_buckets"], cfg["heads"]))}
-    shapes = {"up": (inter, h), "down": (h, inter)}
-    for i in range(cfg["layers"]):
-        pre = f"encoder.layer.{i}."
-        for k, mod in _LAYER.items():
-            w = shapes.get(k, (h, h))
-            p[f"{i}.{k}_w"] = get(pre + mod + ".weight", w)
-            p[f"{i}.{k}_b"] = get(pre + mod + ".bias", (w[0],))
-        p[f"{i}.ln1_g"] = get(pre + "attention.LayerNorm.weight", (h,))
-        p[f"{i}.ln1_b"] = get(pre + "attention.LayerNorm.bias", (h,))
-        p[f"{i}.ln2_g"] = get(pre + "output.LayerNorm.weight", (h,))
-        p[f"{i}.ln2_b"] = get(pre + "output.LayerNorm.bias", (h,))
-    if f"{prefix}encoder.layer.{cfg['layers']}.attention.attn.q.weight" in tensors:
-        raise NotRecognized(f"{path}: holds more layers than config.json says")
+    p = embedding_params(get, cfg)
+    p["rel_bias"] = get("encoder.relative_attention_bias.weight", (cfg["relative_buckets"], cfg["heads"]))
+    p.update(layer_params(get, tensors, prefix, cfg, _LAYER, path))
     check_params(cfg, p)
     if not np.isfinite(p["rel_bias"]).all():
         raise NotRecognized(f"{path}: tensor {prefix}encoder.relative_attention_bias.weight holds NaN "
@@ -103,8 +78,3 @@ def relative_bias_table(cfg: dict, params: dict, max_tokens: int) -> np.ndarray:
     buckets = relative_position_bucket(r, cfg.get("relative_buckets", 32))
     return np.ascontiguousarray(np.asarray(params["rel_bias"], np.float32)[buckets].T)
 
-
-def position_ids(seq, padding_idx: int = PADDING_IDX) -> np.ndarray:
-    """HF create_position_ids_from_input_ids for one unpadded sequence."""
-    mask = (np.asarray(seq) != padding_idx).astype(np.int64)
-    return np.cumsum(mask) * mask + padding_idx
