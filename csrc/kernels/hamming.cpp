@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
-#include <utility>
 #include <vector>
 
 #include "dispatch.h"
@@ -45,7 +43,6 @@ uint64_t* block_scratch(int64_t W) {
 constexpr int64_t kTileCodes = 2048;        // database codes per matrix tile (multiple of 8)
 constexpr int64_t kMinPartCodes = 16384;    // smallest database range worth its own heaps
 constexpr int64_t kCountingK = 512;        // above this k, select by counting distances
-constexpr int64_t kMaxHeapBytes = int64_t(256) << 20;
 constexpr int64_t kMaxCountBytes = int64_t(8) << 20;   // distance buffer of the counting select
 
 int64_t queries_per_chunk(int64_t W, int64_t cap) {
@@ -162,36 +159,20 @@ void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, i
     }
     const Geometry g(nbits);
     const std::vector<uint64_t> qp = pad_queries(q, m, ldq, g);
-    const int64_t qb = queries_per_chunk(g.W, 256);
-    const int64_t nqc = (m + qb - 1) / qb;
+    topk::Split split;
+    split.qchunk = queries_per_chunk(g.W, 256);
+    split.align = 8;
+    const int64_t nqc = (m + split.qchunk - 1) / split.qchunk;
     const int64_t threads = get_num_threads();
     // Split the database too when there are few query chunks, so that one query still uses
-    // every thread; each (query chunk, part) keeps its own heaps, merged below. Each part
+    // every thread; each (query chunk, part) keeps its own heaps, merged at the end. Each part
     // starts with empty heaps (no distance threshold yet), and that warm-up is paid once per
     // part and query, so use as few parts as keep every thread busy: one per thread.
-    int64_t parts = 1;
-    if (threads > 1 && nqc < 2 * threads) {
-        parts = std::min<int64_t>((threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
-        while (parts > 1 && parts * m * kk * 12 > kMaxHeapBytes) --parts;
-    }
-    const int64_t per_part = ((n + parts - 1) / parts + 7) / 8 * 8;
-    std::vector<int32_t> hd(static_cast<size_t>(parts * m * kk));
-    std::vector<int64_t> hi(static_cast<size_t>(parts * m * kk));
-    std::vector<int64_t> hsize(static_cast<size_t>(parts * m), 0);
-    std::vector<uint32_t> hthr(static_cast<size_t>(parts * m), UINT32_MAX);
-
-    parallel_for(nqc * parts, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t qc = t / parts, p = t % parts;
-            const int64_t i0 = qc * qb, i1 = std::min(m, i0 + qb);
-            const int64_t j0 = std::min(n, p * per_part), j1 = std::min(n, j0 + per_part);
-            const int64_t row0 = p * m + i0;
-            HammingHeaps h;
-            h.k = kk;
-            h.dist = hd.data() + row0 * kk;
-            h.ids = hi.data() + row0 * kk;
-            h.size = hsize.data() + row0;
-            h.thr = hthr.data() + row0;
+    if (threads > 1 && nqc < 2 * threads)
+        split.parts = std::min<int64_t>((threads + nqc - 1) / nqc, std::max<int64_t>(1, n / kMinPartCodes));
+    topk::scan_topk<int32_t, Best::smallest>(
+        m, n, kk, split,
+        [&](HammingHeaps h, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
             HammingScan s;
             s.q = qp.data() + i0 * g.W;
             s.m = i1 - i0;
@@ -203,26 +184,8 @@ void hamming_topk(const uint8_t* q, int64_t m, int64_t ldq, const uint8_t* db, i
             s.heaps = &h;
             s.scratch = block_scratch(g.W);
             hamming_scan(s, j0, j1);
-        }
-    });
-
-    parallel_for(m, 64, [&](int64_t r0, int64_t r1) {
-        std::vector<std::pair<int32_t, int64_t>> all;
-        for (int64_t i = r0; i < r1; ++i) {
-            all.clear();
-            for (int64_t p = 0; p < parts; ++p) {
-                const int64_t row = p * m + i;
-                for (int64_t e = 0; e < hsize[row]; ++e)
-                    all.emplace_back(hd[row * kk + e], hi[row * kk + e]);
-            }
-            const int64_t take = std::min<int64_t>(kk, static_cast<int64_t>(all.size()));
-            std::partial_sort(all.begin(), all.begin() + take, all.end());
-            for (int64_t e = 0; e < take; ++e) {
-                out_dist[i * kk + e] = all[e].first;
-                out_ids[i * kk + e] = all[e].second;
-            }
-        }
-    });
+        },
+        out_dist, out_ids);
 }
 
 void binary_matmul(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, int64_t n,

@@ -12,19 +12,15 @@
 
 #include <cstdint>
 
+#include "kernels/topk.h"
+
 namespace embedrt {
 
-// Bounded max-heaps, one per query, ordered by (distance, id): row i of `dist`/`ids` holds
-// up to k entries, `size[i]` of them used. Scans offer a candidate only when its distance is
-// below thr[i] (UINT32_MAX while the heap is not full, else its top distance: ids arrive in
-// increasing order, so an equal distance never displaces an entry).
-struct HammingHeaps {
-    int64_t k = 0;
-    int32_t* dist = nullptr;  // [m][k]
-    int64_t* ids = nullptr;   // [m][k]
-    int64_t* size = nullptr;  // [m]
-    uint32_t* thr = nullptr;  // [m]
-};
+// One bounded top-k heap per query (topk.h), ordered by (distance, id). Scans offer a
+// candidate only when its distance is below bound[i] (INT32_MAX while the heap is not full,
+// else its worst distance: ids arrive in increasing order, so an equal distance never
+// displaces an entry).
+using HammingHeaps = TopKHeaps<int32_t, Best::smallest>;
 
 // One scan: queries (already padded into W 64-bit words each, tail bits zero) against
 // database codes j0 <= j < j1 (row j at db + j * ldb, nbytes bytes used, the last byte ANDed

@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "kernels/hamming.h"
-#include "kernels/hamming_heap.h"
 
 namespace embedrt {
 namespace {
@@ -99,7 +98,7 @@ void scan(const HammingScan& s, int64_t j0, int64_t j1) {
                 }
             }
             if (heaps) {
-                const __m256i t = _mm256_set1_epi64x(static_cast<long long>(heaps->thr[i]));
+                const __m256i t = _mm256_set1_epi64x(static_cast<long long>(heaps->bound[i]));
                 unsigned hit = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s0)))) |
                                (static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(t, s1)))) << 4);
                 hit &= valid;
@@ -110,8 +109,8 @@ void scan(const HammingScan& s, int64_t j0, int64_t j1) {
                     while (hit) {
                         const int r = __builtin_ctz(hit);
                         hit &= hit - 1;
-                        if (d[r] < heaps->thr[i])
-                            heapdetail::heap_offer(heaps, i, static_cast<int32_t>(d[r]), jb + r);
+                        if (d[r] < static_cast<uint32_t>(heaps->bound[i]))
+                            topk::offer(*heaps, i, static_cast<int32_t>(d[r]), jb + r);
                     }
                 }
             }

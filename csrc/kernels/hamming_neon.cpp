@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "kernels/hamming.h"
-#include "kernels/hamming_heap.h"
 
 namespace embedrt {
 namespace {
@@ -107,7 +106,7 @@ void scan(const HammingScan& s, int64_t j0, int64_t j1) {
                 }
             }
             if (heaps) {
-                const uint32x4_t t = vdupq_n_u32(heaps->thr[i]);
+                const uint32x4_t t = vdupq_n_u32(static_cast<uint32_t>(heaps->bound[i]));
                 const uint32x4_t hit = vorrq_u32(vcltq_u32(d[0], t), vcltq_u32(d[1], t));
                 if (vmaxvq_u32(hit) != 0) {
                     uint32_t buf[8];
@@ -115,8 +114,8 @@ void scan(const HammingScan& s, int64_t j0, int64_t j1) {
                     vst1q_u32(buf + 4, d[1]);
                     // the threshold can only fall while the block's codes are offered
                     for (int64_t r = 0; r < cnt; ++r)
-                        if (buf[r] < heaps->thr[i])
-                            heapdetail::heap_offer(heaps, i, static_cast<int32_t>(buf[r]), jb + r);
+                        if (buf[r] < static_cast<uint32_t>(heaps->bound[i]))
+                            topk::offer(*heaps, i, static_cast<int32_t>(buf[r]), jb + r);
                 }
             }
         }

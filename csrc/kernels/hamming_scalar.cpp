@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "kernels/hamming.h"
-#include "kernels/hamming_heap.h"
 
 namespace embedrt {
 namespace {
@@ -55,8 +54,8 @@ void hamming_scan_scalar(const HammingScan& s, int64_t j0, int64_t j1) {
             }
             if (s.heaps) {
                 for (int64_t r = 0; r < cnt; ++r)
-                    if (d[r] < s.heaps->thr[i])
-                        heapdetail::heap_offer(s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
+                    if (d[r] < static_cast<uint32_t>(s.heaps->bound[i]))
+                        topk::offer(*s.heaps, i, static_cast<int32_t>(d[r]), jb + r);
             }
         }
     }

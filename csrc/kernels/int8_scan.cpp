@@ -4,66 +4,19 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <limits>
-#include <mutex>
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/topk.h"
 #include "parallel.h"
 
 namespace embedrt {
 
 namespace {
 
-struct Cand {
-    float score;
-    int64_t id;
-};
+using ScoreHeaps = TopKHeaps<float, Best::largest>;
 
-// a ranks before b: higher score, then smaller id.
-inline bool better(const Cand& a, const Cand& b) {
-    return a.score > b.score || (a.score == b.score && a.id < b.id);
-}
-
-// Bounded heap of the best k candidates; heap.front() is the worst kept.
-struct TopK {
-    int64_t k = 0;
-    std::vector<Cand> heap;
-    void reset(int64_t kk) {
-        k = kk;
-        heap.clear();
-        heap.reserve(size_t(kk));
-    }
-    void push(float s, int64_t id) {
-        Cand c{s, id};
-        if (int64_t(heap.size()) < k) {
-            heap.push_back(c);
-            std::push_heap(heap.begin(), heap.end(), better);
-        } else if (better(c, heap.front())) {
-            std::pop_heap(heap.begin(), heap.end(), better);
-            heap.back() = c;
-            std::push_heap(heap.begin(), heap.end(), better);
-        }
-    }
-    // Fast reject: can a score s enter at all?
-    bool may_enter(float s) const {
-        return int64_t(heap.size()) < k || s >= heap.front().score;
-    }
-};
-
-void write_sorted(std::vector<Cand>& all, int64_t k, float* scores, int64_t* ids) {
-    int64_t kk = std::min<int64_t>(k, int64_t(all.size()));
-    std::partial_sort(all.begin(), all.begin() + kk, all.end(), better);
-    for (int64_t t = 0; t < k; ++t) {
-        if (t < kk) {
-            scores[t] = all[size_t(t)].score;
-            ids[t] = all[size_t(t)].id;
-        } else {
-            scores[t] = -std::numeric_limits<float>::infinity();
-            ids[t] = -1;
-        }
-    }
-}
+constexpr int64_t kBlock = 256;  // documents per dot-product block
 
 }  // namespace
 
@@ -96,56 +49,49 @@ void int8_search_q16(const int16_t* q16, const float* q_scale, int64_t nq, const
                      const float* doc_scale, int64_t n, int64_t dim, int64_t k, float* out_scores,
                      int64_t* out_ids) {
     if (nq <= 0 || k <= 0) return;
-    std::vector<std::vector<Cand>> merged(static_cast<size_t>(nq));
-    std::mutex mu;
-    constexpr int64_t kBlock = 256;  // documents per dot-product block
-    // ~64 KB of documents per task at least, so that small scans stay on one thread.
-    int64_t grain = std::max<int64_t>(kBlock, (int64_t(1) << 16) / std::max<int64_t>(dim, 1));
-    parallel_for(n, grain, [&](int64_t b, int64_t e) {
-        thread_local std::vector<int32_t> dots;
-        thread_local std::vector<float> scores;
-        thread_local std::vector<TopK> tops;
-        dots.resize(size_t(nq * kBlock));
-        scores.resize(size_t(kBlock));
-        if (int64_t(tops.size()) < nq) tops.resize(size_t(nq));
-        for (int64_t j = 0; j < nq; ++j) tops[size_t(j)].reset(k);
-        for (int64_t s = b; s < e; s += kBlock) {
-            int64_t cnt = std::min(kBlock, e - s);
-            int8_dot_q16(q16, nq, docs + s * dim, dim, nullptr, cnt, dots.data(), kBlock);
-            for (int64_t j = 0; j < nq; ++j) {
-                TopK& top = tops[size_t(j)];
-                const int32_t* dj = dots.data() + j * kBlock;
-                const float qs = q_scale[j];
-                const float* ds = doc_scale + s;
-                float* sc = scores.data();
-                for (int64_t t = 0; t < cnt; ++t) sc[t] = (qs * ds[t]) * float(dj[t]);  // vectorized
-                if (int64_t(top.heap.size()) < k) {
-                    for (int64_t t = 0; t < cnt; ++t)
-                        if (top.may_enter(sc[t])) top.push(sc[t], s + t);
-                    continue;
-                }
-                float bound = top.heap.front().score;
-                for (int64_t t0 = 0; t0 < cnt; t0 += 16) {
-                    // Cheap test of 16 scores at once; most blocks have none that can enter.
-                    int64_t t1 = std::min(cnt, t0 + 16);
-                    bool any = false;
-                    for (int64_t t = t0; t < t1; ++t) any |= sc[t] >= bound;
-                    if (!any) continue;
-                    for (int64_t t = t0; t < t1; ++t)
-                        if (sc[t] >= top.heap.front().score) top.push(sc[t], s + t);
-                    bound = top.heap.front().score;
+    // ~64 KB of documents per part at least, so that small scans stay on one thread; up to
+    // four parts per thread, so that uneven threads still finish together.
+    const int64_t grain = std::max<int64_t>(kBlock, (int64_t(1) << 16) / std::max<int64_t>(dim, 1));
+    const int64_t threads = get_num_threads();
+    topk::Split split;
+    split.qchunk = nq;
+    if (threads > 1 && n > grain) {
+        const int64_t chunk = std::max<int64_t>(grain, (n + 4 * threads - 1) / (4 * threads));
+        split.parts = (n + chunk - 1) / chunk;
+    }
+    topk::scan_topk<float, Best::largest>(
+        nq, n, k, split,
+        [&](const ScoreHeaps& h, int64_t, int64_t, int64_t b, int64_t e) {
+            thread_local std::vector<int32_t> dots;
+            thread_local std::vector<float> scores;
+            dots.resize(size_t(nq * kBlock));
+            scores.resize(size_t(kBlock));
+            for (int64_t s = b; s < e; s += kBlock) {
+                const int64_t cnt = std::min(kBlock, e - s);
+                int8_dot_q16(q16, nq, docs + s * dim, dim, nullptr, cnt, dots.data(), kBlock);
+                for (int64_t j = 0; j < nq; ++j) {
+                    const int32_t* dj = dots.data() + j * kBlock;
+                    const float qs = q_scale[j];
+                    const float* ds = doc_scale + s;
+                    float* sc = scores.data();
+                    for (int64_t t = 0; t < cnt; ++t) sc[t] = (qs * ds[t]) * float(dj[t]);  // vectorized
+                    // Cheap test of 16 scores at once against the heap's bound (-inf until it
+                    // is full); most blocks have none that can enter.
+                    float bound = h.bound[j];
+                    for (int64_t t0 = 0; t0 < cnt; t0 += 16) {
+                        const int64_t t1 = std::min(cnt, t0 + 16);
+                        bool any = false;
+                        for (int64_t t = t0; t < t1; ++t) any |= !(bound > sc[t]);
+                        if (!any) continue;
+                        for (int64_t t = t0; t < t1; ++t)
+                            if (topk::may_enter<Best::largest>(sc[t], h.bound[j]))
+                                topk::offer(h, j, sc[t], s + t);
+                        bound = h.bound[j];
+                    }
                 }
             }
-        }
-        std::lock_guard<std::mutex> lock(mu);
-        for (int64_t j = 0; j < nq; ++j) {
-            auto& dst = merged[size_t(j)];
-            auto& src = tops[size_t(j)].heap;
-            dst.insert(dst.end(), src.begin(), src.end());
-        }
-    });
-    for (int64_t j = 0; j < nq; ++j)
-        write_sorted(merged[size_t(j)], k, out_scores + j * k, out_ids + j * k);
+        },
+        out_scores, out_ids);
 }
 
 void int8_rescore_q16(const int16_t* q16, const float* q_scale, int64_t nq, const int8_t* docs,
@@ -157,7 +103,7 @@ void int8_rescore_q16(const int16_t* q16, const float* q_scale, int64_t nq, cons
     parallel_for(nq, grain, [&](int64_t b, int64_t e) {
         std::vector<int64_t> ids;
         std::vector<int32_t> dots;
-        std::vector<Cand> all;
+        std::vector<topk::Entry<float>> all;
         for (int64_t j = b; j < e; ++j) {
             ids.clear();
             for (int64_t t = 0; t < c; ++t) {
@@ -177,8 +123,8 @@ void int8_rescore_q16(const int16_t* q16, const float* q_scale, int64_t nq, cons
             all.clear();
             const float qs = q_scale[j];
             for (size_t t = 0; t < ids.size(); ++t)
-                all.push_back(Cand{(qs * doc_scale[ids[t]]) * float(dots[t]), ids[t]});
-            write_sorted(all, k, out_scores + j * k, out_ids + j * k);
+                all.push_back(topk::Entry<float>{(qs * doc_scale[ids[t]]) * float(dots[t]), ids[t]});
+            topk::write_best<Best::largest>(all, k, out_scores + j * k, out_ids + j * k);
         }
     });
 }

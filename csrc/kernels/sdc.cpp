@@ -2,50 +2,20 @@
 #include "kernels/sdc.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <vector>
 
 #include "dispatch.h"
+#include "kernels/topk.h"
 #include "parallel.h"
 
 namespace embedrt {
 namespace {
 
+using SdcHeaps = TopKHeaps<int32_t, Best::smallest>;  // X: smaller is better
+
 constexpr int64_t kBlockCodes = 256;  // database codes per packed block (a multiple of 8)
 constexpr int64_t kQueryChunk = 64;   // queries per tile
-
-struct Entry {
-    int32_t x;   // X (smaller is better)
-    int64_t id;
-};
-
-inline bool worse(const Entry& a, const Entry& b) {
-    return a.x > b.x || (a.x == b.x && a.id > b.id);
-}
-
-// Max-heap on `worse`: h[0] is the worst kept entry.
-void sift_down(Entry* h, int64_t size, int64_t i) {
-    for (;;) {
-        int64_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < size && worse(h[l], h[w])) w = l;
-        if (r < size && worse(h[r], h[w])) w = r;
-        if (w == i) return;
-        std::swap(h[i], h[w]);
-        i = w;
-    }
-}
-
-void heap_push(Entry* h, int64_t& size, Entry e) {
-    int64_t i = size++;
-    h[i] = e;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!worse(h[i], h[p])) break;
-        std::swap(h[i], h[p]);
-        i = p;
-    }
-}
 
 inline int64_t words_of(int64_t nb) { return (nb + 7) / 8; }
 
@@ -171,7 +141,7 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
     std::vector<uint64_t> qpack(static_cast<size_t>(m * u * W));
     pack_queries(q, m, u, nb, W, qpack.data());
 
-    // Tasks: pq query chunks x pd database parts; each keeps its own heaps.
+    // Tasks: query chunks x database parts (whole blocks); each keeps its own heaps.
     const int64_t threads = get_num_threads();
     const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
     int64_t pd = 1, pq = 1;
@@ -179,50 +149,41 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
         pd = std::min<int64_t>(nblocks, 2 * threads);
         if (pd < 2 * threads) pq = std::min<int64_t>((m + 7) / 8, (2 * threads + pd - 1) / pd);
         pq = std::max<int64_t>(pq, 1);
-        // Each database part keeps m * k heap entries: bound that memory for very large k.
-        const int64_t budget = (int64_t{1} << 28) / static_cast<int64_t>(sizeof(Entry));
-        while (pd > 1 && pd * m * k > budget) --pd;
     }
-    const int64_t qper = (m + pq - 1) / pq;
-    std::vector<Entry> heaps(static_cast<size_t>(pd * m * k));
-    std::vector<int64_t> counts(static_cast<size_t>(pd * m), 0);
+    topk::Split split;
+    split.qchunk = (m + pq - 1) / pq;
+    split.parts = pd;
+    split.align = kBlockCodes;
 
-    parallel_for(pq * pd, 1, [&](int64_t t0, int64_t t1) {
-        constexpr int64_t kGroups = kBlockCodes / 8;
-        std::vector<uint64_t> dbpack(dbpacked ? 0 : static_cast<size_t>(kBlockCodes * u * W));
-        std::vector<int32_t> x(static_cast<size_t>(kQueryChunk * kBlockCodes));
-        std::vector<int32_t> thr(static_cast<size_t>(kQueryChunk));
-        std::vector<uint8_t> mask(static_cast<size_t>(kQueryChunk * kGroups));
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t qc = t / pd, dc = t % pd;
-            const int64_t qa = qc * qper, qb = std::min(m, qa + qper);
-            const int64_t ba = nblocks * dc / pd, bb = nblocks * (dc + 1) / pd;
-            for (int64_t b = ba; b < bb; ++b) {
-                const int64_t n0 = b * kBlockCodes, n1 = std::min(n, n0 + kBlockCodes);
+    topk::scan_topk<int32_t, Best::smallest>(
+        m, n, k, split,
+        [&](const SdcHeaps& h, int64_t qa, int64_t qb, int64_t ja, int64_t jb) {
+            constexpr int64_t kGroups = kBlockCodes / 8;
+            thread_local std::vector<uint64_t> dbpack;
+            thread_local std::vector<int32_t> x;
+            thread_local std::vector<uint8_t> mask;
+            if (!dbpacked) dbpack.resize(static_cast<size_t>(kBlockCodes * u * W));
+            x.resize(static_cast<size_t>(kQueryChunk * kBlockCodes));
+            mask.resize(static_cast<size_t>(kQueryChunk * kGroups));
+            for (int64_t n0 = ja; n0 < jb; n0 += kBlockCodes) {
+                const int64_t n1 = std::min(n, n0 + kBlockCodes);
                 const int64_t groups = (n1 - n0 + 7) / 8, len = n1 - n0;
                 const uint64_t* blk = dbpack.data();
                 if (dbpacked) {
                     blk = dbpacked + (n0 / 8) * u * W * 8;
                 } else {
                     pack_block(db, n0, n1, u, nb, W, dbpack.data());
-                    if (b + 1 < bb) prefetch_codes(db, n1, std::min(n, n1 + kBlockCodes), u, nb);
+                    if (n1 < jb) prefetch_codes(db, n1, std::min(n, n1 + kBlockCodes), u, nb);
                 }
                 for (int64_t i0 = qa; i0 < qb; i0 += kQueryChunk) {
                     const int64_t mc = std::min(kQueryChunk, qb - i0);
-                    for (int64_t i = 0; i < mc; ++i) {
-                        const size_t at = static_cast<size_t>(dc * m + i0 + i);
-                        thr[static_cast<size_t>(i)] =
-                            counts[at] < k ? INT32_MAX : heaps[at * static_cast<size_t>(k)].x;
-                    }
-                    tile(qpack.data() + i0 * u * W, mc, blk, groups, u, W, x.data(),
-                         kBlockCodes, thr.data(), mask.data(), kGroups);
+                    // the heaps' bounds are the tile's thresholds (INT32_MAX until a heap is full)
+                    tile(qpack.data() + i0 * u * W, mc, blk, groups, u, W, x.data(), kBlockCodes,
+                         h.bound + (i0 - qa), mask.data(), kGroups);
                     for (int64_t i = 0; i < mc; ++i) {
                         const int32_t* xr = x.data() + i * kBlockCodes;
                         const uint8_t* mr = mask.data() + i * kGroups;
-                        const size_t at = static_cast<size_t>(dc * m + i0 + i);
-                        Entry* h = heaps.data() + at * static_cast<size_t>(k);
-                        int64_t cnt = counts[at];
-                        int32_t th = thr[static_cast<size_t>(i)];
+                        const int64_t row = i0 - qa + i;
                         // Ids grow within a part, so an equal X never displaces a kept entry.
                         for (int64_t g = 0; g < groups; ++g) {
                             unsigned bits = mr[g];
@@ -230,38 +191,17 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
                                 const int64_t j = g * 8 + __builtin_ctz(bits);
                                 bits &= bits - 1;
                                 if (j >= len) break;
-                                const int32_t xv = xr[j];
-                                if (cnt < k) {
-                                    heap_push(h, cnt, Entry{xv, n0 + j});
-                                    if (cnt == k) th = h[0].x;
-                                } else if (xv < th) {
-                                    h[0] = Entry{xv, n0 + j};
-                                    sift_down(h, k, 0);
-                                    th = h[0].x;
-                                }
+                                if (xr[j] < h.bound[row]) topk::offer(h, row, xr[j], n0 + j);
                             }
                         }
-                        counts[at] = cnt;
                     }
                 }
             }
-        }
-    });
+        },
+        scores, ids);
 
-    // Merge the parts of each query, best first.
-    std::vector<Entry> all;
-    for (int64_t i = 0; i < m; ++i) {
-        all.clear();
-        for (int64_t dc = 0; dc < pd; ++dc) {
-            const Entry* h = heaps.data() + (dc * m + i) * k;
-            all.insert(all.end(), h, h + counts[static_cast<size_t>(dc * m + i)]);
-        }
-        std::sort(all.begin(), all.end(), [](const Entry& a, const Entry& b) { return worse(b, a); });
-        for (int64_t r = 0; r < k; ++r) {
-            scores[i * k + r] = base - 2 * all[static_cast<size_t>(r)].x;
-            ids[i * k + r] = all[static_cast<size_t>(r)].id;
-        }
-    }
+    // X -> score (S = base - 2 X is decreasing in X, so the order is kept).
+    for (int64_t e = 0; e < m * k; ++e) scores[e] = base - 2 * scores[e];
 }
 
 }  // namespace embedrt
