@@ -31,7 +31,7 @@ _KERNELS = {
     "hash_embed": {"avx2": "vpmuludq MurmurHash3", "neon": "scalar MurmurHash3 + ASIMD sums",
                    "scalar": "loops"},
     "embedding_bag": {"avx2": "ymm row sums", "neon": "ASIMD row sums", "scalar": "loops"},
-    "encoder_ops": {"avx2": "6x16 fp32 tiles", "neon": "4x16 fp32 tiles", "scalar": "loops"},
+    "encoder_ops": {"avx2": "6x16 fp32 tiles, ymm attention", "neon": "4x16 fp32 tiles", "scalar": "loops"},
 }
 for _fam, _how in _SKX.items():
     for _level in ("avx512", "avx512-vnni", "avx512-skx"):
