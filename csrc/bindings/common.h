@@ -67,5 +67,6 @@ void register_int8(py::module_& m);
 void register_sdc(py::module_& m);
 void register_hash(py::module_& m);
 void register_encoder(py::module_& m);
+void register_encoder_ops(py::module_& m);
 
 }  // namespace embedrt

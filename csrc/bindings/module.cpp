@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
     embedrt::register_sdc(m);
     embedrt::register_hash(m);
     embedrt::register_encoder(m);
+    embedrt::register_encoder_ops(m);
 }
