@@ -208,6 +208,7 @@ def test_rejection_is_remembered(tiny, monkeypatch, caplog):
                         lambda path, cfg: (lambda c, p: (c, dict(p, type=np.zeros_like(p["type"]))))(
                             *real(path, cfg)))
     embedrt.Encoder(tiny)
+    build = native._build
     _forbid_build(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="embedrt"):
         enc = embedrt.Encoder(tiny)
@@ -216,8 +217,10 @@ def test_rejection_is_remembered(tiny, monkeypatch, caplog):
     assert any("deviates" in r.getMessage() for r in caplog.records)
     with pytest.raises(NotRecognized, match="deviates"):
         embedrt.Encoder(tiny, backend="native")
-    # without the gate the engine is built (and says it was not verified)
-    monkeypatch.undo()
+    # without the gate the engine is built (and says it was not verified); the auto_native
+    # fixture's patch stays, so that auto chooses the engine at every ISA level
+    monkeypatch.setattr(native, "params_from_onnx", real)
+    monkeypatch.setattr(native, "_build", build)
     enc = embedrt.Encoder(tiny, verify=False)
     assert enc.backend_info["backend"] == "native"
     assert enc.backend_info["gate"]["passed"] is None and "verify=False" in enc.backend_info["reason"]
