@@ -112,21 +112,6 @@ def parse_pooling(cfg: dict, where: Path) -> tuple:
     return tuple(out)
 
 
-def check_pooling(pooling) -> tuple:
-    """Normalizes a pooling argument ('mean', 'cls+mean', ['cls', 'mean']) into a tuple of modes."""
-    if isinstance(pooling, str):
-        pooling = pooling.split("+")
-    modes = []
-    for m in pooling:
-        m = _POOLING_ALIASES.get(m, m)
-        if m not in POOLING_MODES:
-            raise ValueError(f"unknown pooling mode {m!r}; supported: {', '.join(POOLING_MODES)}")
-        modes.append(m)
-    if not modes:
-        raise ValueError("pooling: no mode given")
-    return tuple(modes)
-
-
 def find_onnx(path: Path, onnx_file=None) -> Path:
     if onnx_file is not None:
         p = Path(onnx_file)

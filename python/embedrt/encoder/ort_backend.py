@@ -99,8 +99,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path, threads=None, allow_spinning: bool = False, pad_multiple: int = 1,
-                 config=None):
+    def __init__(self, onnx_path, threads=None, config=None):
         import onnxruntime as ort
 
         from .._runtime import get_num_threads
@@ -111,7 +110,8 @@ class OnnxRuntimeBackend:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        # no spin-waiting: the threads of an idle server or of the native engine beside it stay free
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.rebuilt = False
         try:
@@ -146,7 +146,6 @@ class OnnxRuntimeBackend:
             except Exception as e:  # noqa: BLE001 - any graph that does not fit runs as it is
                 logger.debug("embedrt: %s runs as it is (%s)", self.path.name, e)
         self.threads = opts.intra_op_num_threads
-        self.pad_multiple = max(1, int(pad_multiple))
         self.pad_id = 0
         self.position_padding_idx = None
 
@@ -200,8 +199,6 @@ class OnnxRuntimeBackend:
         n = len(ids)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         width = int(lengths.max()) if n else 0
-        if self.pad_multiple > 1:
-            width = -(-width // self.pad_multiple) * self.pad_multiple
         feed = _feed_of(self._input_types, ids, type_ids, lengths, width, self.pad_id,
                         self.position_padding_idx)
         out = self.session.run(self._outputs, feed)[0]
