@@ -47,6 +47,35 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
+def row_cosines(a, b):
+    """Cosine of each row of a with the same row of b, in float64."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def copy_tiny_model(data: Path, name: str, tmp_path: Path, maker: str) -> Path:
+    """A copy of a committed tiny checkpoint folder (loading may write a converted engine
+    beside it); skips, naming the script that makes it, when the folder is absent."""
+    import shutil
+
+    if not (data / name / "reference.npz").is_file():
+        pytest.skip(f"the tiny checkpoints ({data}) are not present; {maker} makes them")
+    dst = tmp_path / name
+    shutil.copytree(data / name, dst)
+    return dst
+
+
+def stored_probe(folder: Path):
+    """The probe stored with a tiny checkpoint: (ids per text, pooled reference, the npz)."""
+    import numpy as np
+
+    ref = np.load(folder / "reference.npz")
+    ids = np.split(ref["probe_ids"], np.cumsum(ref["probe_lengths"])[:-1])
+    return ids, ref["probe_pooled"], ref
+
+
 @pytest.fixture
 def auto_native(monkeypatch):
     """backend="auto" chooses the native engine at this CPU's level (auto's level table would

@@ -13,30 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import copy_tiny_model, row_cosines, stored_probe
 from embedrt.encoder._native_load import NotRecognized
 
 DATA = Path(__file__).resolve().parent / "data" / "mpnet"
 NAMES = ("tiny-mpnet", "tiny-mpnet-sharded")
 
 
-def _cos(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+_cos = row_cosines
+_probe = stored_probe
 
 
 def _copy(name: str, tmp_path: Path) -> Path:
-    if not (DATA / name / "reference.npz").is_file():
-        pytest.skip(f"the tiny MPNet checkpoints ({DATA}) are not present; "
-                    "tests/mpnet/make_tiny_mpnet.py makes them")
-    dst = tmp_path / name
-    shutil.copytree(DATA / name, dst)
-    return dst
-
-
-def _probe(folder: Path):
-    ref = np.load(folder / "reference.npz")
-    ids = np.split(ref["probe_ids"], np.cumsum(ref["probe_lengths"])[:-1])
-    return ids, ref["probe_pooled"], ref
+    return copy_tiny_model(DATA, name, tmp_path, "tests/mpnet/make_tiny_mpnet.py")
 
 
 def test_relative_position_bucket_is_hf():
