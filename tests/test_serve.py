@@ -620,3 +620,61 @@ def test_responses_without_orjson(encoder, monkeypatch):
     np.testing.assert_array_equal(rows(fast).astype(np.float32), want)
     np.testing.assert_array_equal(np.array(tei_fast.json(), np.float32), np.array(tei_plain.json(), np.float32))
     assert plain.json()["usage"] == fast.json()["usage"]
+
+
+def test_direct_endpoints_mounted_and_routed(encoder):
+    """The POST embedding endpoints are answered straight from the ASGI scope; the rest goes
+    through Starlette's routing: mounted under a prefix, wrong methods and unknown paths."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = create_app(encoder=encoder)
+    outer = Starlette(routes=[Mount("/emb", app=inner)])
+
+    async def body(client):
+        async with inner.router.lifespan_context(inner):
+            mounted = await client.post("/emb/v1/embeddings", json={"input": ["mounted"]})
+            tei = await client.post("/emb/embed", json={"inputs": "mounted"})
+            unprefixed = await client.post("/v1/embeddings", json={"input": ["mounted"]})
+            return mounted, tei, unprefixed
+    transport_app = outer
+
+    async def main():
+        transport = httpx.ASGITransport(app=transport_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await body(client)
+    mounted, tei, unprefixed = asyncio.run(main())
+    assert mounted.status_code == 200, mounted.text
+    np.testing.assert_allclose(rows(mounted), encoder.encode(["mounted"]), atol=1e-5, rtol=0)
+    assert tei.status_code == 200 and np.asarray(tei.json()).shape == (1, encoder.dim)
+    assert unprefixed.status_code == 404
+
+    app = create_app(encoder=encoder)
+    assert call(app, "GET", "/v1/embeddings").status_code == 405
+    assert call(app, "POST", "/v1/nothing-here", json={"input": "x"}).status_code == 404
+    assert call(app, "POST", "/embeddings", json={"input": "x"}).status_code == 200
+
+
+def test_request_body_in_chunks_and_disconnect():
+    """The direct path's request reads a body sent in several messages, and a disconnect while
+    it reads ends the request without an answer."""
+    from embedrt.serve.app import _ClientGone, _read_json, _Request
+
+    def receiver(messages):
+        it = iter(messages)
+
+        async def receive():
+            return next(it)
+        return receive
+
+    scope = {"type": "http", "headers": [(b"Content-Type", b"application/json"), (b"X-A", b"1"), (b"x-a", b"2")]}
+    parts = [b'{"input": ', b'["a", ', b'"b"]}']
+    messages = [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)]
+    req = _Request(scope, receiver(messages))
+    assert req.headers["content-type"] == "application/json" and req.headers["x-a"] == "1"
+    assert asyncio.run(_read_json(req)) == {"input": ["a", "b"]}
+
+    gone = _Request(scope, receiver([{"type": "http.request", "body": b"{", "more_body": True},
+                                     {"type": "http.disconnect"}]))
+    with pytest.raises(_ClientGone):
+        asyncio.run(_read_json(gone))

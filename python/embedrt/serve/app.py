@@ -257,13 +257,25 @@ class _Served:
         except Stopping as e:
             raise ApiError(503, str(e), type="server_error", code="shutting_down",
                            headers={"Retry-After": "1", "Connection": "close"}) from None
-        watcher = asyncio.ensure_future(_wait_disconnect(request.receive))
+        # Wait for the rows or the client's disconnect, whichever comes first: one waiter
+        # future woken by either (cheaper than asyncio.wait, which builds sets and callbacks).
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_):
+            if not waiter.done():
+                waiter.set_result(None)
+
+        job.future.add_done_callback(wake)
+        watcher = loop.create_task(_wait_disconnect(request.receive))
+        watcher.add_done_callback(wake)
         try:
-            await asyncio.wait((job.future, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         except asyncio.CancelledError:
             self.batcher.cancel(job)
             raise
         finally:
+            job.future.remove_done_callback(wake)
             watcher.cancel()
         if not job.future.done():
             self.batcher.cancel(job)
@@ -289,7 +301,53 @@ async def _wait_disconnect(receive) -> None:
 
 
 # ----------------------------------------------------------------------------- request parsing
-async def _read_json(request):
+class _Request:
+    """What the embedding handlers use of a Starlette Request (headers, the body stream and
+    ``receive``), over the raw ASGI scope: the app answers its POST endpoints with it directly,
+    without Starlette's middleware and routing on every request."""
+
+    __slots__ = ("scope", "receive", "_headers")
+
+    def __init__(self, scope, receive):
+        self.scope = scope
+        self.receive = receive
+        self._headers = None
+
+    @property
+    def headers(self) -> dict:
+        """Lower-case names; the first value of a repeated header, as Starlette's get()."""
+        if self._headers is None:
+            headers = {}
+            for name, value in self.scope.get("headers", ()):
+                headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+            self._headers = headers
+        return self._headers
+
+    async def stream(self):
+        while True:
+            message = await self.receive()
+            kind = message.get("type")
+            if kind == "http.request":
+                body = message.get("body", b"")
+                if body:
+                    yield body
+                if not message.get("more_body", False):
+                    return
+            elif kind == "http.disconnect":
+                raise _ClientGone()
+
+
+def _route_path(scope) -> str:
+    """The path below the app's mount point (``root_path``), as Starlette's routing sees it."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path[len(root):]
+    return path
+
+
+async def _read_body(request) -> bytes:
+    """The request body, at most MAX_BODY_BYTES (413 beyond)."""
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
         raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", code="body_too_large")
@@ -300,8 +358,13 @@ async def _read_json(request):
         if total > MAX_BODY_BYTES:
             raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", code="body_too_large")
         chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _read_json(request):
+    data = await _read_body(request)
     try:
-        body = json.loads(b"".join(chunks))
+        body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -577,7 +640,24 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    fast = {"/v1/embeddings": embeddings, "/embeddings": embeddings, "/embed": embed_tei}
+
+    class EmbedrtApp(Starlette):
+        """Starlette, with the POST embedding endpoints answered directly from the ASGI scope
+        (their handlers catch every error themselves, so the middleware has nothing to add)."""
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and scope.get("method") == "POST":
+                handler = fast.get(_route_path(scope))
+                if handler is not None:
+                    response = await handler(_Request(scope, receive))
+                    await send({"type": "http.response.start", "status": response.status_code,
+                                "headers": response.raw_headers})
+                    await send({"type": "http.response.body", "body": response.body})
+                    return
+            await super().__call__(scope, receive, send)
+
+    app = EmbedrtApp(routes=routes, lifespan=lifespan)
     app.state.embedrt = served
     return app
 
