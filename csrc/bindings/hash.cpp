@@ -1,83 +1,18 @@
 // Hash embeddings: MurmurHash3 / MurmurHash64A / fastText FNV-1a, HashEmbed forward and
 // EmbeddingBag. Argument checks and GIL release only; the arithmetic is in kernels/.
-#include <cstdlib>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "bindings/common.h"
+#include "memory.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/hash_embed.h"
 
 namespace embedrt {
 namespace {
 
-// Large outputs (hash embeddings are often tens of MB): fresh pages from the OS cost a page
-// fault and a zeroing each, more than the kernel's own writes. Buffers of 4 MiB and more are
-// 2 MiB aligned (transparent huge pages where the OS offers them) and, once numpy frees them,
-// kept in a small cache for the next call, as caching allocators do.
-class BufferCache {
-public:
-    static constexpr size_t kMin = size_t(4) << 20;
-    static constexpr size_t kAlign = size_t(2) << 20;
-    static constexpr size_t kMaxCached = 4;
-    static constexpr size_t kMaxBytes = size_t(512) << 20;
-
-    void* get(size_t bytes, size_t* cap) {
-        size_t want = (bytes + kAlign - 1) / kAlign * kAlign;
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            for (size_t i = 0; i < n_; ++i) {
-                if (cap_[i] >= want && cap_[i] <= 2 * want) {
-                    void* p = ptr_[i];
-                    *cap = cap_[i];
-                    total_ -= cap_[i];
-                    --n_;
-                    ptr_[i] = ptr_[n_];
-                    cap_[i] = cap_[n_];
-                    return p;
-                }
-            }
-        }
-        void* p = std::aligned_alloc(kAlign, want);
-        if (!p) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        madvise(p, want, MADV_HUGEPAGE);
-#endif
-        *cap = want;
-        return p;
-    }
-
-    void put(void* p, size_t cap) {
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            if (n_ < kMaxCached && total_ + cap <= kMaxBytes) {
-                ptr_[n_] = p;
-                cap_[n_] = cap;
-                ++n_;
-                total_ += cap;
-                return;
-            }
-        }
-        std::free(p);
-    }
-
-private:
-    std::mutex m_;
-    void* ptr_[kMaxCached] = {};
-    size_t cap_[kMaxCached] = {};
-    size_t n_ = 0, total_ = 0;
-};
-
-BufferCache& buffer_cache() {
-    static BufferCache* cache = new BufferCache();  // never destroyed: arrays may outlive statics
-    return *cache;
-}
-
+// Outputs of BufferCache::kMin bytes and more come from the buffer cache (memory.h) and go
+// back to it when numpy frees them.
 struct CachedBuffer {
     void* ptr;
     size_t cap;
