@@ -18,7 +18,8 @@ class NativeEncoder {
 public:
     NativeEncoder(int64_t vocab, int64_t hidden, int64_t heads, int64_t intermediate, int64_t layers,
                   int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays,
-                  const std::string& position, int64_t padding_idx, const std::string& attention_bias) {
+                  const std::string& position, int64_t padding_idx, const std::string& attention_bias,
+                  const std::string& ffn, double rotary_base) {
         EncoderSpec cfg;
         cfg.vocab = vocab;
         cfg.hidden = hidden;
@@ -30,7 +31,12 @@ public:
         cfg.eps = static_cast<float>(eps);
         if (position == "absolute") cfg.position = encoder::PositionScheme::absolute;
         else if (position == "offset") cfg.position = encoder::PositionScheme::offset;
-        else throw py::value_error("position must be 'absolute' or 'offset', got '" + position + "'");
+        else if (position == "rotary") cfg.position = encoder::PositionScheme::rotary;
+        else throw py::value_error("position must be 'absolute', 'offset' or 'rotary', got '" + position + "'");
+        cfg.rotary_base = static_cast<float>(rotary_base);
+        if (ffn == "gelu") cfg.ffn = encoder::FfnKind::gelu;
+        else if (ffn == "swiglu") cfg.ffn = encoder::FfnKind::swiglu;
+        else throw py::value_error("ffn must be 'gelu' or 'swiglu', got '" + ffn + "'");
         cfg.padding_idx = padding_idx;
         if (attention_bias == "none") cfg.attention_bias = encoder::AttentionBias::none;
         else if (attention_bias == "relative") cfg.attention_bias = encoder::AttentionBias::relative;
@@ -44,7 +50,11 @@ public:
         model_ = std::make_unique<EncoderModel>(cfg);  // validates the sizes
 
         auto word = f32(arrays, "word_embeddings", {vocab, hidden});
-        auto pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        const bool rotary = cfg.position == encoder::PositionScheme::rotary;
+        py::array_t<float, py::array::c_style> pos;
+        if (!rotary) pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        else if (arrays.contains("position_embeddings"))
+            throw py::value_error("encoder weights: position_embeddings given for rotary positions");
         py::array_t<float, py::array::c_style> type;
         if (type_vocab > 0) type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
         else if (arrays.contains("token_type_embeddings"))
@@ -52,9 +62,10 @@ public:
                                   "token types (type_vocab = 0)");
         auto g = f32(arrays, "embeddings_ln_g", {hidden});
         auto b = f32(arrays, "embeddings_ln_b", {hidden});
-        keep_ = {word, pos};
+        keep_ = {word};
+        if (!rotary) keep_.push_back(pos);
         if (type_vocab > 0) keep_.push_back(type);
-        model_->set_embeddings(word.data(), pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
+        model_->set_embeddings(word.data(), rotary ? nullptr : pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
                                b.data());
         if (cfg.attention_bias == encoder::AttentionBias::relative) {
             auto rel = f32(arrays, "relative_attention_bias", {heads, 2 * cfg.max_tokens() - 1});
@@ -64,7 +75,7 @@ public:
                                   "is 'none'");
         }
 
-        const int64_t ns[4] = {3 * hidden, hidden, intermediate, hidden};
+        const int64_t ns[4] = {3 * hidden, hidden, cfg.up_rows(), hidden};
         const int64_t ks[4] = {hidden, hidden, hidden, intermediate};
         for (int64_t l = 0; l < layers; ++l) {
             std::string pre = std::to_string(l) + ".";
@@ -72,7 +83,11 @@ public:
                 std::string base = pre + kSlots[s] + ".";
                 int64_t n = ns[s], k = ks[s];
                 py::object w = get(arrays, base + "weight");
-                auto bias = f32(arrays, base + "bias", {n});
+                // a linear without a bias (NomicBert) has no "bias" array
+                py::array_t<float, py::array::c_style> bias;
+                const bool has_bias = arrays.contains(base + "bias");
+                if (has_bias) bias = f32(arrays, base + "bias", {n});
+                const float* bp = has_bias ? bias.data() : nullptr;
                 py::dtype dt = py::reinterpret_borrow<py::array>(w).dtype();
                 if (dt.kind() == 'i' && dt.itemsize() == 1) {
                     auto wq = bind::as_array<int8_t>(w, (base + "weight").c_str(), 2);
@@ -87,12 +102,12 @@ public:
                         nout = oidx.shape(0);
                         ow = f32(arrays, base + "outlier_w", {nout, n});
                     }
-                    model_->set_linear_int8(l, s, wq.data(), scale.data(), bias.data(),
+                    model_->set_linear_int8(l, s, wq.data(), scale.data(), bp,
                                             nout ? oidx.data() : nullptr, nout,
                                             nout ? ow.data() : nullptr);
                 } else {
                     auto wf = f32(arrays, base + "weight", {n, k});
-                    model_->set_linear_f32(l, s, wf.data(), bias.data());
+                    model_->set_linear_f32(l, s, wf.data(), bp);
                 }
             }
             auto g1 = f32(arrays, pre + "ln1_g", {hidden});
@@ -209,16 +224,19 @@ private:
 void register_encoder(py::module_& m) {
     py::class_<NativeEncoder>(m, "NativeEncoder",
                               "The native encoder forward pass (weights as prepared by "
-                              "embedrt.encoder.native). position: 'absolute' or 'offset' (rows "
-                              "past padding_idx); type_vocab 0: no token types; attention_bias "
+                              "embedrt.encoder.native). position: 'absolute', 'offset' (rows "
+                              "past padding_idx) or 'rotary' (no table; q and k rotated, base "
+                              "rotary_base); type_vocab 0: no token types; attention_bias "
                               "'relative': arrays['relative_attention_bias'] [heads, 2 * max_tokens "
-                              "- 1] added to the scores by the distance j - i.")
+                              "- 1] added to the scores by the distance j - i; ffn 'gelu' or "
+                              "'swiglu' (up weight [2 * intermediate, hidden]: value | gate). A "
+                              "linear without a '<layer>.<slot>.bias' array has no bias.")
         .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&,
-                      const std::string&, int64_t, const std::string&>(),
+                      const std::string&, int64_t, const std::string&, const std::string&, double>(),
              py::arg("vocab"), py::arg("hidden"), py::arg("heads"), py::arg("intermediate"),
              py::arg("layers"), py::arg("max_position"), py::arg("type_vocab"), py::arg("eps"),
              py::arg("arrays"), py::kw_only(), py::arg("position") = "absolute", py::arg("padding_idx") = 0,
-             py::arg("attention_bias") = "none")
+             py::arg("attention_bias") = "none", py::arg("ffn") = "gelu", py::arg("rotary_base") = 10000.0)
         .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
              py::arg("pooling"), py::arg("layers"),
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "

@@ -34,13 +34,37 @@ EncoderModel::EncoderModel(const EncoderSpec& cfg) : cfg_(cfg) {
     if (cfg.hidden % cfg.heads != 0)
         throw std::invalid_argument("encoder config: hidden size is not a multiple of the heads");
     if (!(cfg.eps > 0.0f)) throw std::invalid_argument("encoder config: eps must be positive");
+    if (cfg.position == PositionScheme::rotary) {
+        const int64_t d = cfg.hidden / cfg.heads;
+        if (d % 2 != 0)
+            throw std::invalid_argument("encoder config: rotary positions need an even head size");
+        if (!(cfg.rotary_base > 1.0f) || !std::isfinite(cfg.rotary_base))
+            throw std::invalid_argument("encoder config: the rotary base must be a finite number > 1");
+        if (cfg.max_position > (int64_t(1) << 24))
+            throw std::invalid_argument("encoder config: too many rotary positions");
+        // As the reference computes them, in fp32: inv_freq_i = 1 / base^(2i / d), the angle
+        // fp32(t) * inv_freq_i rounded to fp32, its cosine and sine rounded to fp32.
+        const int64_t half = d / 2;
+        std::vector<float> inv(static_cast<size_t>(half));
+        for (int64_t i = 0; i < half; ++i)
+            inv[static_cast<size_t>(i)] =
+                1.0f / std::pow(cfg.rotary_base, static_cast<float>(2 * i) / static_cast<float>(d));
+        rot_cos_.resize(static_cast<size_t>(cfg.max_position * half));
+        rot_sin_.resize(rot_cos_.size());
+        for (int64_t t = 0; t < cfg.max_position; ++t)
+            for (int64_t i = 0; i < half; ++i) {
+                const float ang = static_cast<float>(t) * inv[static_cast<size_t>(i)];
+                rot_cos_[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(static_cast<double>(ang)));
+                rot_sin_[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(static_cast<double>(ang)));
+            }
+    }
     layers_.resize(static_cast<size_t>(cfg.layers));
     for (auto& l : layers_) {
         l.qkv.n = 3 * cfg.hidden;
         l.qkv.k = cfg.hidden;
         l.attn_out.n = cfg.hidden;
         l.attn_out.k = cfg.hidden;
-        l.up.n = cfg.intermediate;
+        l.up.n = cfg.up_rows();
         l.up.k = cfg.hidden;
         l.down.n = cfg.hidden;
         l.down.k = cfg.intermediate;
@@ -124,7 +148,8 @@ void EncoderModel::set_layernorms(int64_t layer, const float* ln1_g, const float
 }
 
 void EncoderModel::finalize() {
-    if (!word_ || !pos_ || (cfg_.type_vocab > 0 && !type_) || emb_g_.empty())
+    if (!word_ || (!pos_ && cfg_.position != PositionScheme::rotary) || (cfg_.type_vocab > 0 && !type_) ||
+        emb_g_.empty())
         throw std::invalid_argument("encoder: embeddings were not set");
     if (cfg_.attention_bias == AttentionBias::relative && rel_bias_.empty())
         throw std::invalid_argument("encoder: the relative attention bias was not set");
@@ -293,6 +318,7 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         if (layers_[static_cast<size_t>(l)].down.int8) any_int8_down = true;
         else any_f32_down = true;
     }
+    const bool swiglu = cfg_.ffn == FfnKind::swiglu;
     if (any_int8_down) hq = grow(ws.hq, T * I);
     if (any_f32_down) hf = grow(ws.hf, T * I);
     int64_t* pos = grow(ws.pos, T);
@@ -305,7 +331,7 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
     float* co = grow(ws.co, T * maxout);
     float* x1o = grow(ws.x1o, T * maxout);
     float* ho = grow(ws.ho, T * maxout);
-    if (cfg_.position == PositionScheme::absolute) {
+    if (cfg_.position != PositionScheme::offset) {  // absolute and rotary: 0, 1, 2, ...
         for (int64_t s = 0; s < nseq; ++s)
             for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
     } else {  // past the padding index, counting the non-padding tokens (as HF does)
@@ -345,11 +371,18 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         for (int64_t t = t0; t < t1; ++t) {
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
-            const float* p = pos_ + pos[t] * h;
-            if (type_) {
+            if (!pos_) {  // rotary: no position rows
+                const float* ty = type_ ? type_ + (type_ids ? type_ids[t] : 0) * h : nullptr;
+                if (ty)
+                    for (int64_t j = 0; j < h; ++j) row[j] = w[j] + ty[j];
+                else
+                    for (int64_t j = 0; j < h; ++j) row[j] = w[j];
+            } else if (type_) {
+                const float* p = pos_ + pos[t] * h;
                 const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
                 for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
             } else {
+                const float* p = pos_ + pos[t] * h;
                 for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j];
             }
             layernorm_quantize(row, nullptr, emb_g_.data(), emb_b_.data(), row,
@@ -370,8 +403,17 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         float* stats = absmax ? absmax + l * absmax_per_layer() : nullptr;
         if (stats) record(x, h, h, stats);
 
-        // Q, K, V in one product.
-        run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
+        // Q, K, V in one product (rotary: q and k rotated by the token's position while the
+        // row is in cache).
+        if (cfg_.position == PositionScheme::rotary) {
+            const float* rc = rot_cos_.data();
+            const float* rs = rot_sin_.data();
+            run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t i, float* row) {
+                enc_rotary_rows(row, 2 * heads, d, rc + pos[i] * (d / 2), rs + pos[i] * (d / 2));
+            });
+        } else {
+            run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
+        }
 
         // Attention per (sequence, head), longest sequences first so that the last chunks the
         // threads take are the cheap ones.
@@ -416,17 +458,30 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
 
         if (stats) record(x1, h, h, stats + 2 * h);
 
-        // Up projection + GELU (+ the down projection's input).
-        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
-                   [&](int64_t i, float* y) {
-                       if (!Ly.down.int8) {
-                           enc_gelu_row(y, I);
-                           return;
-                       }
-                       // GELU and the quantization in one pass over the row
-                       hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
-                       take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
-                   });
+        // Up projection + SwiGLU: value * silu(gate) from the two halves of the row, to hf
+        // or (int8 down) quantized as the down projection's input.
+        if (swiglu) {
+            run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, nullptr, 0, [&](int64_t i, float* y) {
+                if (!Ly.down.int8) {
+                    enc_swiglu_row(y, y + I, I, hf + i * I);
+                    return;
+                }
+                hs[i] = enc_swiglu_quantize_row(y, y + I, I, y, quant_mul(Ly.down), hq + i * I);
+                take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
+            });
+        } else {
+            // Up projection + GELU (+ the down projection's input).
+            run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
+                       [&](int64_t i, float* y) {
+                           if (!Ly.down.int8) {
+                               enc_gelu_row(y, I);
+                               return;
+                           }
+                           // GELU and the quantization in one pass over the row
+                           hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
+                           take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
+                       });
+        }
 
         if (stats) record(hf, I, I, stats + 3 * h);
 

@@ -1,6 +1,7 @@
 // The native forward pass of transformer text encoders described by an EncoderSpec (BERT:
 // absolute position embeddings and token types; MPNet: offset positions and a relative-position
-// score bias; both post-LayerNorm blocks with erf GELU), followed by pooling.
+// score bias; both post-LayerNorm blocks with erf GELU; NomicBert: rotary positions on q and k,
+// SwiGLU, bias-free linears), followed by pooling.
 //
 // Sequences are never padded: a batch is one [total_tokens, hidden] activation matrix with the
 // sequences back to back; attention runs per sequence and head. Every linear layer is either
@@ -44,7 +45,7 @@ struct Linear {
 struct EncoderLayer {
     Linear qkv;       // [3 * hidden, hidden]: query (pre-scaled by 1/sqrt(head_dim)), key, value
     Linear attn_out;  // [hidden, hidden]
-    Linear up;        // [intermediate, hidden]
+    Linear up;        // [intermediate, hidden]; SwiGLU: [2 * intermediate, hidden], value | gate
     Linear down;      // [hidden, intermediate]
     std::vector<float> ln1_g, ln1_b, ln2_g, ln2_b;
 };
@@ -56,7 +57,7 @@ public:
     const EncoderSpec& config() const { return cfg_; }
 
     // Embedding tables are referenced, not copied: the caller keeps them alive. token_type:
-    // null when the spec has no token types.
+    // null when the spec has no token types; position: null for rotary positions.
     void set_embeddings(const float* word, const float* position, const float* token_type,
                         const float* ln_g, const float* ln_b);
     // The relative attention bias (AttentionBias::relative): [heads, 2 * max_tokens() - 1],
@@ -105,6 +106,7 @@ private:
     const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr;
     std::vector<float> emb_g_, emb_b_;
     std::vector<float> rel_bias_;  // [heads, 2 * max_tokens() - 1]
+    std::vector<float> rot_cos_, rot_sin_;  // rotary positions: [max_position, head_dim / 2]
     std::vector<EncoderLayer> layers_;
     bool finalized_ = false;
 };
