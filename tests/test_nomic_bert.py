@@ -441,3 +441,16 @@ def test_a_checkpoint_under_a_prefix_loads(tmp_path):
     _rewrite_checkpoint(folder, prefix)
     b = NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
     np.testing.assert_allclose(b.embed(ids, None, "mean"), ref["probe_pooled"], atol=1e-4)
+
+
+def test_the_numpy_probe_stops_at_its_longest(tmp_path, monkeypatch):
+    """A checkpoint's probe runs in float64 numpy: its longest sequence is capped
+    (NUMPY_PROBE_LONGEST; 8192-token folders would need gigabytes of scores)."""
+    from embedrt.encoder import native
+
+    folder = _copy(tmp_path)
+    b = native.NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
+    assert b.verdict.probe_tokens == 1 + 3 + 6 + 13 + LIMIT  # the longest is the limit
+    monkeypatch.setattr(native, "NUMPY_PROBE_LONGEST", 20)
+    b = native.NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
+    assert b.verdict.passed is True and b.verdict.probe_tokens == 1 + 3 + 6 + 13 + 20 + LIMIT

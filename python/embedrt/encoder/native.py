@@ -195,6 +195,11 @@ def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np
 
 # The longest calibration sequence (tokens; at most the model's max_position).
 CALIBRATION_LONGEST = 256
+# The longest probe sequence the numpy reference runs (a checkpoint without a graph): its
+# float64 attention holds heads * L^2 scores, so the folder's 8192 tokens (nomic-embed-text)
+# would take gigabytes and minutes. The engine's code is the same at every position (the
+# rotary angles come from one formula), so the probe stops here.
+NUMPY_PROBE_LONGEST = 1024
 # Outlier channels kept in fp32 per linear layer input (at most), and the threshold.
 MAX_OUTLIERS = {"qkv": 4, "attn_out": 0, "up": 4, "down": 4}
 OUTLIER_RATIO = 4.0
@@ -398,6 +403,8 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
         """The gate's probe: the calibration sequences, plus one of the folder's longest
         length when that is another (sorted by length, as the references order them)."""
         limit = max_tokens(c) if longest is None else min(int(longest), max_tokens(c))
+        if source.suffix != ".onnx":
+            limit = min(limit, NUMPY_PROBE_LONGEST)
         cal = calibration_for(c)
         if limit == len(cal[-1]):
             return cal
