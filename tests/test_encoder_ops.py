@@ -323,3 +323,30 @@ def test_swiglu_by_hand(isa):
     assert s == 0.0 and (q == 128).all() and (out == 0).all()
     with pytest.raises(ValueError, match="gate"):
         eo.swiglu(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("n", WIDTHS)
+def test_geglu(isa, n):
+    """ModernBERT's GeGLU: gelu(first half) * second half, fused with the quantization."""
+    rng = np.random.default_rng(n + 9)
+    mul = (np.abs(_row(rng, n, 1.0)) + 0.25).astype(np.float32)
+    for scale in (0.1, 1.0, 8.0, 100.0):
+        x, gate = _row(rng, n, scale), _row(rng, n, scale)
+        want = _gelu_ref(x) * gate.astype(np.float64)
+        got = eo.geglu(x, gate)
+        err = np.abs(got - want)
+        assert (err <= 2e-6 * np.abs(x.astype(np.float64) * gate) + 1e-30).all(), (isa, n, scale, err.max())
+        for m in (None, mul):
+            out, q, s = eo.geglu_quantize(x, gate, m)
+            np.testing.assert_array_equal(out, got, err_msg="the fused GeGLU's floats")
+            wq, ws = _codes_ref(out if m is None else out * m)
+            np.testing.assert_array_equal(q, wq, err_msg=f"{isa} n={n} scale={scale} codes")
+            assert s == ws
+
+
+def test_geglu_by_hand(isa):
+    """gelu(0) = 0, gelu(1) = (1 + erf(1 / sqrt 2)) / 2, gelu(-10) ~ 0, gelu(10) = 10."""
+    x = np.array([0.0, 1.0, -10.0, 10.0], np.float32)
+    gate = np.array([5.0, 2.0, 3.0, -0.5], np.float32)
+    want = [0.0, 2 * 0.5 * (1 + math.erf(1 / math.sqrt(2))), 0.0, -5.0]
+    np.testing.assert_allclose(eo.geglu(x, gate), want, rtol=1e-6, atol=1e-20)

@@ -19,7 +19,8 @@ public:
     NativeEncoder(int64_t vocab, int64_t hidden, int64_t heads, int64_t intermediate, int64_t layers,
                   int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays,
                   const std::string& position, int64_t padding_idx, const std::string& attention_bias,
-                  const std::string& ffn, double rotary_base) {
+                  const std::string& ffn, double rotary_base, const std::string& norm,
+                  int64_t local_window, int64_t global_every, double rotary_base_local) {
         EncoderSpec cfg;
         cfg.vocab = vocab;
         cfg.hidden = hidden;
@@ -36,7 +37,14 @@ public:
         cfg.rotary_base = static_cast<float>(rotary_base);
         if (ffn == "gelu") cfg.ffn = encoder::FfnKind::gelu;
         else if (ffn == "swiglu") cfg.ffn = encoder::FfnKind::swiglu;
-        else throw py::value_error("ffn must be 'gelu' or 'swiglu', got '" + ffn + "'");
+        else if (ffn == "geglu") cfg.ffn = encoder::FfnKind::geglu;
+        else throw py::value_error("ffn must be 'gelu', 'swiglu' or 'geglu', got '" + ffn + "'");
+        if (norm == "post") cfg.norm = encoder::NormPlacement::post;
+        else if (norm == "pre") cfg.norm = encoder::NormPlacement::pre;
+        else throw py::value_error("norm must be 'post' or 'pre', got '" + norm + "'");
+        cfg.local_window = local_window;
+        cfg.global_every = global_every;
+        cfg.rotary_base_local = static_cast<float>(rotary_base_local);
         cfg.padding_idx = padding_idx;
         if (attention_bias == "none") cfg.attention_bias = encoder::AttentionBias::none;
         else if (attention_bias == "relative") cfg.attention_bias = encoder::AttentionBias::relative;
@@ -110,11 +118,22 @@ public:
                     model_->set_linear_f32(l, s, wf.data(), bp);
                 }
             }
-            auto g1 = f32(arrays, pre + "ln1_g", {hidden});
-            auto b1 = f32(arrays, pre + "ln1_b", {hidden});
+            // a pre-LayerNorm layer without "ln1_g" reads its input as it is
+            const bool has_ln1 = cfg.norm != encoder::NormPlacement::pre || arrays.contains(pre + "ln1_g");
+            py::array_t<float, py::array::c_style> g1, b1;
+            if (has_ln1) {
+                g1 = f32(arrays, pre + "ln1_g", {hidden});
+                b1 = f32(arrays, pre + "ln1_b", {hidden});
+            }
             auto g2 = f32(arrays, pre + "ln2_g", {hidden});
             auto b2 = f32(arrays, pre + "ln2_b", {hidden});
-            model_->set_layernorms(l, g1.data(), b1.data(), g2.data(), b2.data());
+            model_->set_layernorms(l, has_ln1 ? g1.data() : nullptr, has_ln1 ? b1.data() : nullptr, g2.data(),
+                                   b2.data());
+        }
+        if (cfg.norm == encoder::NormPlacement::pre) {
+            auto fg = f32(arrays, "final_ln_g", {hidden});
+            auto fb = f32(arrays, "final_ln_b", {hidden});
+            model_->set_final_norm(fg.data(), fb.data());
         }
         model_->finalize();
     }
@@ -228,15 +247,23 @@ void register_encoder(py::module_& m) {
                               "past padding_idx) or 'rotary' (no table; q and k rotated, base "
                               "rotary_base); type_vocab 0: no token types; attention_bias "
                               "'relative': arrays['relative_attention_bias'] [heads, 2 * max_tokens "
-                              "- 1] added to the scores by the distance j - i; ffn 'gelu' or "
-                              "'swiglu' (up weight [2 * intermediate, hidden]: value | gate). A "
-                              "linear without a '<layer>.<slot>.bias' array has no bias.")
+                              "- 1] added to the scores by the distance j - i; ffn 'gelu', "
+                              "'swiglu' (up weight [2 * intermediate, hidden]: value | gate) or "
+                              "'geglu' (gelu(first half) * second half). A linear without a "
+                              "'<layer>.<slot>.bias' array has no bias. norm 'pre': LN1 before "
+                              "the attention (a layer without '<layer>.ln1_g' has none), LN2 "
+                              "before the FFN, 'final_ln_g' / 'final_ln_b' after the last layer; "
+                              "local_window > 0: the layers l with l % global_every != 0 attend "
+                              "to |j - i| <= local_window, rotary base rotary_base_local.")
         .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&,
-                      const std::string&, int64_t, const std::string&, const std::string&, double>(),
+                      const std::string&, int64_t, const std::string&, const std::string&, double,
+                      const std::string&, int64_t, int64_t, double>(),
              py::arg("vocab"), py::arg("hidden"), py::arg("heads"), py::arg("intermediate"),
              py::arg("layers"), py::arg("max_position"), py::arg("type_vocab"), py::arg("eps"),
              py::arg("arrays"), py::kw_only(), py::arg("position") = "absolute", py::arg("padding_idx") = 0,
-             py::arg("attention_bias") = "none", py::arg("ffn") = "gelu", py::arg("rotary_base") = 10000.0)
+             py::arg("attention_bias") = "none", py::arg("ffn") = "gelu", py::arg("rotary_base") = 10000.0,
+             py::arg("norm") = "post", py::arg("local_window") = 0, py::arg("global_every") = 1,
+             py::arg("rotary_base_local") = 10000.0)
         .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
              py::arg("pooling"), py::arg("layers"),
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "

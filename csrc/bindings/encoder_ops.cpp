@@ -179,6 +179,37 @@ void register_encoder_ops(py::module_& parent) {
     }, py::arg("up"), py::arg("gate"), py::arg("mul") = py::none(),
        "swiglu, then the uint8 codes of it * mul: (out, codes, scale).");
 
+    m.def("geglu", [](const py::handle& x_obj, const py::handle& gate_obj) {
+        F32 x = vec(x_obj, "x", -1);
+        const int64_t n = x.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        F32 out(n);
+        float* o = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            enc_geglu_row(x.data(), gate.data(), n, o);
+        }
+        return out;
+    }, py::arg("x"), py::arg("gate"), "gelu(x) * gate (a new array).");
+
+    m.def("geglu_quantize", [](const py::handle& x_obj, const py::handle& gate_obj, const py::object& mul_obj) {
+        F32 x = vec(x_obj, "x", -1), km;
+        const int64_t n = x.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        const float* mul = opt(mul_obj, "mul", n, &km);
+        F32 out(n);
+        py::array_t<uint8_t> q(n);
+        float* o = out.mutable_data();
+        uint8_t* qp = q.mutable_data();
+        float s;
+        {
+            py::gil_scoped_release nogil;
+            s = enc_geglu_quantize_row(x.data(), gate.data(), n, o, mul, qp);
+        }
+        return py::make_tuple(out, q, s);
+    }, py::arg("x"), py::arg("gate"), py::arg("mul") = py::none(),
+       "geglu, then the uint8 codes of it * mul: (out, codes, scale).");
+
     m.def("quantize_row", [](const py::handle& x_obj, const py::object& shift_obj, const py::object& mul_obj) {
         F32 x = vec(x_obj, "x", -1), ks, km;
         const int64_t n = x.shape(0);

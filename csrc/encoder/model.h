@@ -69,8 +69,13 @@ public:
     void set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
                          const float* bias, const int64_t* outlier_idx = nullptr, int64_t n_outliers = 0,
                          const float* outlier_w = nullptr);
+    // Pre-LayerNorm (NormPlacement::pre): ln1 before the attention (null: none, the layer
+    // reads its input as it is), ln2 before the FFN; post: after the attention's and the FFN's
+    // residual sums.
     void set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b, const float* ln2_g,
                         const float* ln2_b);
+    // Pre-LayerNorm: the LayerNorm after the last layer. Copied.
+    void set_final_norm(const float* g, const float* b);
 
     // Checks that every part was set; throws std::invalid_argument otherwise.
     void finalize();
@@ -107,6 +112,9 @@ private:
     std::vector<float> emb_g_, emb_b_;
     std::vector<float> rel_bias_;  // [heads, 2 * max_tokens() - 1]
     std::vector<float> rot_cos_, rot_sin_;  // rotary positions: [max_position, head_dim / 2]
+    std::vector<float> rot_cos_local_, rot_sin_local_;  // the local layers' (rotary_base_local)
+    std::vector<float> win_bias_;  // local layers: score bias by distance, [2 * max_tokens() - 1]
+    std::vector<float> final_g_, final_b_;  // pre-LayerNorm: the final LayerNorm
     std::vector<EncoderLayer> layers_;
     bool finalized_ = false;
 };

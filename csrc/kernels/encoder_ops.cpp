@@ -99,4 +99,13 @@ float enc_swiglu_quantize_row(const float* up, const float* gate, int64_t n, flo
     ENC_DISPATCH(enc_swiglu_quantize_row, up, gate, n, out, mul, q)
 }
 
+void enc_geglu_row(const float* x, const float* gate, int64_t n, float* out) {
+    ENC_DISPATCH(enc_geglu_row, x, gate, n, out)
+}
+
+float enc_geglu_quantize_row(const float* x, const float* gate, int64_t n, float* out,
+                             const float* mul, uint8_t* q) {
+    ENC_DISPATCH(enc_geglu_quantize_row, x, gate, n, out, mul, q)
+}
+
 }  // namespace embedrt

@@ -53,7 +53,7 @@ void enc_attention_head_bias(const float* q, const float* k, const float* v, int
                              int64_t d, const float* bias, int64_t ldb, float* out, int64_t ldo,
                              float* scratch);
 
-// ---- rotary positions and SwiGLU (NomicBert) ------------------------------------------------
+// ---- rotary positions and gated FFNs (NomicBert's SwiGLU, ModernBERT's GeGLU) ------------------
 // Rotates nvec head vectors of d floats each (x + v * d), in place, in the non-interleaved
 // "rotate_half" layout: for i < d / 2, (a, b) = (x[i], x[i + d/2]) becomes
 // (a cos[i] - b sin[i], b cos[i] + a sin[i]). d must be even.
@@ -64,6 +64,11 @@ void enc_swiglu_row(const float* up, const float* gate, int64_t n, float* out);
 // with no shift, the row's maximum found in the same pass. Returns the scale.
 float enc_swiglu_quantize_row(const float* up, const float* gate, int64_t n, float* out,
                               const float* mul, uint8_t* q);
+// out[j] = gelu(x[j]) * gate[j] (erf GELU); out may equal x or gate.
+void enc_geglu_row(const float* x, const float* gate, int64_t n, float* out);
+// enc_geglu_row, then the quantization of out * mul as enc_swiglu_quantize_row does.
+float enc_geglu_quantize_row(const float* x, const float* gate, int64_t n, float* out,
+                             const float* mul, uint8_t* q);
 
 // ---- per-ISA entry points -------------------------------------------------------------------
 #define EMBEDRT_ENC_OPS_DECL(isa)                                                                 \
@@ -87,7 +92,10 @@ float enc_swiglu_quantize_row(const float* up, const float* gate, int64_t n, flo
                                const float* sin);                                                 \
     void enc_swiglu_row_##isa(const float* up, const float* gate, int64_t n, float* out);         \
     float enc_swiglu_quantize_row_##isa(const float* up, const float* gate, int64_t n, float* out, \
-                                        const float* mul, uint8_t* q);
+                                        const float* mul, uint8_t* q);                            \
+    void enc_geglu_row_##isa(const float* x, const float* gate, int64_t n, float* out);           \
+    float enc_geglu_quantize_row_##isa(const float* x, const float* gate, int64_t n, float* out,  \
+                                       const float* mul, uint8_t* q);
 
 EMBEDRT_ENC_OPS_DECL(scalar)
 EMBEDRT_ENC_OPS_DECL(avx2)
