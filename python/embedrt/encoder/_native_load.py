@@ -16,7 +16,8 @@ to float32 arrays in PyTorch layout ([out, in] for matrices)::
     rel_bias (MPNet)
     L.q_w L.q_b L.k_w L.k_b L.v_w L.v_b L.ao_w L.ao_b L.ln1_g L.ln1_b
     L.up_w L.up_b L.down_w L.down_b L.ln2_g L.ln2_b          (L = layer index)
-    L.gate_w                     (SwiGLU: the gate, silu(gate_w x) * (up_w x))
+    L.gate_w                     (SwiGLU: silu(gate_w x) * (up_w x); GeGLU: gelu(up_w x) * (gate_w x))
+    final_g final_b              (pre-LayerNorm: after the last layer; L.ln1_* may be absent)
 
 (a family without biases, cfg["linear_bias"] False, has none of the L.*_b of the linears)
 
@@ -76,10 +77,15 @@ def check_params(cfg: dict, params: dict) -> None:
               "down_w": (h, inter), "up_b": (inter,), "gate_w": (inter, h)}
     keys = [k for k in LAYER_KEYS if cfg.get("linear_bias", True) or k[:-2] in ("ln1", "ln2")
             or not k.endswith("_b")]
-    if cfg.get("ffn", "gelu") == "swiglu":
+    if cfg.get("ffn", "gelu") != "gelu":
         keys.append("gate_w")
+    pre = cfg.get("norm", "post") == "pre"
+    if pre:
+        want.update(final_g=(h,), final_b=(h,))
     for i in range(cfg["layers"]):
         for key in keys:
+            if pre and key in ("ln1_g", "ln1_b") and f"{i}.ln1_g" not in params:
+                continue  # a pre-LayerNorm layer may read its input as it is
             want[f"{i}.{key}"] = shapes.get(key, (h,))
     for name, shape in want.items():
         arr = params.get(name)

@@ -116,13 +116,14 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     seq = np.asarray(seq, np.int64)
     L = len(seq)
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
-    rot = None
+    rot = rot_local = None
     if spec["position"] == "offset":
         pos = position_ids(seq, spec["padding_idx"])
     else:
         pos = np.arange(L)
     if spec["position"] == "rotary":
         rot = nomic_bert.rotary_tables(spec["rotary_base"], d, L)
+        rot_local = nomic_bert.rotary_tables(spec["rotary_base_local"], d, L)
         x = f64(params["word"][seq])
     else:
         x = f64(params["word"][seq]) + f64(params["pos"][pos])
@@ -134,28 +135,49 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
         r = np.arange(L)[None, :] - np.arange(L)[:, None]  # j - i
         buckets = mpnet.relative_position_bucket(r, cfg.get("relative_buckets", 32))
         bias = f64(params["rel_bias"])[buckets].transpose(2, 0, 1)  # [heads, L, L]
+    pre = spec["norm"] == "pre"
+    # local layers (ModernBERT): keys within local_window of the query only
+    far = np.abs(np.arange(L)[None, :] - np.arange(L)[:, None]) > spec["local_window"]
     for i in range(cfg["layers"]):
         p = lambda k: f64(params[f"{i}.{k}"])  # noqa: E731
         b = lambda k: f64(params[f"{i}.{k}"]) if f"{i}.{k}" in params else 0.0  # noqa: E731
+        local = spec["local_window"] > 0 and i % spec["global_every"] != 0
+        res = x
+        if pre and f"{i}.ln1_g" in params:
+            x = _layer_norm(x, p("ln1_g"), p("ln1_b"), eps)
         q = (x @ p("q_w").T + b("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
         k = (x @ p("k_w").T + b("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
         v = (x @ p("v_w").T + b("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
         if rot is not None:
-            q, k = nomic_bert.rotate(q, *rot), nomic_bert.rotate(k, *rot)
+            rr = rot_local if local else rot
+            q, k = nomic_bert.rotate(q, *rr), nomic_bert.rotate(k, *rr)
         s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
         if bias is not None:
             s = s + bias
+        if local:
+            s = np.where(far, -np.inf, s)
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         c = (s @ v).transpose(1, 0, 2).reshape(L, h)
-        x1 = _layer_norm(c @ p("ao_w").T + b("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
+        if pre:  # x += attn(LN1(x)); x += ffn(LN2(x))
+            res = res + c @ p("ao_w").T + b("ao_b")
+            x1 = _layer_norm(res, p("ln2_g"), p("ln2_b"), eps)
+        else:
+            x1 = _layer_norm(c @ p("ao_w").T + b("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
         u = x1 @ p("up_w").T + b("up_b")
         if spec["ffn"] == "swiglu":
             g = x1 @ p("gate_w").T
             u = u * (g / (1.0 + np.exp(-g)))
+        elif spec["ffn"] == "geglu":
+            u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0))) * (x1 @ p("gate_w").T)
         else:
             u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0)))
-        x = _layer_norm(u @ p("down_w").T + b("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+        if pre:
+            x = res + u @ p("down_w").T + b("down_b")
+        else:
+            x = _layer_norm(u @ p("down_w").T + b("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+    if pre and cfg["layers"] > 0:
+        x = _layer_norm(x, params["final_g"], params["final_b"], eps)
     return x
 
 
@@ -232,7 +254,7 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
         biased = f"{i}.q_b" in params  # a family without biases (NomicBert) has none
         # SwiGLU: one up product [2 * intermediate, hidden], the value rows then the gate rows
-        up_w = np.concatenate([p("up_w"), p("gate_w")]) if spec["ffn"] == "swiglu" else p("up_w")
+        up_w = np.concatenate([p("up_w"), p("gate_w")]) if spec["ffn"] != "gelu" else p("up_w")
         lin = {
             "qkv": (np.concatenate([p("q_w") * qscale, p("k_w"), p("v_w")]),
                     np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")]) if biased else None),
@@ -258,7 +280,11 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
             out[base + "weight"] = q
             out[base + "scale"] = s
         for key in ("ln1_g", "ln1_b", "ln2_g", "ln2_b"):
-            out[f"{i}.{key}"] = np.ascontiguousarray(p(key), np.float32)
+            if f"{i}.{key}" in params:  # a pre-LayerNorm layer may have no ln1
+                out[f"{i}.{key}"] = np.ascontiguousarray(p(key), np.float32)
+    if spec["norm"] == "pre":
+        out["final_ln_g"] = np.ascontiguousarray(params["final_g"], np.float32)
+        out["final_ln_b"] = np.ascontiguousarray(params["final_b"], np.float32)
     return out
 
 
@@ -370,10 +396,13 @@ def _spec_from_meta(spec) -> dict:
         raise ValueError("spec is not a mapping")
     out = arch.spec_of(spec)
     if out["family"] not in arch.SUPPORTED or out["position"] not in arch.POSITIONS \
-            or out["attention_bias"] not in arch.ATTENTION_BIASES or out["ffn"] not in arch.FFNS:
+            or out["attention_bias"] not in arch.ATTENTION_BIASES or out["ffn"] not in arch.FFNS \
+            or out["norm"] not in arch.NORMS:
         raise ValueError(f"unknown spec {spec!r:.200}")
-    out["padding_idx"] = int(out["padding_idx"])
-    out["rotary_base"] = float(out["rotary_base"])
+    for key in ("padding_idx", "local_window", "global_every"):
+        out[key] = int(out[key])
+    for key in ("rotary_base", "rotary_base_local"):
+        out[key] = float(out[key])
     return out
 
 
@@ -679,7 +708,10 @@ class NativeBackend:
                                        arrays, position=spec["position"],
                                        padding_idx=int(spec["padding_idx"]),
                                        attention_bias=spec["attention_bias"], ffn=spec["ffn"],
-                                       rotary_base=float(spec["rotary_base"]))
+                                       rotary_base=float(spec["rotary_base"]), norm=spec["norm"],
+                                       local_window=int(spec["local_window"]),
+                                       global_every=int(spec["global_every"]),
+                                       rotary_base_local=float(spec["rotary_base_local"]))
         return cls(engine, cfg, precision, _check_layers(layers, cfg["layers"]), source)
 
     @classmethod

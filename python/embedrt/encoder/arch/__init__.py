@@ -5,7 +5,9 @@ A family module provides:
 
 - ``config(raw, path) -> cfg``: the engine's config from config.json (the sizes, and the spec:
   ``position`` "absolute" | "offset" | "rotary", ``padding_idx``, ``type_vocab`` (0: no token
-  types), ``attention_bias`` "none" | "relative", ``ffn`` "gelu" | "swiglu", ``rotary_base``;
+  types), ``attention_bias`` "none" | "relative", ``ffn`` "gelu" | "swiglu" | "geglu",
+  ``rotary_base``, ``norm`` "post" | "pre", ``local_window``, ``global_every``,
+  ``rotary_base_local`` (ModernBERT's local layers);
   ``linear_bias`` False for a family whose linear layers have no bias);
 - ``params(tensors, cfg, path) -> (cfg, params)``: the canonical params (see _native_load)
   from a checkpoint's tensors, every shape checked against the config, the tensor named when
@@ -17,23 +19,25 @@ A family module provides:
   -> the family's (NomicBert's GPT2Config names: n_embd, n_positions).
 
 The numpy reference forward pass of every family is ``native.reference_forward``: it reads the
-spec (NomicBert's rotation and SwiGLU from nomic_bert.py), so one function serves them all.
+spec (the rotation from nomic_bert.py), so one function serves them all.
 """
 from __future__ import annotations
 
-from . import bert, mpnet, nomic_bert, roberta
+from . import bert, modernbert, mpnet, nomic_bert, roberta
 
 # RoBERTa and XLM-RoBERTa are one architecture (one loader, family "roberta")
 FAMILIES = {"bert": bert, "mpnet": mpnet, "roberta": roberta, "xlm-roberta": roberta,
-            "nomic_bert": nomic_bert}
+            "nomic_bert": nomic_bert, "modernbert": modernbert}
 SUPPORTED = tuple(FAMILIES)
 
 # The engine's spec keys and their values for a BERT (what a config without them means).
 SPEC_DEFAULTS = {"family": "bert", "position": "absolute", "padding_idx": 0, "attention_bias": "none",
-                 "ffn": "gelu", "rotary_base": 10000.0}
+                 "ffn": "gelu", "rotary_base": 10000.0, "norm": "post", "local_window": 0,
+                 "global_every": 1, "rotary_base_local": 10000.0}
 POSITIONS = ("absolute", "offset", "rotary")
 ATTENTION_BIASES = ("none", "relative")
-FFNS = ("gelu", "swiglu")
+FFNS = ("gelu", "swiglu", "geglu")
+NORMS = ("post", "pre")
 
 
 def spec_of(cfg: dict) -> dict:
