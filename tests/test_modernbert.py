@@ -211,3 +211,19 @@ def test_configs_the_engine_cannot_run_are_refused(tmp_path, change, match):
         NativeBackend.from_model_dir(folder)
     with pytest.raises(NotRecognized, match=match):
         embedrt.Encoder(folder, backend="auto")
+
+
+def test_the_older_config_spelling_reads_alike(tmp_path):
+    """Configs saved before layer_types / rope_parameters (global_rope_theta, local_rope_theta,
+    global_attn_every_n_layers) give the same spec."""
+    from embedrt.encoder._native_load import read_hf_config
+
+    folder = _copy(tmp_path)
+    new = read_hf_config(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["layer_types"], cfg["rope_parameters"]
+    cfg.update(global_rope_theta=160000.0, local_rope_theta=10000.0)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert read_hf_config(folder) == new
+    _edit_config(folder, local_rope_theta=500.0)
+    assert read_hf_config(folder)["rotary_base_local"] == 500.0
