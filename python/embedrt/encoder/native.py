@@ -1,7 +1,8 @@
 """The native encoder engine: embedrt's own C++ forward pass for the encoder families of arch/
 (BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2;
 RoBERTa and XLM-RoBERTa: all-distilroberta-v1, paraphrase-multilingual-mpnet-base-v2,
-multilingual-e5-base; NomicBert: nomic-embed-text-v1 / v1.5) on embedrt's int8 kernels.
+multilingual-e5-base; NomicBert: nomic-embed-text-v1 / v1.5; ModernBERT: ModernBERT-base,
+modernbert-embed) on embedrt's int8 kernels.
 
     backend = NativeBackend.from_model_dir("all-MiniLM-L6-v2")          # int8
     vectors = backend.embed([ids0, ids1], None, "mean")                  # float32 [2, 384]
@@ -103,9 +104,10 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     that no other runtime can execute, of calibration's sanity and of the tests.
 
     It follows the spec in cfg (see arch/): positions absolute (BERT), past the padding
-    index (MPNet, RoBERTa) or rotary on q and k (NomicBert), a token-type row when the family
-    has them, MPNet's relative-position bias on every layer's scores, erf GELU or SwiGLU, and
-    linear layers with or without biases."""
+    index (MPNet, RoBERTa) or rotary on q and k (NomicBert, ModernBERT), a token-type row when
+    the family has them, MPNet's relative-position bias on every layer's scores, post- or
+    pre-LayerNorm blocks (ModernBERT, with its local windows and final LayerNorm), erf GELU,
+    SwiGLU or GeGLU, and linear layers with or without biases."""
     from . import arch
     from .arch import mpnet, nomic_bert
     from .arch._common import position_ids
