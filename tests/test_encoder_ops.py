@@ -243,3 +243,110 @@ def test_sgemm(isa, n):
                 rest = np.ones(out.shape, bool)
                 rest[:, j0:j1] = False
                 assert (out[rest] == -777.0).all(), (isa, m, n, k, p0, p1)
+
+
+# ----------------------------------------------------------------------------- NomicBert's ops
+
+
+def _rotary_ref(x, cos, sin):
+    """rotate_half: (a, b) = the halves of each row -> (a cos - b sin, b cos + a sin)."""
+    x = x.astype(np.float64)
+    h = x.shape[1] // 2
+    a, b = x[:, :h], x[:, h:]
+    c, s = cos.astype(np.float64), sin.astype(np.float64)
+    return np.concatenate([a * c - b * s, b * c + a * s], axis=1)
+
+
+@pytest.mark.parametrize("d", [2, 4, 6, 16, 32, 64, 128])
+def test_rotary(isa, d):
+    rng = np.random.default_rng(d)
+    for nvec in (1, 2, 7, 24):
+        x = _row(rng, nvec * d, 3.0).reshape(nvec, d)
+        ang = rng.uniform(-400, 400, d // 2)
+        cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+        got = eo.rotary(x, cos, sin)
+        want = _rotary_ref(x, cos, sin)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * (np.abs(x).max() + 1), err_msg=f"{isa} d={d}")
+
+
+def test_rotary_by_hand(isa):
+    """A 2-float head at positions 0 (angle 0: unchanged) and 1 (angle 1), a 4-float one whose
+    halves pair up as (x0, x2) and (x1, x3)."""
+    x = np.array([[3.0, 4.0]], np.float32)
+    np.testing.assert_array_equal(eo.rotary(x, np.ones(1, np.float32), np.zeros(1, np.float32)), x)
+    c, s = np.float32(math.cos(1.0)), np.float32(math.sin(1.0))
+    got = eo.rotary(x, np.array([c]), np.array([s]))
+    np.testing.assert_allclose(got, [[3 * c - 4 * s, 4 * c + 3 * s]], rtol=1e-6)
+    v = eo.rotary(np.array([[1.0, 2.0, 0.0, 0.0]], np.float32), np.zeros(2, np.float32), np.ones(2, np.float32))
+    np.testing.assert_array_equal(v, [[0.0, 0.0, 1.0, 2.0]])  # a quarter turn: (a, b) -> (-b, a)
+
+
+def test_rotary_bad_arguments():
+    with pytest.raises(ValueError, match="even"):
+        eo.rotary(np.zeros((2, 3), np.float32), np.zeros(1, np.float32), np.zeros(1, np.float32))
+    with pytest.raises(ValueError, match="cos"):
+        eo.rotary(np.zeros((2, 4), np.float32), np.zeros(3, np.float32), np.zeros(2, np.float32))
+
+
+def _swiglu_ref(up, gate):
+    g = gate.astype(np.float64)
+    return up.astype(np.float64) * g / (1.0 + np.exp(-g))
+
+
+@pytest.mark.parametrize("n", WIDTHS)
+def test_swiglu(isa, n):
+    rng = np.random.default_rng(n + 5)
+    mul = (np.abs(_row(rng, n, 1.0)) + 0.25).astype(np.float32)
+    for scale in (0.1, 1.0, 8.0, 100.0):
+        up, gate = _row(rng, n, scale), _row(rng, n, scale)
+        want = _swiglu_ref(up, gate)
+        got = eo.swiglu(up, gate)
+        err = np.abs(got - want)
+        assert (err <= 2e-6 * np.abs(want) + 1e-30).all(), (isa, n, scale, err.max())
+        for m in (None, mul):
+            out, q, s = eo.swiglu_quantize(up, gate, m)
+            np.testing.assert_array_equal(out, got, err_msg="the fused SwiGLU's floats")
+            wq, ws = _codes_ref(out if m is None else out * m)
+            np.testing.assert_array_equal(q, wq, err_msg=f"{isa} n={n} scale={scale} codes")
+            assert s == ws
+
+
+def test_swiglu_by_hand(isa):
+    """silu(0) = 0, silu(1) = 1 / (1 + e^-1), silu(-1) = -1 / (1 + e); far out the gate is
+    either passed (silu(g) = g) or closed (0), never NaN."""
+    up = np.array([2.0, 2.0, 3.0, 1.0, 1.0, 5.0], np.float32)
+    gate = np.array([0.0, 1.0, -1.0, 200.0, -200.0, 1e30], np.float32)
+    got = eo.swiglu(up, gate)
+    want = [0.0, 2 / (1 + math.exp(-1)), -3 / (1 + math.e), 200.0, 0.0, 5e30]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)
+    out, q, s = eo.swiglu_quantize(np.zeros(5, np.float32), np.ones(5, np.float32))
+    assert s == 0.0 and (q == 128).all() and (out == 0).all()
+    with pytest.raises(ValueError, match="gate"):
+        eo.swiglu(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("n", WIDTHS)
+def test_geglu(isa, n):
+    """ModernBERT's GeGLU: gelu(first half) * second half, fused with the quantization."""
+    rng = np.random.default_rng(n + 9)
+    mul = (np.abs(_row(rng, n, 1.0)) + 0.25).astype(np.float32)
+    for scale in (0.1, 1.0, 8.0, 100.0):
+        x, gate = _row(rng, n, scale), _row(rng, n, scale)
+        want = _gelu_ref(x) * gate.astype(np.float64)
+        got = eo.geglu(x, gate)
+        err = np.abs(got - want)
+        assert (err <= 2e-6 * np.abs(x.astype(np.float64) * gate) + 1e-30).all(), (isa, n, scale, err.max())
+        for m in (None, mul):
+            out, q, s = eo.geglu_quantize(x, gate, m)
+            np.testing.assert_array_equal(out, got, err_msg="the fused GeGLU's floats")
+            wq, ws = _codes_ref(out if m is None else out * m)
+            np.testing.assert_array_equal(q, wq, err_msg=f"{isa} n={n} scale={scale} codes")
+            assert s == ws
+
+
+def test_geglu_by_hand(isa):
+    """gelu(0) = 0, gelu(1) = (1 + erf(1 / sqrt 2)) / 2, gelu(-10) ~ 0, gelu(10) = 10."""
+    x = np.array([0.0, 1.0, -10.0, 10.0], np.float32)
+    gate = np.array([5.0, 2.0, 3.0, -0.5], np.float32)
+    want = [0.0, 2 * 0.5 * (1 + math.erf(1 / math.sqrt(2))), 0.0, -5.0]
+    np.testing.assert_allclose(eo.geglu(x, gate), want, rtol=1e-6, atol=1e-20)

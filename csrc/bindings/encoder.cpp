@@ -18,7 +18,9 @@ class NativeEncoder {
 public:
     NativeEncoder(int64_t vocab, int64_t hidden, int64_t heads, int64_t intermediate, int64_t layers,
                   int64_t max_position, int64_t type_vocab, double eps, const py::dict& arrays,
-                  const std::string& position, int64_t padding_idx, const std::string& attention_bias) {
+                  const std::string& position, int64_t padding_idx, const std::string& attention_bias,
+                  const std::string& ffn, double rotary_base, const std::string& norm,
+                  int64_t local_window, int64_t global_every, double rotary_base_local) {
         EncoderSpec cfg;
         cfg.vocab = vocab;
         cfg.hidden = hidden;
@@ -30,7 +32,19 @@ public:
         cfg.eps = static_cast<float>(eps);
         if (position == "absolute") cfg.position = encoder::PositionScheme::absolute;
         else if (position == "offset") cfg.position = encoder::PositionScheme::offset;
-        else throw py::value_error("position must be 'absolute' or 'offset', got '" + position + "'");
+        else if (position == "rotary") cfg.position = encoder::PositionScheme::rotary;
+        else throw py::value_error("position must be 'absolute', 'offset' or 'rotary', got '" + position + "'");
+        cfg.rotary_base = static_cast<float>(rotary_base);
+        if (ffn == "gelu") cfg.ffn = encoder::FfnKind::gelu;
+        else if (ffn == "swiglu") cfg.ffn = encoder::FfnKind::swiglu;
+        else if (ffn == "geglu") cfg.ffn = encoder::FfnKind::geglu;
+        else throw py::value_error("ffn must be 'gelu', 'swiglu' or 'geglu', got '" + ffn + "'");
+        if (norm == "post") cfg.norm = encoder::NormPlacement::post;
+        else if (norm == "pre") cfg.norm = encoder::NormPlacement::pre;
+        else throw py::value_error("norm must be 'post' or 'pre', got '" + norm + "'");
+        cfg.local_window = local_window;
+        cfg.global_every = global_every;
+        cfg.rotary_base_local = static_cast<float>(rotary_base_local);
         cfg.padding_idx = padding_idx;
         if (attention_bias == "none") cfg.attention_bias = encoder::AttentionBias::none;
         else if (attention_bias == "relative") cfg.attention_bias = encoder::AttentionBias::relative;
@@ -44,7 +58,11 @@ public:
         model_ = std::make_unique<EncoderModel>(cfg);  // validates the sizes
 
         auto word = f32(arrays, "word_embeddings", {vocab, hidden});
-        auto pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        const bool rotary = cfg.position == encoder::PositionScheme::rotary;
+        py::array_t<float, py::array::c_style> pos;
+        if (!rotary) pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        else if (arrays.contains("position_embeddings"))
+            throw py::value_error("encoder weights: position_embeddings given for rotary positions");
         py::array_t<float, py::array::c_style> type;
         if (type_vocab > 0) type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
         else if (arrays.contains("token_type_embeddings"))
@@ -52,9 +70,10 @@ public:
                                   "token types (type_vocab = 0)");
         auto g = f32(arrays, "embeddings_ln_g", {hidden});
         auto b = f32(arrays, "embeddings_ln_b", {hidden});
-        keep_ = {word, pos};
+        keep_ = {word};
+        if (!rotary) keep_.push_back(pos);
         if (type_vocab > 0) keep_.push_back(type);
-        model_->set_embeddings(word.data(), pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
+        model_->set_embeddings(word.data(), rotary ? nullptr : pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
                                b.data());
         if (cfg.attention_bias == encoder::AttentionBias::relative) {
             auto rel = f32(arrays, "relative_attention_bias", {heads, 2 * cfg.max_tokens() - 1});
@@ -64,7 +83,7 @@ public:
                                   "is 'none'");
         }
 
-        const int64_t ns[4] = {3 * hidden, hidden, intermediate, hidden};
+        const int64_t ns[4] = {3 * hidden, hidden, cfg.up_rows(), hidden};
         const int64_t ks[4] = {hidden, hidden, hidden, intermediate};
         for (int64_t l = 0; l < layers; ++l) {
             std::string pre = std::to_string(l) + ".";
@@ -72,7 +91,11 @@ public:
                 std::string base = pre + kSlots[s] + ".";
                 int64_t n = ns[s], k = ks[s];
                 py::object w = get(arrays, base + "weight");
-                auto bias = f32(arrays, base + "bias", {n});
+                // a linear without a bias (NomicBert) has no "bias" array
+                py::array_t<float, py::array::c_style> bias;
+                const bool has_bias = arrays.contains(base + "bias");
+                if (has_bias) bias = f32(arrays, base + "bias", {n});
+                const float* bp = has_bias ? bias.data() : nullptr;
                 py::dtype dt = py::reinterpret_borrow<py::array>(w).dtype();
                 if (dt.kind() == 'i' && dt.itemsize() == 1) {
                     auto wq = bind::as_array<int8_t>(w, (base + "weight").c_str(), 2);
@@ -87,19 +110,30 @@ public:
                         nout = oidx.shape(0);
                         ow = f32(arrays, base + "outlier_w", {nout, n});
                     }
-                    model_->set_linear_int8(l, s, wq.data(), scale.data(), bias.data(),
+                    model_->set_linear_int8(l, s, wq.data(), scale.data(), bp,
                                             nout ? oidx.data() : nullptr, nout,
                                             nout ? ow.data() : nullptr);
                 } else {
                     auto wf = f32(arrays, base + "weight", {n, k});
-                    model_->set_linear_f32(l, s, wf.data(), bias.data());
+                    model_->set_linear_f32(l, s, wf.data(), bp);
                 }
             }
-            auto g1 = f32(arrays, pre + "ln1_g", {hidden});
-            auto b1 = f32(arrays, pre + "ln1_b", {hidden});
+            // a pre-LayerNorm layer without "ln1_g" reads its input as it is
+            const bool has_ln1 = cfg.norm != encoder::NormPlacement::pre || arrays.contains(pre + "ln1_g");
+            py::array_t<float, py::array::c_style> g1, b1;
+            if (has_ln1) {
+                g1 = f32(arrays, pre + "ln1_g", {hidden});
+                b1 = f32(arrays, pre + "ln1_b", {hidden});
+            }
             auto g2 = f32(arrays, pre + "ln2_g", {hidden});
             auto b2 = f32(arrays, pre + "ln2_b", {hidden});
-            model_->set_layernorms(l, g1.data(), b1.data(), g2.data(), b2.data());
+            model_->set_layernorms(l, has_ln1 ? g1.data() : nullptr, has_ln1 ? b1.data() : nullptr, g2.data(),
+                                   b2.data());
+        }
+        if (cfg.norm == encoder::NormPlacement::pre) {
+            auto fg = f32(arrays, "final_ln_g", {hidden});
+            auto fb = f32(arrays, "final_ln_b", {hidden});
+            model_->set_final_norm(fg.data(), fb.data());
         }
         model_->finalize();
     }
@@ -209,16 +243,27 @@ private:
 void register_encoder(py::module_& m) {
     py::class_<NativeEncoder>(m, "NativeEncoder",
                               "The native encoder forward pass (weights as prepared by "
-                              "embedrt.encoder.native). position: 'absolute' or 'offset' (rows "
-                              "past padding_idx); type_vocab 0: no token types; attention_bias "
+                              "embedrt.encoder.native). position: 'absolute', 'offset' (rows "
+                              "past padding_idx) or 'rotary' (no table; q and k rotated, base "
+                              "rotary_base); type_vocab 0: no token types; attention_bias "
                               "'relative': arrays['relative_attention_bias'] [heads, 2 * max_tokens "
-                              "- 1] added to the scores by the distance j - i.")
+                              "- 1] added to the scores by the distance j - i; ffn 'gelu', "
+                              "'swiglu' (up weight [2 * intermediate, hidden]: value | gate) or "
+                              "'geglu' (gelu(first half) * second half). A linear without a "
+                              "'<layer>.<slot>.bias' array has no bias. norm 'pre': LN1 before "
+                              "the attention (a layer without '<layer>.ln1_g' has none), LN2 "
+                              "before the FFN, 'final_ln_g' / 'final_ln_b' after the last layer; "
+                              "local_window > 0: the layers l with l % global_every != 0 attend "
+                              "to |j - i| <= local_window, rotary base rotary_base_local.")
         .def(py::init<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, const py::dict&,
-                      const std::string&, int64_t, const std::string&>(),
+                      const std::string&, int64_t, const std::string&, const std::string&, double,
+                      const std::string&, int64_t, int64_t, double>(),
              py::arg("vocab"), py::arg("hidden"), py::arg("heads"), py::arg("intermediate"),
              py::arg("layers"), py::arg("max_position"), py::arg("type_vocab"), py::arg("eps"),
              py::arg("arrays"), py::kw_only(), py::arg("position") = "absolute", py::arg("padding_idx") = 0,
-             py::arg("attention_bias") = "none")
+             py::arg("attention_bias") = "none", py::arg("ffn") = "gelu", py::arg("rotary_base") = 10000.0,
+             py::arg("norm") = "post", py::arg("local_window") = 0, py::arg("global_every") = 1,
+             py::arg("rotary_base_local") = 10000.0)
         .def("embed", &NativeEncoder::embed, py::arg("ids"), py::arg("offsets"), py::arg("type_ids"),
              py::arg("pooling"), py::arg("layers"),
              "Pooled embeddings [n, hidden * modes] of the sequences ids[offsets[s]:offsets[s+1]]; "

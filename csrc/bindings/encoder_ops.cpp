@@ -131,6 +131,85 @@ void register_encoder_ops(py::module_& parent) {
         return py::make_tuple(out, q, s);
     }, py::arg("x"), py::arg("mul") = py::none(), "gelu, then the uint8 codes of it * mul: (out, codes, scale).");
 
+    m.def("rotary", [](const py::handle& x_obj, const py::handle& cos_obj, const py::handle& sin_obj) {
+        F32 x = bind::as_array<float>(x_obj, "x", 2);
+        const int64_t nvec = x.shape(0), d = x.shape(1);
+        if (d % 2 != 0) throw py::value_error("x: the head size (columns) must be even");
+        F32 c = vec(cos_obj, "cos", d / 2), sn = vec(sin_obj, "sin", d / 2);
+        F32 out({nvec, d});
+        float* o = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            std::memcpy(o, x.data(), sizeof(float) * static_cast<size_t>(nvec * d));
+            enc_rotary_rows(o, nvec, d, c.data(), sn.data());
+        }
+        return out;
+    }, py::arg("x"), py::arg("cos"), py::arg("sin"),
+       "Each row of x [nvec, d] rotated in the rotate_half layout by the angles of cos / sin [d / 2] "
+       "(a new array).");
+
+    m.def("swiglu", [](const py::handle& up_obj, const py::handle& gate_obj) {
+        F32 up = vec(up_obj, "up", -1);
+        const int64_t n = up.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        F32 out(n);
+        float* o = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            enc_swiglu_row(up.data(), gate.data(), n, o);
+        }
+        return out;
+    }, py::arg("up"), py::arg("gate"), "up * silu(gate) (a new array).");
+
+    m.def("swiglu_quantize", [](const py::handle& up_obj, const py::handle& gate_obj, const py::object& mul_obj) {
+        F32 up = vec(up_obj, "up", -1), km;
+        const int64_t n = up.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        const float* mul = opt(mul_obj, "mul", n, &km);
+        F32 out(n);
+        py::array_t<uint8_t> q(n);
+        float* o = out.mutable_data();
+        uint8_t* qp = q.mutable_data();
+        float s;
+        {
+            py::gil_scoped_release nogil;
+            s = enc_swiglu_quantize_row(up.data(), gate.data(), n, o, mul, qp);
+        }
+        return py::make_tuple(out, q, s);
+    }, py::arg("up"), py::arg("gate"), py::arg("mul") = py::none(),
+       "swiglu, then the uint8 codes of it * mul: (out, codes, scale).");
+
+    m.def("geglu", [](const py::handle& x_obj, const py::handle& gate_obj) {
+        F32 x = vec(x_obj, "x", -1);
+        const int64_t n = x.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        F32 out(n);
+        float* o = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            enc_geglu_row(x.data(), gate.data(), n, o);
+        }
+        return out;
+    }, py::arg("x"), py::arg("gate"), "gelu(x) * gate (a new array).");
+
+    m.def("geglu_quantize", [](const py::handle& x_obj, const py::handle& gate_obj, const py::object& mul_obj) {
+        F32 x = vec(x_obj, "x", -1), km;
+        const int64_t n = x.shape(0);
+        F32 gate = vec(gate_obj, "gate", n);
+        const float* mul = opt(mul_obj, "mul", n, &km);
+        F32 out(n);
+        py::array_t<uint8_t> q(n);
+        float* o = out.mutable_data();
+        uint8_t* qp = q.mutable_data();
+        float s;
+        {
+            py::gil_scoped_release nogil;
+            s = enc_geglu_quantize_row(x.data(), gate.data(), n, o, mul, qp);
+        }
+        return py::make_tuple(out, q, s);
+    }, py::arg("x"), py::arg("gate"), py::arg("mul") = py::none(),
+       "geglu, then the uint8 codes of it * mul: (out, codes, scale).");
+
     m.def("quantize_row", [](const py::handle& x_obj, const py::object& shift_obj, const py::object& mul_obj) {
         F32 x = vec(x_obj, "x", -1), ks, km;
         const int64_t n = x.shape(0);

@@ -34,13 +34,55 @@ EncoderModel::EncoderModel(const EncoderSpec& cfg) : cfg_(cfg) {
     if (cfg.hidden % cfg.heads != 0)
         throw std::invalid_argument("encoder config: hidden size is not a multiple of the heads");
     if (!(cfg.eps > 0.0f)) throw std::invalid_argument("encoder config: eps must be positive");
+    if (cfg.position == PositionScheme::rotary) {
+        const int64_t d = cfg.hidden / cfg.heads;
+        if (d % 2 != 0)
+            throw std::invalid_argument("encoder config: rotary positions need an even head size");
+        if (!(cfg.rotary_base > 1.0f) || !std::isfinite(cfg.rotary_base))
+            throw std::invalid_argument("encoder config: the rotary base must be a finite number > 1");
+        if (cfg.max_position > (int64_t(1) << 24))
+            throw std::invalid_argument("encoder config: too many rotary positions");
+        if (cfg.local_window > 0 && (!(cfg.rotary_base_local > 1.0f) || !std::isfinite(cfg.rotary_base_local)))
+            throw std::invalid_argument("encoder config: the local rotary base must be a finite number > 1");
+        // As the reference computes them, in fp32: inv_freq_i = 1 / base^(2i / d), the angle
+        // fp32(t) * inv_freq_i rounded to fp32, its cosine and sine rounded to fp32.
+        auto tables = [&](float base, std::vector<float>& cs, std::vector<float>& sn) {
+            const int64_t half = d / 2;
+            std::vector<float> inv(static_cast<size_t>(half));
+            for (int64_t i = 0; i < half; ++i)
+                inv[static_cast<size_t>(i)] =
+                    1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(d));
+            cs.resize(static_cast<size_t>(cfg.max_position * half));
+            sn.resize(cs.size());
+            for (int64_t t = 0; t < cfg.max_position; ++t)
+                for (int64_t i = 0; i < half; ++i) {
+                    const float ang = static_cast<float>(t) * inv[static_cast<size_t>(i)];
+                    cs[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(static_cast<double>(ang)));
+                    sn[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(static_cast<double>(ang)));
+                }
+        };
+        tables(cfg.rotary_base, rot_cos_, rot_sin_);
+        if (cfg.local_window > 0) tables(cfg.rotary_base_local, rot_cos_local_, rot_sin_local_);
+    }
+    if (cfg.local_window < 0 || cfg.global_every < 1)
+        throw std::invalid_argument("encoder config: the local window must be >= 0 and global_every >= 1");
+    if (cfg.local_window > 0) {
+        if (cfg.attention_bias != AttentionBias::none)
+            throw std::invalid_argument("encoder config: local attention windows need attention_bias none");
+        // the score bias of a local layer by distance j - i: 0 inside the window, a large
+        // negative number outside (its softmax weight is 0 to float precision)
+        const int64_t M = cfg.max_tokens();
+        win_bias_.assign(static_cast<size_t>(2 * M - 1), 0.0f);
+        for (int64_t r = -(M - 1); r <= M - 1; ++r)
+            if (r > cfg.local_window || -r > cfg.local_window) win_bias_[static_cast<size_t>(r + M - 1)] = -1e30f;
+    }
     layers_.resize(static_cast<size_t>(cfg.layers));
     for (auto& l : layers_) {
         l.qkv.n = 3 * cfg.hidden;
         l.qkv.k = cfg.hidden;
         l.attn_out.n = cfg.hidden;
         l.attn_out.k = cfg.hidden;
-        l.up.n = cfg.intermediate;
+        l.up.n = cfg.up_rows();
         l.up.k = cfg.hidden;
         l.down.n = cfg.hidden;
         l.down.k = cfg.intermediate;
@@ -117,14 +159,29 @@ void EncoderModel::set_layernorms(int64_t layer, const float* ln1_g, const float
     if (layer < 0 || layer >= cfg_.layers) throw std::invalid_argument("layer index out of range");
     EncoderLayer& l = layers_[static_cast<size_t>(layer)];
     int64_t h = cfg_.hidden;
-    l.ln1_g.assign(ln1_g, ln1_g + h);
-    l.ln1_b.assign(ln1_b, ln1_b + h);
+    if (!ln1_g && cfg_.norm != NormPlacement::pre)
+        throw std::invalid_argument("encoder: only a pre-LayerNorm layer may have no first LayerNorm");
+    if (ln1_g) {
+        l.ln1_g.assign(ln1_g, ln1_g + h);
+        l.ln1_b.assign(ln1_b, ln1_b + h);
+    } else {
+        l.ln1_g.clear();
+        l.ln1_b.clear();
+    }
     l.ln2_g.assign(ln2_g, ln2_g + h);
     l.ln2_b.assign(ln2_b, ln2_b + h);
 }
 
+void EncoderModel::set_final_norm(const float* g, const float* b) {
+    if (cfg_.norm != NormPlacement::pre)
+        throw std::invalid_argument("encoder: only pre-LayerNorm models have a final LayerNorm");
+    final_g_.assign(g, g + cfg_.hidden);
+    final_b_.assign(b, b + cfg_.hidden);
+}
+
 void EncoderModel::finalize() {
-    if (!word_ || !pos_ || (cfg_.type_vocab > 0 && !type_) || emb_g_.empty())
+    if (!word_ || (!pos_ && cfg_.position != PositionScheme::rotary) || (cfg_.type_vocab > 0 && !type_) ||
+        emb_g_.empty())
         throw std::invalid_argument("encoder: embeddings were not set");
     if (cfg_.attention_bias == AttentionBias::relative && rel_bias_.empty())
         throw std::invalid_argument("encoder: the relative attention bias was not set");
@@ -133,9 +190,11 @@ void EncoderModel::finalize() {
         for (const Linear* L : {&l.qkv, &l.attn_out, &l.up, &l.down})
             if (L->wf.empty() && L->wq.data.empty())
                 throw std::invalid_argument("encoder: layer " + std::to_string(i) + " is incomplete");
-        if (l.ln1_g.empty() || l.ln2_g.empty())
+        if ((l.ln1_g.empty() && cfg_.norm != NormPlacement::pre) || l.ln2_g.empty())
             throw std::invalid_argument("encoder: layer " + std::to_string(i) + " has no LayerNorm");
     }
+    if (cfg_.norm == NormPlacement::pre && final_g_.empty())
+        throw std::invalid_argument("encoder: the final LayerNorm was not set");
     finalized_ = true;
 }
 
@@ -293,6 +352,8 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         if (layers_[static_cast<size_t>(l)].down.int8) any_int8_down = true;
         else any_f32_down = true;
     }
+    const bool gated = cfg_.ffn != FfnKind::gelu;
+    const bool pre = cfg_.norm == NormPlacement::pre;
     if (any_int8_down) hq = grow(ws.hq, T * I);
     if (any_f32_down) hf = grow(ws.hf, T * I);
     int64_t* pos = grow(ws.pos, T);
@@ -305,7 +366,7 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
     float* co = grow(ws.co, T * maxout);
     float* x1o = grow(ws.x1o, T * maxout);
     float* ho = grow(ws.ho, T * maxout);
-    if (cfg_.position == PositionScheme::absolute) {
+    if (cfg_.position != PositionScheme::offset) {  // absolute and rotary: 0, 1, 2, ...
         for (int64_t s = 0; s < nseq; ++s)
             for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
     } else {  // past the padding index, counting the non-padding tokens (as HF does)
@@ -345,11 +406,18 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         for (int64_t t = t0; t < t1; ++t) {
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
-            const float* p = pos_ + pos[t] * h;
-            if (type_) {
+            if (!pos_) {  // rotary: no position rows
+                const float* ty = type_ ? type_ + (type_ids ? type_ids[t] : 0) * h : nullptr;
+                if (ty)
+                    for (int64_t j = 0; j < h; ++j) row[j] = w[j] + ty[j];
+                else
+                    for (int64_t j = 0; j < h; ++j) row[j] = w[j];
+            } else if (type_) {
+                const float* p = pos_ + pos[t] * h;
                 const float* ty = type_ + (type_ids ? type_ids[t] : 0) * h;
                 for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j] + ty[j];
             } else {
+                const float* p = pos_ + pos[t] * h;
                 for (int64_t j = 0; j < h; ++j) row[j] = w[j] + p[j];
             }
             layernorm_quantize(row, nullptr, emb_g_.data(), emb_b_.data(), row,
@@ -368,10 +436,33 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         const EncoderLayer& Ly = layers_[static_cast<size_t>(l)];
         const Linear* next = l + 1 < num_layers ? &layers_[static_cast<size_t>(l + 1)].qkv : nullptr;
         float* stats = absmax ? absmax + l * absmax_per_layer() : nullptr;
-        if (stats) record(x, h, h, stats);
+        const bool local = cfg_.is_local(l);
+        // Pre-LayerNorm: the layer reads LN1(x) (in x1, quantized as its QKV input), or x itself
+        // when it has no first LayerNorm (quantized by the step before).
+        const bool pre_ln1 = pre && !Ly.ln1_g.empty();
+        const float* qin = pre_ln1 ? x1 : x;
+        if (pre_ln1) {
+            parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; ++t)
+                    layernorm_quantize(x + t * h, nullptr, Ly.ln1_g.data(), Ly.ln1_b.data(), x1 + t * h,
+                                       Ly.qkv.int8 ? &Ly.qkv : nullptr, xq + t * h, xs + t,
+                                       xo + t * nout_of(Ly.qkv));
+            });
+        }
+        if (stats) record(qin, h, h, stats);
 
-        // Q, K, V in one product.
-        run_linear(Ly.qkv, x, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
+        // Q, K, V in one product (rotary: q and k rotated by the token's position while the
+        // row is in cache).
+        if (cfg_.position == PositionScheme::rotary) {
+            const float* rc = local ? rot_cos_local_.data() : rot_cos_.data();
+            const float* rs = local ? rot_sin_local_.data() : rot_sin_.data();
+            run_linear(Ly.qkv, qin, h, xq, xs, xo, T, qkv, h3, [&](int64_t i, float* row) {
+                enc_rotary_rows(row, 2 * heads, d, rc + pos[i] * (d / 2), rs + pos[i] * (d / 2));
+            });
+        } else {
+            run_linear(Ly.qkv, qin, h, xq, xs, xo, T, qkv, h3, [&](int64_t, float*) {});
+        }
+        const float* win = local ? win_bias_.data() + (cfg_.max_tokens() - 1) : nullptr;
 
         // Attention per (sequence, head), longest sequences first so that the last chunks the
         // threads take are the cheap ones.
@@ -387,6 +478,9 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
                     // max_tokens - 1 - i, one step back per row
                     const float* b = rel + hd * rel_width + (cfg_.max_tokens() - 1);
                     enc_attention_head_bias(base, base + h, base + 2 * h, h3, L, d, b, -1,
+                                            ctx + off * h + hd * d, h, scr);
+                } else if (win) {  // a local layer: the window as a bias by distance, read alike
+                    enc_attention_head_bias(base, base + h, base + 2 * h, h3, L, d, win, -1,
                                             ctx + off * h + hd * d, h, scr);
                 } else {
                     enc_attention_head(base, base + h, base + 2 * h, h3, L, d, ctx + off * h + hd * d, h,
@@ -405,10 +499,18 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
             });
         }
 
-        // Attention output + residual + LayerNorm -> x1 (+ the up projection's input).
+        // Attention output + residual + LayerNorm -> x1 (+ the up projection's input); pre-LN:
+        // x += the output, x1 = LN2(x).
         run_linear(Ly.attn_out, ctx, h, cq, cs, co, T, nullptr, 0,
                    [&](int64_t i, float* y) {
                        float* dst = x1 + i * h;
+                       if (pre) {
+                           enc_bias_row(y, h, x + i * h, x + i * h);
+                           layernorm_quantize(x + i * h, nullptr, Ly.ln2_g.data(), Ly.ln2_b.data(), dst,
+                                              Ly.up.int8 ? &Ly.up : nullptr, x1q + i * h, x1s + i,
+                                              x1o + i * nout_of(Ly.up));
+                           return;
+                       }
                        layernorm_quantize(y, x + i * h, Ly.ln1_g.data(), Ly.ln1_b.data(), dst,
                                           Ly.up.int8 ? &Ly.up : nullptr, x1q + i * h, x1s + i,
                                           x1o + i * nout_of(Ly.up));
@@ -416,28 +518,65 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
 
         if (stats) record(x1, h, h, stats + 2 * h);
 
-        // Up projection + GELU (+ the down projection's input).
-        run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
-                   [&](int64_t i, float* y) {
-                       if (!Ly.down.int8) {
-                           enc_gelu_row(y, I);
-                           return;
-                       }
-                       // GELU and the quantization in one pass over the row
-                       hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
-                       take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
-                   });
+        // Up projection + a gated FFN from the two halves of the row (SwiGLU: value *
+        // silu(gate); GeGLU: gelu(first) * second), to hf or (int8 down) quantized as the down
+        // projection's input.
+        if (gated) {
+            const bool silu = cfg_.ffn == FfnKind::swiglu;
+            run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, nullptr, 0, [&](int64_t i, float* y) {
+                if (!Ly.down.int8) {
+                    if (silu) enc_swiglu_row(y, y + I, I, hf + i * I);
+                    else enc_geglu_row(y, y + I, I, hf + i * I);
+                    return;
+                }
+                hs[i] = silu ? enc_swiglu_quantize_row(y, y + I, I, y, quant_mul(Ly.down), hq + i * I)
+                             : enc_geglu_quantize_row(y, y + I, I, y, quant_mul(Ly.down), hq + i * I);
+                take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
+            });
+        } else {
+            // Up projection + GELU (+ the down projection's input).
+            run_linear(Ly.up, x1, h, x1q, x1s, x1o, T, Ly.down.int8 ? nullptr : hf, I,
+                       [&](int64_t i, float* y) {
+                           if (!Ly.down.int8) {
+                               enc_gelu_row(y, I);
+                               return;
+                           }
+                           // GELU and the quantization in one pass over the row
+                           hs[i] = enc_gelu_quantize_row(y, I, quant_mul(Ly.down), hq + i * I);
+                           take_outliers(Ly.down, y, ho + i * nout_of(Ly.down));
+                       });
+        }
 
         if (stats) record(hf, I, I, stats + 3 * h);
 
-        // Down projection + residual + LayerNorm -> x (+ the next layer's input).
+        // Down projection + residual + LayerNorm -> x (+ the next layer's input); pre-LN:
+        // x += the output (quantized as the next layer's input when it has no LN1).
+        const bool next_reads_x = next && next->int8 && pre &&
+                                  layers_[static_cast<size_t>(l + 1)].ln1_g.empty();
         run_linear(Ly.down, hf, I, hq, hs, ho, T, nullptr, 0,
                    [&](int64_t i, float* y) {
                        float* dst = x + i * h;
+                       if (pre) {
+                           enc_bias_row(y, h, dst, dst);
+                           if (next_reads_x) {
+                               thread_local std::vector<float> tmp;
+                               xs[i] = quantize_input(*next, dst, xq + i * h, grow(tmp, 2 * h),
+                                                      xo + i * nout_of(*next));
+                           }
+                           return;
+                       }
                        layernorm_quantize(y, x1 + i * h, Ly.ln2_g.data(), Ly.ln2_b.data(), dst,
                                           next && next->int8 ? next : nullptr, xq + i * h, xs + i,
                                           next ? xo + i * nout_of(*next) : nullptr);
                    });
+    }
+
+    // Pre-LN: the final LayerNorm.
+    if (pre && num_layers > 0) {
+        parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t)
+                enc_add_layernorm_row(x + t * h, nullptr, h, final_g_.data(), final_b_.data(), eps, x + t * h);
+        });
     }
 
     // Pooling, sequences across the pool.

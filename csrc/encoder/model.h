@@ -1,6 +1,7 @@
 // The native forward pass of transformer text encoders described by an EncoderSpec (BERT:
 // absolute position embeddings and token types; MPNet: offset positions and a relative-position
-// score bias; both post-LayerNorm blocks with erf GELU), followed by pooling.
+// score bias; both post-LayerNorm blocks with erf GELU; NomicBert: rotary positions on q and k,
+// SwiGLU, bias-free linears), followed by pooling.
 //
 // Sequences are never padded: a batch is one [total_tokens, hidden] activation matrix with the
 // sequences back to back; attention runs per sequence and head. Every linear layer is either
@@ -44,7 +45,7 @@ struct Linear {
 struct EncoderLayer {
     Linear qkv;       // [3 * hidden, hidden]: query (pre-scaled by 1/sqrt(head_dim)), key, value
     Linear attn_out;  // [hidden, hidden]
-    Linear up;        // [intermediate, hidden]
+    Linear up;        // [intermediate, hidden]; SwiGLU: [2 * intermediate, hidden], value | gate
     Linear down;      // [hidden, intermediate]
     std::vector<float> ln1_g, ln1_b, ln2_g, ln2_b;
 };
@@ -56,7 +57,7 @@ public:
     const EncoderSpec& config() const { return cfg_; }
 
     // Embedding tables are referenced, not copied: the caller keeps them alive. token_type:
-    // null when the spec has no token types.
+    // null when the spec has no token types; position: null for rotary positions.
     void set_embeddings(const float* word, const float* position, const float* token_type,
                         const float* ln_g, const float* ln_b);
     // The relative attention bias (AttentionBias::relative): [heads, 2 * max_tokens() - 1],
@@ -68,8 +69,13 @@ public:
     void set_linear_int8(int64_t layer, int slot, const int8_t* w, const float* scale,
                          const float* bias, const int64_t* outlier_idx = nullptr, int64_t n_outliers = 0,
                          const float* outlier_w = nullptr);
+    // Pre-LayerNorm (NormPlacement::pre): ln1 before the attention (null: none, the layer
+    // reads its input as it is), ln2 before the FFN; post: after the attention's and the FFN's
+    // residual sums.
     void set_layernorms(int64_t layer, const float* ln1_g, const float* ln1_b, const float* ln2_g,
                         const float* ln2_b);
+    // Pre-LayerNorm: the LayerNorm after the last layer. Copied.
+    void set_final_norm(const float* g, const float* b);
 
     // Checks that every part was set; throws std::invalid_argument otherwise.
     void finalize();
@@ -105,6 +111,10 @@ private:
     const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr;
     std::vector<float> emb_g_, emb_b_;
     std::vector<float> rel_bias_;  // [heads, 2 * max_tokens() - 1]
+    std::vector<float> rot_cos_, rot_sin_;  // rotary positions: [max_position, head_dim / 2]
+    std::vector<float> rot_cos_local_, rot_sin_local_;  // the local layers' (rotary_base_local)
+    std::vector<float> win_bias_;  // local layers: score bias by distance, [2 * max_tokens() - 1]
+    std::vector<float> final_g_, final_b_;  // pre-LayerNorm: the final LayerNorm
     std::vector<EncoderLayer> layers_;
     bool finalized_ = false;
 };

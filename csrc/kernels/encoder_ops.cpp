@@ -85,4 +85,27 @@ void enc_attention_head_bias(const float* q, const float* k, const float* v, int
     ENC_DISPATCH(enc_attention_head, q, k, v, ld, L, d, bias, ldb, out, ldo, scratch)
 }
 
+void enc_rotary_rows(float* x, int64_t nvec, int64_t d, const float* cos, const float* sin) {
+    if (nvec <= 0 || d <= 0) return;
+    ENC_DISPATCH(enc_rotary_rows, x, nvec, d, cos, sin)
+}
+
+void enc_swiglu_row(const float* up, const float* gate, int64_t n, float* out) {
+    ENC_DISPATCH(enc_swiglu_row, up, gate, n, out)
+}
+
+float enc_swiglu_quantize_row(const float* up, const float* gate, int64_t n, float* out,
+                              const float* mul, uint8_t* q) {
+    ENC_DISPATCH(enc_swiglu_quantize_row, up, gate, n, out, mul, q)
+}
+
+void enc_geglu_row(const float* x, const float* gate, int64_t n, float* out) {
+    ENC_DISPATCH(enc_geglu_row, x, gate, n, out)
+}
+
+float enc_geglu_quantize_row(const float* x, const float* gate, int64_t n, float* out,
+                             const float* mul, uint8_t* q) {
+    ENC_DISPATCH(enc_geglu_quantize_row, x, gate, n, out, mul, q)
+}
+
 }  // namespace embedrt

@@ -53,6 +53,23 @@ void enc_attention_head_bias(const float* q, const float* k, const float* v, int
                              int64_t d, const float* bias, int64_t ldb, float* out, int64_t ldo,
                              float* scratch);
 
+// ---- rotary positions and gated FFNs (NomicBert's SwiGLU, ModernBERT's GeGLU) ------------------
+// Rotates nvec head vectors of d floats each (x + v * d), in place, in the non-interleaved
+// "rotate_half" layout: for i < d / 2, (a, b) = (x[i], x[i + d/2]) becomes
+// (a cos[i] - b sin[i], b cos[i] + a sin[i]). d must be even.
+void enc_rotary_rows(float* x, int64_t nvec, int64_t d, const float* cos, const float* sin);
+// out[j] = up[j] * silu(gate[j]), silu(g) = g / (1 + exp(-g)); out may equal up or gate.
+void enc_swiglu_row(const float* up, const float* gate, int64_t n, float* out);
+// enc_swiglu_row, then the quantization of out * mul (mul may be null) as enc_quantize_row
+// with no shift, the row's maximum found in the same pass. Returns the scale.
+float enc_swiglu_quantize_row(const float* up, const float* gate, int64_t n, float* out,
+                              const float* mul, uint8_t* q);
+// out[j] = gelu(x[j]) * gate[j] (erf GELU); out may equal x or gate.
+void enc_geglu_row(const float* x, const float* gate, int64_t n, float* out);
+// enc_geglu_row, then the quantization of out * mul as enc_swiglu_quantize_row does.
+float enc_geglu_quantize_row(const float* x, const float* gate, int64_t n, float* out,
+                             const float* mul, uint8_t* q);
+
 // ---- per-ISA entry points -------------------------------------------------------------------
 #define EMBEDRT_ENC_OPS_DECL(isa)                                                                 \
     void enc_sgemm_packed_##isa(const float* a, int64_t m, int64_t lda, const float* bp,          \
@@ -70,7 +87,15 @@ void enc_attention_head_bias(const float* q, const float* k, const float* v, int
                                  uint8_t* q, float* tmp);                                          \
     void enc_attention_head_##isa(const float* q, const float* k, const float* v, int64_t ld,     \
                                   int64_t L, int64_t d, const float* bias, int64_t ldb,           \
-                                  float* out, int64_t ldo, float* scratch);
+                                  float* out, int64_t ldo, float* scratch);                       \
+    void enc_rotary_rows_##isa(float* x, int64_t nvec, int64_t d, const float* cos,              \
+                               const float* sin);                                                 \
+    void enc_swiglu_row_##isa(const float* up, const float* gate, int64_t n, float* out);         \
+    float enc_swiglu_quantize_row_##isa(const float* up, const float* gate, int64_t n, float* out, \
+                                        const float* mul, uint8_t* q);                            \
+    void enc_geglu_row_##isa(const float* x, const float* gate, int64_t n, float* out);           \
+    float enc_geglu_quantize_row_##isa(const float* x, const float* gate, int64_t n, float* out,  \
+                                       const float* mul, uint8_t* q);
 
 EMBEDRT_ENC_OPS_DECL(scalar)
 EMBEDRT_ENC_OPS_DECL(avx2)

@@ -12,9 +12,14 @@ hidden, heads, intermediate, layers, max_position, type_vocab, eps``, the family
 files) and ``params`` maps names
 to float32 arrays in PyTorch layout ([out, in] for matrices)::
 
-    word, pos, type (absent without token types), emb_g, emb_b, rel_bias (MPNet)
+    word, pos (absent for rotary positions), type (absent without token types), emb_g, emb_b,
+    rel_bias (MPNet)
     L.q_w L.q_b L.k_w L.k_b L.v_w L.v_b L.ao_w L.ao_b L.ln1_g L.ln1_b
     L.up_w L.up_b L.down_w L.down_b L.ln2_g L.ln2_b          (L = layer index)
+    L.gate_w                     (SwiGLU: silu(gate_w x) * (up_w x); GeGLU: gelu(up_w x) * (gate_w x))
+    final_g final_b              (pre-LayerNorm: after the last layer; L.ln1_* may be absent)
+
+(a family without biases, cfg["linear_bias"] False, has none of the L.*_b of the linears)
 
 Anything that is not an encoder the engine understands raises NotRecognized with the reason.
 """
@@ -63,14 +68,24 @@ def check_params(cfg: dict, params: dict) -> None:
     h, inter = cfg["hidden"], cfg["intermediate"]
     if cfg["heads"] <= 0 or h % cfg["heads"]:
         raise NotRecognized(f"hidden size {h} is not a multiple of {cfg['heads']} heads")
-    want = {"word": (cfg["vocab"], h), "pos": (cfg["max_position"], h),
-            "emb_g": (h,), "emb_b": (h,)}
+    want = {"word": (cfg["vocab"], h), "emb_g": (h,), "emb_b": (h,)}
+    if cfg.get("position", "absolute") != "rotary":
+        want["pos"] = (cfg["max_position"], h)
     if cfg.get("type_vocab", 0) > 0:
         want["type"] = (cfg["type_vocab"], h)
     shapes = {"q_w": (h, h), "k_w": (h, h), "v_w": (h, h), "ao_w": (h, h), "up_w": (inter, h),
-              "down_w": (h, inter), "up_b": (inter,)}
+              "down_w": (h, inter), "up_b": (inter,), "gate_w": (inter, h)}
+    keys = [k for k in LAYER_KEYS if cfg.get("linear_bias", True) or k[:-2] in ("ln1", "ln2")
+            or not k.endswith("_b")]
+    if cfg.get("ffn", "gelu") != "gelu":
+        keys.append("gate_w")
+    pre = cfg.get("norm", "post") == "pre"
+    if pre:
+        want.update(final_g=(h,), final_b=(h,))
     for i in range(cfg["layers"]):
-        for key in LAYER_KEYS:
+        for key in keys:
+            if pre and key in ("ln1_g", "ln1_b") and f"{i}.ln1_g" not in params:
+                continue  # a pre-LayerNorm layer may read its input as it is
             want[f"{i}.{key}"] = shapes.get(key, (h,))
     for name, shape in want.items():
         arr = params.get(name)

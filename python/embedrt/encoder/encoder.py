@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,27 @@ BACKENDS = ("auto", "native", "onnxruntime")
 AUTO_NATIVE_LEVELS = ("avx512", "avx512-vnni")
 _NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+
+
+def _no_graph_for_onnxruntime(path: Path, err: FileNotFoundError) -> None:
+    """Raises the reason a checkpoint folder without a graph cannot run on onnxruntime (and what
+    runs it); returns for any other missing file."""
+    import json
+
+    if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
+        return
+    if not (path / "config.json").is_file():
+        return
+    try:
+        mt = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        mt = None
+    export = ("`embedrt export` makes one from this BERT checkpoint" if mt in (None, "bert") else
+              f"embedrt exports BERT checkpoints only, not model_type {mt!r}")
+    raise FileNotFoundError(
+        f"{path}: backend='onnxruntime' needs an ONNX graph (onnx/model.onnx or model.onnx) and this "
+        f"folder has none, only a checkpoint (model.safetensors); {export}. The native engine runs the "
+        "checkpoint: backend='native' or 'auto'") from err
 
 
 def _load_native(folder, onnx_file, layers, threads, verify):
@@ -100,8 +122,13 @@ class Encoder:
             from .default_model import default_model_dir
 
             path = default_model_dir()
-        self.folder = read_model_folder(path, onnx_file=onnx_file,
-                                        require_onnx=backend == "onnxruntime")
+        try:
+            self.folder = read_model_folder(path, onnx_file=onnx_file,
+                                            require_onnx=backend == "onnxruntime")
+        except FileNotFoundError as e:
+            if backend == "onnxruntime" and onnx_file is None:
+                _no_graph_for_onnxruntime(Path(path), e)
+            raise
         self.path = self.folder.path
         self._pooling = self.folder.pooling
         # without a graph there is no onnxruntime to prefer or fall back to: auto runs the

@@ -2,7 +2,8 @@
 that it computes what the model file computes.
 
 The probe is a few token sequences of varied lengths (1 token, a few, a dozen, and one near the
-longest the model takes), with random ids from the vocabulary between the model's [CLS] and
+longest the model takes, or at most native.NUMPY_PROBE_LONGEST = 1024 tokens against the numpy
+reference), with random ids from the vocabulary between the model's [CLS] and
 [SEP], fixed by a seed. The reference runs them as the model file says:
 
 - an ONNX graph: onnxruntime, on the file as it is, in two batches (the short sequences padded

@@ -154,16 +154,20 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
             raise ModelFolderError(f"{where}: {key!r} must be a positive integer, got {v!r}")
         return v
 
-    max_position = _pos_int(config, "max_position_embeddings", path / "config.json")
+    from .arch import config_field
+
+    pos_key = config_field(config, "max_position_embeddings")
+    max_position = _pos_int(config, pos_key, path / "config.json")
     if max_position is not None:
         from .arch import position_limit
 
         rows = max_position
         max_position = position_limit(config, rows)  # tokens: positions past a padding index
         if max_position < 1:
-            raise ModelFolderError(f"{path / 'config.json'}: max_position_embeddings {rows} leaves no "
+            raise ModelFolderError(f"{path / 'config.json'}: {pos_key} {rows} leaves no "
                                    "position past the padding index")
-    hidden = _pos_int(config, "hidden_size", path / "config.json") or _pos_int(config, "d_model", path / "config.json")
+    hidden = (_pos_int(config, config_field(config, "hidden_size"), path / "config.json")
+              or _pos_int(config, "d_model", path / "config.json"))
 
     # the module pipeline
     modules = _read_json(path / "modules.json", required=False, expect=list)

@@ -1,7 +1,8 @@
 """The native encoder engine: embedrt's own C++ forward pass for the encoder families of arch/
 (BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2;
 RoBERTa and XLM-RoBERTa: all-distilroberta-v1, paraphrase-multilingual-mpnet-base-v2,
-multilingual-e5-base) on embedrt's int8 kernels.
+multilingual-e5-base; NomicBert: nomic-embed-text-v1 / v1.5; ModernBERT: ModernBERT-base,
+modernbert-embed) on embedrt's int8 kernels.
 
     backend = NativeBackend.from_model_dir("all-MiniLM-L6-v2")          # int8
     vectors = backend.embed([ids0, ids1], None, "mean")                  # float32 [2, 384]
@@ -102,11 +103,13 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     the last hidden states [len(seq), hidden]. The reference of the load gate for checkpoints
     that no other runtime can execute, of calibration's sanity and of the tests.
 
-    It follows the spec in cfg (see arch/): positions absolute (BERT) or past the padding
-    index (MPNet, RoBERTa), a token-type row when the family has them, and MPNet's
-    relative-position bias on every layer's scores."""
+    It follows the spec in cfg (see arch/): positions absolute (BERT), past the padding
+    index (MPNet, RoBERTa) or rotary on q and k (NomicBert, ModernBERT), a token-type row when
+    the family has them, MPNet's relative-position bias on every layer's scores, post- or
+    pre-LayerNorm blocks (ModernBERT, with its local windows and final LayerNorm), erf GELU,
+    SwiGLU or GeGLU, and linear layers with or without biases."""
     from . import arch
-    from .arch import mpnet
+    from .arch import mpnet, nomic_bert
     from .arch._common import position_ids
 
     spec = arch.spec_of(cfg)
@@ -115,11 +118,17 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     seq = np.asarray(seq, np.int64)
     L = len(seq)
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    rot = rot_local = None
     if spec["position"] == "offset":
         pos = position_ids(seq, spec["padding_idx"])
     else:
         pos = np.arange(L)
-    x = f64(params["word"][seq]) + f64(params["pos"][pos])
+    if spec["position"] == "rotary":
+        rot = nomic_bert.rotary_tables(spec["rotary_base"], d, L)
+        rot_local = nomic_bert.rotary_tables(spec["rotary_base_local"], d, L)
+        x = f64(params["word"][seq])
+    else:
+        x = f64(params["word"][seq]) + f64(params["pos"][pos])
     if cfg.get("type_vocab", 1) > 0 and "type" in params:
         x = x + f64(params["type"][0])
     x = _layer_norm(x, params["emb_g"], params["emb_b"], eps)
@@ -128,21 +137,49 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
         r = np.arange(L)[None, :] - np.arange(L)[:, None]  # j - i
         buckets = mpnet.relative_position_bucket(r, cfg.get("relative_buckets", 32))
         bias = f64(params["rel_bias"])[buckets].transpose(2, 0, 1)  # [heads, L, L]
+    pre = spec["norm"] == "pre"
+    # local layers (ModernBERT): keys within local_window of the query only
+    far = np.abs(np.arange(L)[None, :] - np.arange(L)[:, None]) > spec["local_window"]
     for i in range(cfg["layers"]):
         p = lambda k: f64(params[f"{i}.{k}"])  # noqa: E731
-        q = (x @ p("q_w").T + p("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
-        k = (x @ p("k_w").T + p("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
-        v = (x @ p("v_w").T + p("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        b = lambda k: f64(params[f"{i}.{k}"]) if f"{i}.{k}" in params else 0.0  # noqa: E731
+        local = spec["local_window"] > 0 and i % spec["global_every"] != 0
+        res = x
+        if pre and f"{i}.ln1_g" in params:
+            x = _layer_norm(x, p("ln1_g"), p("ln1_b"), eps)
+        q = (x @ p("q_w").T + b("q_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        k = (x @ p("k_w").T + b("k_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        v = (x @ p("v_w").T + b("v_b")).reshape(L, heads, d).transpose(1, 0, 2)
+        if rot is not None:
+            rr = rot_local if local else rot
+            q, k = nomic_bert.rotate(q, *rr), nomic_bert.rotate(k, *rr)
         s = q @ k.transpose(0, 2, 1) / np.sqrt(d)
         if bias is not None:
             s = s + bias
+        if local:
+            s = np.where(far, -np.inf, s)
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         c = (s @ v).transpose(1, 0, 2).reshape(L, h)
-        x1 = _layer_norm(c @ p("ao_w").T + p("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
-        u = x1 @ p("up_w").T + p("up_b")
-        u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0)))
-        x = _layer_norm(u @ p("down_w").T + p("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+        if pre:  # x += attn(LN1(x)); x += ffn(LN2(x))
+            res = res + c @ p("ao_w").T + b("ao_b")
+            x1 = _layer_norm(res, p("ln2_g"), p("ln2_b"), eps)
+        else:
+            x1 = _layer_norm(c @ p("ao_w").T + b("ao_b") + x, p("ln1_g"), p("ln1_b"), eps)
+        u = x1 @ p("up_w").T + b("up_b")
+        if spec["ffn"] == "swiglu":
+            g = x1 @ p("gate_w").T
+            u = u * (g / (1.0 + np.exp(-g)))
+        elif spec["ffn"] == "geglu":
+            u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0))) * (x1 @ p("gate_w").T)
+        else:
+            u = 0.5 * u * (1.0 + _erf(u / np.sqrt(2.0)))
+        if pre:
+            x = res + u @ p("down_w").T + b("down_b")
+        else:
+            x = _layer_norm(u @ p("down_w").T + b("down_b") + x1, p("ln2_g"), p("ln2_b"), eps)
+    if pre and cfg["layers"] > 0:
+        x = _layer_norm(x, params["final_g"], params["final_b"], eps)
     return x
 
 
@@ -182,6 +219,11 @@ def _outlier_channels(absmax: np.ndarray, max_outliers: int, ratio: float) -> np
 
 # The longest calibration sequence (tokens; at most the model's max_position).
 CALIBRATION_LONGEST = 256
+# The longest probe sequence the numpy reference runs (a checkpoint without a graph): its
+# float64 attention holds heads * L^2 scores, so the folder's 8192 tokens (nomic-embed-text)
+# would take gigabytes and minutes. The engine's code is the same at every position (the
+# rotary angles come from one formula), so the probe stops here.
+NUMPY_PROBE_LONGEST = 1024
 # Outlier channels kept in fp32 per linear layer input (at most), and the threshold.
 MAX_OUTLIERS = {"qkv": 4, "attn_out": 0, "up": 4, "down": 4}
 OUTLIER_RATIO = 4.0
@@ -201,25 +243,32 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
 
     h, heads = cfg["hidden"], cfg["heads"]
     qscale = np.float32(1.0 / np.sqrt(h // heads))
-    out = {"word_embeddings": params["word"], "position_embeddings": params["pos"],
+    out = {"word_embeddings": params["word"],
            "embeddings_ln_g": params["emb_g"], "embeddings_ln_b": params["emb_b"]}
+    spec = arch.spec_of(cfg)
+    if spec["position"] != "rotary":
+        out["position_embeddings"] = params["pos"]
     if cfg["type_vocab"] > 0:
         out["token_type_embeddings"] = params["type"]
-    if arch.spec_of(cfg)["attention_bias"] == "relative":
+    if spec["attention_bias"] == "relative":
         out["relative_attention_bias"] = mpnet.relative_bias_table(cfg, params, arch.max_tokens(cfg))
     for i in range(cfg["layers"]):
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
+        biased = f"{i}.q_b" in params  # a family without biases (NomicBert) has none
+        # SwiGLU: one up product [2 * intermediate, hidden], the value rows then the gate rows
+        up_w = np.concatenate([p("up_w"), p("gate_w")]) if spec["ffn"] != "gelu" else p("up_w")
         lin = {
             "qkv": (np.concatenate([p("q_w") * qscale, p("k_w"), p("v_w")]),
-                    np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")])),
-            "attn_out": (p("ao_w"), p("ao_b")),
-            "up": (p("up_w"), p("up_b")),
-            "down": (p("down_w"), p("down_b")),
+                    np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")]) if biased else None),
+            "attn_out": (p("ao_w"), p("ao_b") if biased else None),
+            "up": (up_w, p("up_b") if biased else None),
+            "down": (p("down_w"), p("down_b") if biased else None),
         }
         for slot, (w, b) in lin.items():
             base = f"{i}.{slot}."
             w = np.ascontiguousarray(w, np.float32)
-            out[base + "bias"] = np.ascontiguousarray(b, np.float32)
+            if b is not None:
+                out[base + "bias"] = np.ascontiguousarray(b, np.float32)
             if precision == "fp32":
                 out[base + "weight"] = w
                 continue
@@ -233,7 +282,11 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
             out[base + "weight"] = q
             out[base + "scale"] = s
         for key in ("ln1_g", "ln1_b", "ln2_g", "ln2_b"):
-            out[f"{i}.{key}"] = np.ascontiguousarray(p(key), np.float32)
+            if f"{i}.{key}" in params:  # a pre-LayerNorm layer may have no ln1
+                out[f"{i}.{key}"] = np.ascontiguousarray(p(key), np.float32)
+    if spec["norm"] == "pre":
+        out["final_ln_g"] = np.ascontiguousarray(params["final_g"], np.float32)
+        out["final_ln_b"] = np.ascontiguousarray(params["final_b"], np.float32)
     return out
 
 
@@ -344,10 +397,14 @@ def _spec_from_meta(spec) -> dict:
     if not isinstance(spec, dict):
         raise ValueError("spec is not a mapping")
     out = arch.spec_of(spec)
-    if out["family"] not in arch.SUPPORTED or out["position"] not in ("absolute", "offset") \
-            or out["attention_bias"] not in ("none", "relative"):
+    if out["family"] not in arch.SUPPORTED or out["position"] not in arch.POSITIONS \
+            or out["attention_bias"] not in arch.ATTENTION_BIASES or out["ffn"] not in arch.FFNS \
+            or out["norm"] not in arch.NORMS:
         raise ValueError(f"unknown spec {spec!r:.200}")
-    out["padding_idx"] = int(out["padding_idx"])
+    for key in ("padding_idx", "local_window", "global_every"):
+        out[key] = int(out[key])
+    for key in ("rotary_base", "rotary_base_local"):
+        out[key] = float(out[key])
     return out
 
 
@@ -377,6 +434,8 @@ def _build(model_dir: Path, source: Path, precision: str, verify: bool, pooling:
         """The gate's probe: the calibration sequences, plus one of the folder's longest
         length when that is another (sorted by length, as the references order them)."""
         limit = max_tokens(c) if longest is None else min(int(longest), max_tokens(c))
+        if source.suffix != ".onnx":
+            limit = min(limit, NUMPY_PROBE_LONGEST)
         cal = calibration_for(c)
         if limit == len(cal[-1]):
             return cal
@@ -650,7 +709,11 @@ class NativeBackend:
         engine = _core().NativeEncoder(*(int(cfg[k]) for k in _CFG_KEYS), float(cfg["eps"]),
                                        arrays, position=spec["position"],
                                        padding_idx=int(spec["padding_idx"]),
-                                       attention_bias=spec["attention_bias"])
+                                       attention_bias=spec["attention_bias"], ffn=spec["ffn"],
+                                       rotary_base=float(spec["rotary_base"]), norm=spec["norm"],
+                                       local_window=int(spec["local_window"]),
+                                       global_every=int(spec["global_every"]),
+                                       rotary_base_local=float(spec["rotary_base_local"]))
         return cls(engine, cfg, precision, _check_layers(layers, cfg["layers"]), source)
 
     @classmethod

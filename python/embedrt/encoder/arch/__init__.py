@@ -4,28 +4,40 @@
 A family module provides:
 
 - ``config(raw, path) -> cfg``: the engine's config from config.json (the sizes, and the spec:
-  ``position`` "absolute" | "offset", ``padding_idx``, ``type_vocab`` (0: no token types),
-  ``attention_bias`` "none" | "relative");
+  ``position`` "absolute" | "offset" | "rotary", ``padding_idx``, ``type_vocab`` (0: no token
+  types), ``attention_bias`` "none" | "relative", ``ffn`` "gelu" | "swiglu" | "geglu",
+  ``rotary_base``, ``norm`` "post" | "pre", ``local_window``, ``global_every``,
+  ``rotary_base_local`` (ModernBERT's local layers);
+  ``linear_bias`` False for a family whose linear layers have no bias);
 - ``params(tensors, cfg, path) -> (cfg, params)``: the canonical params (see _native_load)
   from a checkpoint's tensors, every shape checked against the config, the tensor named when
   one does not fit;
 - for a family whose positions start past the padding index, ``offset_padding_idx(raw)``: that
   index, from config.json alone (what onnxruntime's inputs and the folder's length limit need
-  to know too, whether or not the native engine runs the model).
+  to know too, whether or not the native engine runs the model);
+- for a family whose config.json names the sizes otherwise than BERT, ``FIELDS``: BERT's name
+  -> the family's (NomicBert's GPT2Config names: n_embd, n_positions).
 
 The numpy reference forward pass of every family is ``native.reference_forward``: it reads the
-spec, so one function serves them all.
+spec (the rotation from nomic_bert.py), so one function serves them all.
 """
 from __future__ import annotations
 
-from . import bert, mpnet, roberta
+from . import bert, modernbert, mpnet, nomic_bert, roberta
 
 # RoBERTa and XLM-RoBERTa are one architecture (one loader, family "roberta")
-FAMILIES = {"bert": bert, "mpnet": mpnet, "roberta": roberta, "xlm-roberta": roberta}
+FAMILIES = {"bert": bert, "mpnet": mpnet, "roberta": roberta, "xlm-roberta": roberta,
+            "nomic_bert": nomic_bert, "modernbert": modernbert}
 SUPPORTED = tuple(FAMILIES)
 
 # The engine's spec keys and their values for a BERT (what a config without them means).
-SPEC_DEFAULTS = {"family": "bert", "position": "absolute", "padding_idx": 0, "attention_bias": "none"}
+SPEC_DEFAULTS = {"family": "bert", "position": "absolute", "padding_idx": 0, "attention_bias": "none",
+                 "ffn": "gelu", "rotary_base": 10000.0, "norm": "post", "local_window": 0,
+                 "global_every": 1, "rotary_base_local": 10000.0}
+POSITIONS = ("absolute", "offset", "rotary")
+ATTENTION_BIASES = ("none", "relative")
+FFNS = ("gelu", "swiglu", "geglu")
+NORMS = ("post", "pre")
 
 
 def spec_of(cfg: dict) -> dict:
@@ -46,6 +58,13 @@ def offset_padding_idx(raw: dict):
     mod = FAMILIES.get(raw.get("model_type")) if isinstance(raw, dict) else None
     fn = getattr(mod, "offset_padding_idx", None)
     return None if fn is None else fn(raw)
+
+
+def config_field(raw: dict, name: str) -> str:
+    """The key under which a config.json of its model_type holds BERT's field `name`
+    (hidden_size, max_position_embeddings): `name` itself unless the family names it otherwise."""
+    mod = FAMILIES.get(raw.get("model_type")) if isinstance(raw, dict) else None
+    return getattr(mod, "FIELDS", {}).get(name, name)
 
 
 def position_limit(raw: dict, max_position: int) -> int:

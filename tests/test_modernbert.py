@@ -1,0 +1,229 @@
+"""ModernBERT (model_type "modernbert") on the native engine, from a safetensors checkpoint
+without an ONNX graph.
+
+The data (tests/data/modernbert/tiny-modernbert) was made by
+tests/modernbert/make_tiny_modernbert.py with torch and transformers (neither is needed here): a
+random-weight ModernBertModel (hidden 32, 4 heads, 4 layers - 0 and 3 global, 1 and 2 local
+with keys within 4 tokens (local_attention 8) -, intermediate 48, 128 positions, rope theta
+160000 / 10000, pre-LayerNorm without biases, GeGLU) as a sentence-transformers folder (mean
+pooling, Normalize) with the tiny BERT WordPiece tokenizer.
+
+reference.npz holds transformers' fp32 outputs: ``embeddings``, the normalized mean-pooled
+embeddings of ``texts`` (``lengths`` tokens each, one at the 128-token limit), and
+``probe_hidden``, the last hidden states of random id sequences (``probe_ids`` split by
+``probe_lengths``, up to 128 tokens).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import copy_tiny_model, row_cosines, stored_probe
+from embedrt.encoder._native_load import NotRecognized
+
+DATA = Path(__file__).resolve().parent / "data" / "modernbert"
+NAME = "tiny-modernbert"
+LIMIT = 128
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+_cos = row_cosines
+
+
+def _copy(tmp_path: Path) -> Path:
+    return copy_tiny_model(DATA, NAME, tmp_path, "tests/modernbert/make_tiny_modernbert.py")
+
+
+def _probe(folder: Path):
+    ids, _, ref = stored_probe(folder)
+    hidden = np.split(ref["probe_hidden"], np.cumsum(ref["probe_lengths"])[:-1])
+    return ids, hidden, ref
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def _params(folder: Path):
+    from embedrt.encoder._native_load import params_from_safetensors, read_hf_config
+    from embedrt.encoder.native import find_source
+
+    return params_from_safetensors(find_source(folder), read_hf_config(folder))
+
+
+def test_config_and_params(tmp_path):
+    folder = _copy(tmp_path)
+    cfg, params = _params(folder)
+    assert cfg["family"] == "modernbert" and cfg["norm"] == "pre" and cfg["ffn"] == "geglu"
+    assert cfg["position"] == "rotary" and cfg["rotary_base"] == 160000.0 and cfg["rotary_base_local"] == 10000.0
+    assert cfg["local_window"] == 4 and cfg["global_every"] == 3 and cfg["type_vocab"] == 0
+    assert "0.ln1_g" not in params and "1.ln1_g" in params  # layer 0's attn_norm is the identity
+    assert params["0.up_w"].shape == params["0.gate_w"].shape == (48, 32)
+    assert (params["emb_b"] == 0).all() and "final_g" in params
+
+
+def test_numpy_reference_is_transformers(tmp_path):
+    from embedrt.encoder.native import reference_forward
+
+    folder = _copy(tmp_path)
+    cfg, params = _params(folder)
+    ids, hidden, _ = _probe(folder)
+    assert len(ids[-1]) == LIMIT
+    for s, want in zip(ids, hidden):
+        got = reference_forward(cfg, params, s)
+        np.testing.assert_allclose(got, want, atol=2e-4)
+        assert _cos(got, want).min() >= 0.999999
+
+
+@pytest.mark.parametrize("change", [{"local_window": 5}, {"local_window": 0},
+                                    {"rotary_base_local": 160000.0}, {"global_every": 2}])
+def test_the_reference_tells_the_window_and_the_thetas_apart(tmp_path, change):
+    from embedrt.encoder.native import reference_forward
+
+    folder = _copy(tmp_path)
+    cfg, params = _params(folder)
+    ids, hidden, _ = _probe(folder)
+    other = dict(cfg, **change)
+    got = np.stack([reference_forward(other, params, s).mean(0) for s in ids[-3:]])
+    want = np.stack([h.mean(0) for h in hidden[-3:]])
+    assert _cos(got, want).min() < 0.9999
+
+
+@pytest.mark.parametrize("precision,tol", [("fp32", 0.99999), ("int8", 0.99)])
+def test_native_matches_transformers(tmp_path, precision, tol):
+    from embedrt.encoder.native import NativeBackend
+
+    folder = _copy(tmp_path)
+    ids, _, ref = _probe(folder)
+    b = NativeBackend.from_model_dir(folder, precision=precision)
+    assert b.verdict.passed is True and b.max_position == LIMIT
+    got = b.embed(ids, None, "mean")
+    cos = _cos(got, ref["probe_pooled"])
+    assert cos.min() >= tol, (precision, cos)
+    if precision == "fp32":
+        np.testing.assert_allclose(got, ref["probe_pooled"], atol=1e-4)
+    again = NativeBackend.from_model_dir(folder, precision=precision)
+    assert again.load_info["cached"] is True
+    np.testing.assert_array_equal(again.embed(ids, None, "mean"), got)
+
+
+@pytest.mark.parametrize("mode", ["cls", "max", "lasttoken", "weightedmean"])
+def test_other_pooling_modes_fp32(tmp_path, mode):
+    from embedrt.encoder.native import NativeBackend
+    from embedrt.encoder.pooling import pool
+
+    folder = _copy(tmp_path)
+    ids, hidden, _ = _probe(folder)
+    b = NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
+    want = np.stack([pool(h[None], np.array([len(h)]), mode)[0] for h in hidden])
+    assert _cos(b.embed(ids, None, mode), want).min() >= 0.99999
+
+
+@pytest.mark.isa
+def test_isa_paths_agree(tmp_path, isa):
+    from embedrt.encoder.native import NativeBackend
+
+    folder = _copy(tmp_path)
+    ids, _, ref = _probe(folder)
+    for precision, tol in (("fp32", 0.99999), ("int8", 0.99)):
+        b = NativeBackend.from_model_dir(folder, precision=precision, cache=False)
+        cos = _cos(b.embed(ids, None, "mean"), ref["probe_pooled"])
+        assert cos.min() >= tol, (isa, precision, cos)
+
+
+@pytest.mark.parametrize("backend", ["auto", "native"])
+def test_encoder_runs_the_folder_on_the_native_engine(tmp_path, backend):
+    import embedrt
+
+    folder = _copy(tmp_path)
+    ref = np.load(folder / "reference.npz")
+    texts = [str(t) for t in ref["texts"]]
+    enc = embedrt.Encoder(folder, backend=backend)
+    info = enc.backend_info
+    assert info["backend"] == "native" and info["precision"] == "int8" and info["gate"]["passed"] is True
+    assert enc.dim == 32 and enc.max_seq_length == LIMIT
+    assert [len(x) for x in enc.tokenize(texts)] == ref["lengths"].tolist()
+    cos = _cos(enc.encode(texts), ref["embeddings"])
+    assert cos.min() >= 0.99 and cos.mean() >= 0.997, (cos.min(), cos.mean())
+
+
+def test_fp32_encoding_of_texts_matches_transformers(tmp_path):
+    import embedrt
+    from embedrt.encoder.native import NativeBackend
+
+    folder = _copy(tmp_path)
+    ref = np.load(folder / "reference.npz")
+    enc = embedrt.Encoder(folder, backend="native")
+    ids = enc.tokenize([str(t) for t in ref["texts"]])
+    assert max(len(x) for x in ids) == LIMIT  # one text truncated at the position limit
+    got = NativeBackend.from_model_dir(folder, precision="fp32").embed(ids, None, "mean")
+    got = got / np.linalg.norm(got, axis=1, keepdims=True)
+    assert _cos(got, ref["embeddings"]).min() >= 0.99999
+
+
+def test_a_text_does_not_depend_on_its_batch_mates(tmp_path):
+    import embedrt
+
+    folder = _copy(tmp_path)
+    texts = [str(t) for t in np.load(folder / "reference.npz")["texts"]]
+    enc = embedrt.Encoder(folder, backend="native")
+    together = enc.encode(texts, batch_size=len(texts))
+    alone = np.stack([enc.encode([t], batch_size=1)[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_the_position_limit(tmp_path):
+    import embedrt
+
+    folder = _copy(tmp_path)
+    enc = embedrt.Encoder(folder, backend="native")
+    assert len(enc.tokenize([" ".join(["the old city"] * 100)])[0]) == LIMIT
+    with pytest.raises(ValueError, match="at most 128"):
+        enc.backend.embed([np.full(129, 5, np.int64)], None, "mean")
+    with pytest.raises(FileNotFoundError, match="not model_type 'modernbert'"):
+        embedrt.Encoder(folder, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"attention_bias": True}, "attention_bias is True"),
+    ({"mlp_bias": True}, "mlp_bias is True"),
+    ({"norm_bias": True}, "norm_bias is True"),
+    ({"hidden_activation": "gelu_pytorch_tanh"}, "hidden_activation 'gelu_pytorch_tanh'"),
+    ({"rope_parameters": {"full_attention": {"rope_theta": 160000.0, "rope_type": "yarn"}}},
+     "rope_type is 'yarn'"),
+    ({"layer_types": ["full_attention"] * 4}, "layer_types"),
+    ({"global_attn_every_n_layers": 2}, "layer_types .* global_attn_every_n_layers 2"),
+    ({"num_attention_heads": 3}, "does not split into 3 heads"),
+    ({"intermediate_size": 40}, r"layers\.0\.mlp\.Wi\.weight has shape \(96, 32\).*\(80, 32\)"),
+])
+def test_configs_the_engine_cannot_run_are_refused(tmp_path, change, match):
+    import embedrt
+    from embedrt.encoder.native import NativeBackend
+
+    folder = _copy(tmp_path)
+    _edit_config(folder, **change)
+    with pytest.raises(NotRecognized, match=match):
+        NativeBackend.from_model_dir(folder)
+    with pytest.raises(NotRecognized, match=match):
+        embedrt.Encoder(folder, backend="auto")
+
+
+def test_the_older_config_spelling_reads_alike(tmp_path):
+    """Configs saved before layer_types / rope_parameters (global_rope_theta, local_rope_theta,
+    global_attn_every_n_layers) give the same spec."""
+    from embedrt.encoder._native_load import read_hf_config
+
+    folder = _copy(tmp_path)
+    new = read_hf_config(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["layer_types"], cfg["rope_parameters"]
+    cfg.update(global_rope_theta=160000.0, local_rope_theta=10000.0)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert read_hf_config(folder) == new
+    _edit_config(folder, local_rope_theta=500.0)
+    assert read_hf_config(folder)["rotary_base_local"] == 500.0
