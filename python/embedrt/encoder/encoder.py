@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ._native_load import NotRecognized
-from .model_dir import read_model_folder
+from .model_dir import ModelFolderError, read_model_folder
 from .tokenize import TextTokenizer
 
 logger = logging.getLogger("embedrt")
@@ -231,6 +231,13 @@ class Encoder:
             dim = None  # let the backend tell
         if dim is None:  # unknown from the graph: run one text
             dim = int(self._embed_sorted([self._tokenizer.ids(["a"])[0]], 1).shape[1])
+        self._post = self.folder.post_pooling  # Dense (and Normalize) modules after pooling
+        dense = [m for m in self._post if m != "normalize"]
+        if dense:
+            if dense[0].in_features != int(dim):
+                raise ModelFolderError(f"{dense[0].path}: in_features {dense[0].in_features} differs from "
+                                       f"the pooled embedding's width {int(dim)}")
+            dim = dense[-1].out_features
         self._dim = int(dim)
         self.prompts = dict(self.folder.prompts)
         self.default_prompt_name = self.folder.default_prompt_name
@@ -465,7 +472,15 @@ class Encoder:
         return truncate_dim
 
     def _finish(self, emb, normalize_embeddings, truncate_dim, precision):
-        """The Matryoshka cut, normalization and precision of encode, in that order."""
+        """The modules after pooling (Dense), then the Matryoshka cut, normalization and precision
+        of encode, in that order."""
+        for step in self._post:
+            if step == "normalize":
+                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), np.float32(1e-12))
+            elif len(emb):
+                emb = step(np.asarray(emb, dtype=np.float32))
+            else:
+                emb = np.zeros((0, step.out_features), np.float32)
         if truncate_dim is not None:
             emb = np.ascontiguousarray(emb[:, :truncate_dim])
         normalize = self.folder.normalize if normalize_embeddings is None else bool(normalize_embeddings)

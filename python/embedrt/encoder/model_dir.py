@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
 # legacy boolean keys of 1_Pooling/config.json, in the order sentence-transformers concatenates them
@@ -56,6 +58,118 @@ def _read_json(path: Path, required: bool = True, expect=dict):
     return data
 
 
+# sentence-transformers Dense activations (torch class names) embedrt computes
+DENSE_ACTIVATIONS = {
+    "torch.nn.modules.activation.Tanh": "tanh",
+    "torch.nn.modules.linear.Identity": "identity",
+    "torch.nn.modules.activation.ReLU": "relu",
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+    "torch.nn.modules.activation.GELU": "gelu",
+    "torch.nn.modules.activation.SiLU": "silu",
+}
+
+
+@dataclass
+class DenseLayer:
+    """A sentence-transformers Dense module: ``y = act(x W^T + b)`` (+ x, or + x R^T, with a
+    residual)."""
+
+    path: Path
+    weight: np.ndarray              # [out_features, in_features] float32
+    bias: Optional[np.ndarray]      # [out_features] or None
+    activation: str                 # a value of DENSE_ACTIVATIONS
+    residual: Optional[np.ndarray] = None  # [out, in] projection of the residual, or None
+    use_residual: bool = False
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y += self.bias
+        act = self.activation
+        if act == "tanh":
+            y = np.tanh(y)
+        elif act == "relu":
+            y = np.maximum(y, 0)
+        elif act == "sigmoid":
+            y = 1.0 / (1.0 + np.exp(-y))
+        elif act == "gelu":
+            from math import erf, sqrt
+
+            y = (0.5 * y * (1.0 + np.vectorize(erf)(y / sqrt(2.0)))).astype(np.float32)
+        elif act == "silu":
+            y = y / (1.0 + np.exp(-y))
+        if self.use_residual:
+            y = y + (x if self.residual is None else x @ self.residual.T)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def read_dense(folder: Path) -> DenseLayer:
+    """A Dense module's folder: config.json and model.safetensors (``linear.weight``,
+    ``linear.bias``; ``residual.weight`` with a projected residual). Pickled weights are not read."""
+    from .safetensors_io import read_safetensors
+
+    cfg_path = folder / "config.json"
+    cfg = _read_json(cfg_path)
+    sizes = {}
+    for key in ("in_features", "out_features"):
+        v = cfg.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= 1 << 20:
+            raise ModelFolderError(f"{cfg_path}: '{key}' must be a positive integer, got {v!r:.60}")
+        sizes[key] = v
+    has_bias = cfg.get("bias", True)
+    residual = cfg.get("use_residual", False)
+    for key, v in (("bias", has_bias), ("use_residual", residual)):
+        if not isinstance(v, bool):
+            raise ModelFolderError(f"{cfg_path}: '{key}' must be true or false, got {v!r:.60}")
+    name = cfg.get("activation_function", "torch.nn.modules.activation.Tanh")
+    if name is None:
+        name = "torch.nn.modules.linear.Identity"
+    if name not in DENSE_ACTIVATIONS:
+        raise ModelFolderError(f"{cfg_path}: activation_function {name!r:.80} is not one embedrt computes "
+                               f"({', '.join(sorted(DENSE_ACTIVATIONS))})")
+    for key in ("module_input_name", "module_output_name"):
+        v = cfg.get(key, "sentence_embedding")
+        if v not in (None, "sentence_embedding"):
+            raise ModelFolderError(f"{cfg_path}: '{key}' is {v!r:.60}; embedrt runs Dense modules on the "
+                                   "sentence embedding only")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        pickled = [p.name for p in (folder / "pytorch_model.bin",) if p.is_file()]
+        hint = (f" ({pickled[0]} is a pickle, which embedrt does not load; save the module with "
+                "safe_serialization=True)") if pickled else ""
+        raise FileNotFoundError(f"{weights}: file not found (the Dense module needs it){hint}")
+    tensors = read_safetensors(weights)
+    n, k = sizes["out_features"], sizes["in_features"]
+
+    def tensor(key, shape):
+        t = tensors.get(key)
+        if t is None:
+            raise ModelFolderError(f"{weights}: tensor {key!r} is missing")
+        t = np.ascontiguousarray(t, dtype=np.float32)
+        if t.shape != shape:
+            raise ModelFolderError(f"{weights}: tensor {key!r} has shape {list(t.shape)}, config.json says "
+                                   f"{list(shape)}")
+        if not np.isfinite(t).all():
+            raise ModelFolderError(f"{weights}: tensor {key!r} holds NaN or infinity")
+        return t
+
+    w = tensor("linear.weight", (n, k))
+    b = tensor("linear.bias", (n,)) if has_bias else None
+    if not has_bias and "linear.bias" in tensors:
+        raise ModelFolderError(f"{weights}: holds 'linear.bias' but config.json says bias is false")
+    r = tensor("residual.weight", (n, k)) if residual and n != k else None
+    return DenseLayer(path=folder, weight=w, bias=b, activation=DENSE_ACTIVATIONS[name], residual=r,
+                      use_residual=residual)
+
+
 @dataclass
 class ModelFolder:
     """What embedrt needs to know about an exported model folder."""
@@ -74,6 +188,9 @@ class ModelFolder:
     default_prompt_name: Optional[str] = None
     similarity_fn_name: str = "cosine"
     do_lower_case: bool = False
+    # sentence-transformers modules after pooling, in order: DenseLayer, or "normalize" (a
+    # Normalize module with a Dense after it; a final Normalize is `normalize`)
+    post_pooling: tuple = ()
 
     @property
     def pooling_name(self) -> str:
@@ -175,6 +292,7 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
     include_prompt = True
     normalize = False
     pooling_dim = None
+    post = []
     if modules is None:
         pass  # a plain transformer: mean pooling, as sentence-transformers does
     else:
@@ -200,15 +318,31 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
                 pooling_dim = _pos_int(cfg, key, cfg_path)
                 have_pooling = True
             elif kind == "Normalize":
-                normalize = True
+                post.append("normalize")
+            elif kind == "Dense":
+                if not have_pooling:
+                    raise ModelFolderError(f"{path / 'modules.json'}: the Dense module (entry {i}) comes "
+                                           "before any Pooling module; embedrt runs Dense on pooled embeddings")
+                post.append(read_dense(path / sub))
             else:
                 raise ModelFolderError(f"{path / 'modules.json'}: module {m['type']!r} (entry {i}) is not "
-                                       "supported; embedrt runs Transformer, Pooling and Normalize")
+                                       "supported; embedrt runs Transformer, Pooling, Dense and Normalize")
         if not have_pooling:
             pooling = ("mean",)
+        while post and post[-1] == "normalize":  # trailing Normalize modules: the folder's default
+            post.pop()
+            normalize = True
     if pooling_dim is not None and hidden is not None and pooling_dim != hidden:
         raise ModelFolderError(f"{path}: the pooling dimension {pooling_dim} differs from the "
                                f"hidden size {hidden} in config.json")
+    width = hidden * len(pooling) if hidden is not None else None  # what pooling gives
+    for layer in post:
+        if layer == "normalize":
+            continue
+        if width is not None and layer.in_features != width:
+            raise ModelFolderError(f"{layer.path}: in_features {layer.in_features} differs from the width "
+                                   f"{width} of its input (the pooled embedding or the Dense before it)")
+        width = layer.out_features
 
     sbert = _read_json(path / "sentence_bert_config.json", required=False) or {}
     max_seq = _pos_int(sbert, "max_seq_length", path / "sentence_bert_config.json")
@@ -251,4 +385,4 @@ def read_model_folder(path, onnx_file=None, require_onnx: bool = True) -> ModelF
                        pooling=pooling, include_prompt=include_prompt, normalize=normalize,
                        max_seq_length=max_seq, max_position=max_position, hidden_size=hidden,
                        prompts=prompts, default_prompt_name=default_prompt_name,
-                       similarity_fn_name=sim, do_lower_case=do_lower)
+                       similarity_fn_name=sim, do_lower_case=do_lower, post_pooling=tuple(post))
