@@ -76,6 +76,36 @@ def stored_probe(folder: Path):
     return ids, ref["probe_pooled"], ref
 
 
+def stored_probe_hidden(folder: Path):
+    """The stored probe with its last hidden states split per text: (ids, hidden, the npz)."""
+    import numpy as np
+
+    ids, _, ref = stored_probe(folder)
+    hidden = np.split(ref["probe_hidden"], np.cumsum(ref["probe_lengths"])[:-1])
+    return ids, hidden, ref
+
+
+def edit_config(folder: Path, **changes) -> None:
+    """Updates the keys of folder/config.json."""
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def rewrite_checkpoint(folder: Path, edit) -> None:
+    """folder/model.safetensors with `edit(tensors)` applied (a dict name -> array)."""
+    import numpy as np
+
+    from embedrt.encoder.safetensors_io import read_safetensors
+    from test_export import write_safetensors
+
+    tensors = {k: np.array(v) for k, v in read_safetensors(folder / "model.safetensors").items()}
+    edit(tensors)
+    write_safetensors(folder / "model.safetensors", tensors)
+
+
 @pytest.fixture
 def auto_native(monkeypatch):
     """backend="auto" chooses the native engine at this CPU's level (auto's level table would

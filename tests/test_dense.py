@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import embedrt
+from conftest import edit_config
 from embedrt.encoder.model_dir import ModelFolderError, read_dense
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -80,10 +81,7 @@ def test_normalize_between_dense_modules(tmp_path):
 
 
 def _edit_config(folder: Path, name: str, **changes):
-    path = folder / name / "config.json"
-    cfg = json.loads(path.read_text())
-    cfg.update(changes)
-    path.write_text(json.dumps(cfg))
+    edit_config(folder / name, **changes)
 
 
 @pytest.mark.parametrize("change, words", [

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_tiny_model, row_cosines, stored_probe
+from conftest import copy_tiny_model, edit_config, row_cosines, stored_probe_hidden
 from embedrt.encoder._native_load import NotRecognized
 
 DATA = Path(__file__).resolve().parent / "data" / "modernbert"
@@ -37,16 +37,10 @@ def _copy(tmp_path: Path) -> Path:
     return copy_tiny_model(DATA, NAME, tmp_path, "tests/modernbert/make_tiny_modernbert.py")
 
 
-def _probe(folder: Path):
-    ids, _, ref = stored_probe(folder)
-    hidden = np.split(ref["probe_hidden"], np.cumsum(ref["probe_lengths"])[:-1])
-    return ids, hidden, ref
+_probe = stored_probe_hidden
 
 
-def _edit_config(folder: Path, **changes) -> None:
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(changes)
-    (folder / "config.json").write_text(json.dumps(cfg))
+_edit_config = edit_config
 
 
 def _params(folder: Path):

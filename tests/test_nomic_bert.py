@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_tiny_model, row_cosines, stored_probe
+from conftest import copy_tiny_model, edit_config, rewrite_checkpoint, row_cosines, stored_probe_hidden
 from embedrt.encoder._native_load import NotRecognized
 
 DATA = Path(__file__).resolve().parent / "data" / "nomic_bert"
@@ -39,26 +39,13 @@ def _copy(tmp_path: Path) -> Path:
     return copy_tiny_model(DATA, NAME, tmp_path, "tests/nomic_bert/make_tiny_nomic_bert.py")
 
 
-def _probe(folder: Path):
-    """(ids per sequence, last hidden states per sequence, the npz)."""
-    ids, _, ref = stored_probe(folder)
-    hidden = np.split(ref["probe_hidden"], np.cumsum(ref["probe_lengths"])[:-1])
-    return ids, hidden, ref
+_probe = stored_probe_hidden
 
 
-def _edit_config(folder: Path, **changes) -> None:
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(changes)
-    (folder / "config.json").write_text(json.dumps(cfg))
+_edit_config = edit_config
 
 
-def _rewrite_checkpoint(folder: Path, edit) -> None:
-    from embedrt.encoder.safetensors_io import read_safetensors
-    from test_export import write_safetensors
-
-    tensors = {k: np.array(v) for k, v in read_safetensors(folder / "model.safetensors").items()}
-    edit(tensors)
-    write_safetensors(folder / "model.safetensors", tensors)
+_rewrite_checkpoint = rewrite_checkpoint
 
 
 def _pool(hidden: np.ndarray, mode: str) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_tiny_model, row_cosines, stored_probe
+from conftest import copy_tiny_model, edit_config, rewrite_checkpoint, row_cosines, stored_probe
 from embedrt.encoder._native_load import NotRecognized
 
 DATA = Path(__file__).resolve().parent / "data" / "roberta"
@@ -45,20 +45,10 @@ def _copy(name: str, tmp_path: Path) -> Path:
     return copy_tiny_model(DATA, name, tmp_path, "tests/roberta/make_tiny_roberta.py")
 
 
-def _edit_config(folder: Path, **changes) -> None:
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(changes)
-    (folder / "config.json").write_text(json.dumps(cfg))
+_edit_config = edit_config
 
 
-def _rewrite_checkpoint(folder: Path, edit) -> None:
-    """model.safetensors with `edit(tensors)` applied (a dict name -> array)."""
-    from embedrt.encoder.safetensors_io import read_safetensors
-    from test_export import write_safetensors
-
-    tensors = {k: np.array(v) for k, v in read_safetensors(folder / "model.safetensors").items()}
-    edit(tensors)
-    write_safetensors(folder / "model.safetensors", tensors)
+_rewrite_checkpoint = rewrite_checkpoint
 
 
 # ----------------------------------------------------------------------------- the loader
