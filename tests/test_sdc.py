@@ -384,13 +384,15 @@ def test_index_search_layout_matches_plain_search(isa):
         q = idx.binarizer.encode(X[:9])
         for k in (1, 10, 700):
             want = sdc_topk(q, idx.codes, k, dim=72)
-            got = core.sdc_topk(q, idx.codes, k, 72, idx._search_layout())
+            packed, layout = idx._search_layout()
+            assert layout == core.sdc_layout(3)
+            got = core.sdc_topk(q, idx.codes, k, 72, packed, layout)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
         s, ids = idx.search(X[:9], k=10)
         np.testing.assert_array_equal(ids, sdc_topk(q, idx.codes, 10, dim=72)[1])
     packed = core.sdc_pack(idx.codes)
-    np.testing.assert_array_equal(packed, idx._search_layout()[:packed.size])
+    np.testing.assert_array_equal(packed, idx._search_layout()[0][:packed.size])
     with pytest.raises(ValueError, match="packed"):
         core.sdc_topk(q, idx.codes, 3, 72, packed[:-8])
     with pytest.raises(TypeError):
