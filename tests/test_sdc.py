@@ -167,9 +167,19 @@ def test_table_lookup_edges_match_scalar(isa, bits):
             ref = ref_sdc(q, d, dim)
             got = sdc(q, d, dim=dim)
             np.testing.assert_array_equal(got, ref)
+            # through the table scan's layout (read as it is at avx2, packed on the way elsewhere)
+            blocks = core.sdc_pack(d, "blocks32")
             for k in (1, 10, n + 3):
-                s, ids = sdc_topk(q, d, k, dim=dim)
                 rs, rids = ref_topk(ref, k)
+                for s, ids in (sdc_topk(q, d, k, dim=dim), core.sdc_topk(q, d, k, dim, blocks, "blocks32")):
+                    np.testing.assert_array_equal(s, rs)
+                    np.testing.assert_array_equal(ids, rids)
+            # many queries: plain arrays go through the table scan at avx2 too
+            if n in (33, 257) and dim < 3000:
+                qq = np.concatenate([q] * 52)[:260]
+                np.testing.assert_array_equal(sdc(qq, d, dim=dim), np.concatenate([ref] * 52)[:260])
+                s, ids = sdc_topk(qq, d, 7, dim=dim)
+                rs, rids = ref_topk(np.concatenate([ref] * 52)[:260], 7)
                 np.testing.assert_array_equal(s, rs)
                 np.testing.assert_array_equal(ids, rids)
         s_level = sdc_topk(q, d, 5, dim=dim)

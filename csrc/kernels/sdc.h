@@ -57,6 +57,9 @@ const char* sdc_variant_name(int u);
 // dbpacked (may be null): the whole database as sdc_pack lays it out in `layout`, so that the
 // search reads it as it is instead of packing each block of db on the way (db is then not
 // read). A layout other than the running variant's is not read (db is packed on the way).
+// Without a packed database, avx2 packs for the table scan only from a number of queries on
+// (where it pays for the nibble rearrangement) and runs the popcount tiles below it; sdc_scores
+// chooses likewise.
 void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
               int64_t dim, int64_t k, int32_t* scores, int64_t* ids,
               const uint64_t* dbpacked = nullptr, SdcLayout layout = SdcLayout::groups8);
