@@ -92,7 +92,8 @@ def speed(quick: bool) -> str:
         embedrt.set_num_threads(before)
     peer = f", FAISS SIMD {faiss_level(faiss)}" if faiss is not None else ""
     head = (f"### SDC top-k speed: {n:,} codes of {d} dims, {bits} bits, {m} queries (and one), k={k}, one thread, "
-            f"ISA {embedrt.cpu_info()['isa']} ({embedrt.cpu_info()['kernels']['sdc']}){peer}\n\n| method | ms / query | speed-up vs faiss |\n|---|---|---|")
+            f"ISA {embedrt.cpu_info()['isa']} ({embedrt.cpu_info()['kernels']['sdc']}){peer}\n\n"
+            f"| method | ms / query | speed-up vs faiss |\n|---|---|---|")
     return head + "\n" + "\n".join(rows)
 
 
