@@ -64,20 +64,28 @@ void pack_block32(const uint8_t* db, int64_t n0, int64_t n1, int u, int64_t nb, 
         uint8_t* ob = out + blk * rows * 32;
         if (cnt < 32) std::memset(ob, 0, static_cast<size_t>(rows * 32));
         for (int c = 0; c < 32; ++c) code[c] = c < cnt ? db + (c0 + c) * rows : nullptr;
+        int64_t r0 = 0;  // rows done by the vector transpose
+#if defined(EMBEDRT_HAVE_X86)
+        if (isa_at_least(active_isa(), Isa::avx2)) {
+            r0 = rows / 16 * 16;
+            sdc_pack32_avx2(code, 0, r0, ob);
+        }
+#endif
+        if (r0 == rows) continue;
         for (int i = 0; i < 16; ++i) {
             const int ca = sdc_lut_code(i), cb = 16 + ca;
             const uint8_t* pa = code[ca];
             const uint8_t* pb = code[cb];
             if (!pa) continue;  // the missing codes are at the end: cb > ca is missing too
-            uint8_t* o = ob + i;
+            uint8_t* o = ob + r0 * 32 + i;
             if (pb) {
-                for (int64_t r = 0; r < rows; ++r, o += 32) {
+                for (int64_t r = r0; r < rows; ++r, o += 32) {
                     const unsigned va = pa[r], vb = pb[r];
                     o[0] = static_cast<uint8_t>((va >> 4) | (vb & 0xF0u));
                     o[16] = static_cast<uint8_t>((va & 0x0Fu) | ((vb & 0x0Fu) << 4));
                 }
             } else {
-                for (int64_t r = 0; r < rows; ++r, o += 32) {
+                for (int64_t r = r0; r < rows; ++r, o += 32) {
                     const unsigned va = pa[r];
                     o[0] = static_cast<uint8_t>(va >> 4);
                     o[16] = static_cast<uint8_t>(va & 0x0Fu);
@@ -132,28 +140,23 @@ struct Variant {
     SdcLayout layout;
 };
 
-// Queries from which the avx2 table scan pays for rearranging plain code arrays into its
-// blocks (about 1 ns per code byte) when no packed database is given: the scan saves per code
-// and query about 0.4 / 3.4 / 9 / 19 ns at bits 1 / 2 / 3 / 4 and 512 dimensions (Zen 4).
-constexpr int64_t kLutMinQueries[kSdcMaxBits + 1] = {0, 256, 48, 24, 16};
-
 // The variant for u planes at the active level (read once per call, so that one search runs
-// one variant from start to end). m: the queries of a search over plain code arrays (< 0: a
-// search over the variant's packed layout, or the layout question itself).
-Variant choose(int u, int64_t m = -1) {
+// one variant from start to end).
+Variant choose(int u) {
+    (void)u;
     switch (active_isa()) {
 #if defined(EMBEDRT_HAVE_X86)
         case Isa::avx512: return {Kind::avx512icl, SdcLayout::groups8};
         case Isa::avx512_vnni:
         case Isa::avx512_skx: return {Kind::avx512, SdcLayout::groups8};
-        case Isa::avx2:
-            if (m >= 0 && m < kLutMinQueries[u]) return {Kind::avx2, SdcLayout::groups8};
-            return {Kind::lut_avx2, SdcLayout::blocks32};  // faster for every u
+        // the table scan: faster than the popcount tiles for every u (1.3x at u = 1, 2-3x at
+        // u = 2..4, 512 dimensions), and its layout is built as fast as theirs
+        case Isa::avx2: return {Kind::lut_avx2, SdcLayout::blocks32};
 #endif
 #if defined(EMBEDRT_HAVE_NEON)
         case Isa::neon: return {Kind::neon, SdcLayout::groups8};
 #endif
-        default: (void)u; (void)m; return {Kind::scalar, SdcLayout::groups8};
+        default: return {Kind::scalar, SdcLayout::groups8};
     }
 }
 
@@ -236,7 +239,7 @@ void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u
                 int64_t dim, int32_t* scores) {
     if (m <= 0 || n <= 0) return;
     const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
-    const Queries qs(choose(u, m), q, m, u, nb, dim);
+    const Queries qs(choose(u), q, m, u, nb, dim);
     const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
     const int64_t nchunks = (m + kQueryChunk - 1) / kQueryChunk;
     // Tasks: database block x query chunk (block-major, so a task range shares blocks).
@@ -305,13 +308,9 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
     k = std::min(k, n);
     const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
     // A packed database in the running variant's layout is read as it is; otherwise the codes
-    // are packed on the way, for the variant that pays for it at this many queries.
-    Variant v = choose(u);
-    if (!dbpacked || layout != v.layout) {
-        dbpacked = nullptr;
-        v = choose(u, m);
-    }
-    const Queries qs(v, q, m, u, nb, dim);
+    // are packed on the way.
+    const Queries qs(choose(u), q, m, u, nb, dim);
+    if (dbpacked && layout != qs.v.layout) dbpacked = nullptr;
 
     // Tasks: query chunks x database parts (whole blocks); each keeps its own heaps.
     const int64_t threads = get_num_threads();

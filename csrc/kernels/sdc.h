@@ -57,9 +57,6 @@ const char* sdc_variant_name(int u);
 // dbpacked (may be null): the whole database as sdc_pack lays it out in `layout`, so that the
 // search reads it as it is instead of packing each block of db on the way (db is then not
 // read). A layout other than the running variant's is not read (db is packed on the way).
-// Without a packed database, avx2 packs for the table scan only from a number of queries on
-// (where it pays for the nibble rearrangement) and runs the popcount tiles below it; sdc_scores
-// chooses likewise.
 void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
               int64_t dim, int64_t k, int32_t* scores, int64_t* ids,
               const uint64_t* dbpacked = nullptr, SdcLayout layout = SdcLayout::groups8);
@@ -68,6 +65,10 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
 int64_t sdc_packed_words(int64_t n, int u, int64_t nb, SdcLayout layout = SdcLayout::groups8);
 void sdc_pack(const uint8_t* db, int64_t n, int u, int64_t nb, uint64_t* out,
               SdcLayout layout = SdcLayout::groups8);
+
+// Rows [r0, r1) (r1 - r0 a multiple of 16) of one blocks32 block: code[c] the bytes of code c
+// of the block ([u][nb], rows r < u nb), null past the last code; out the block (rows of 32).
+void sdc_pack32_avx2(const uint8_t* const code[32], int64_t r0, int64_t r1, uint8_t* out);
 
 // Table-lookup tiles (blocks32 layout). Per query i: tables [nb][32] bytes (lut + i * nb * 32:
 // for byte b, bytes 0-15 give the contribution of the high nibble's 4 dimensions, bytes 16-31

@@ -187,6 +187,59 @@ void lut_u(const uint8_t* lut, const int32_t* bias, int64_t m, const uint8_t* db
 
 }  // namespace
 
+void sdc_pack32_avx2(const uint8_t* const code[32], int64_t r0, int64_t r1, uint8_t* out) {
+    // r1 - r0: a multiple of 16
+    // 16 plane bytes at a time: row i of a 16 x 16 byte matrix holds bytes [r, r + 16) of code
+    // sdc_lut_code(i) (low 128 bits) and of code 16 + sdc_lut_code(i) (high 128 bits); the
+    // transpose (4 rounds of unpacks) gives per plane byte t the 16 bytes of both codes sets,
+    // which are then split into nibbles and merged as the layout wants.
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i high = _mm256_set1_epi8(static_cast<char>(0xf0));
+    for (int64_t r = r0; r < r1; r += 16) {
+        __m256i v[16];
+        for (int i = 0; i < 16; ++i) {
+            const int ca = sdc_lut_code(i);
+            const __m128i a = code[ca] ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(code[ca] + r))
+                                       : _mm_setzero_si128();
+            const __m128i b = code[16 + ca]
+                                  ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(code[16 + ca] + r))
+                                  : _mm_setzero_si128();
+            v[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+        }
+        __m256i t[16];
+        for (int i = 0; i < 8; ++i) {
+            t[2 * i] = _mm256_unpacklo_epi8(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_epi8(v[2 * i], v[2 * i + 1]);
+        }
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 2; ++j) {
+                v[4 * i + 2 * j] = _mm256_unpacklo_epi16(t[4 * i + j], t[4 * i + j + 2]);
+                v[4 * i + 2 * j + 1] = _mm256_unpackhi_epi16(t[4 * i + j], t[4 * i + j + 2]);
+            }
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 4; ++j) {
+                t[8 * i + 2 * j] = _mm256_unpacklo_epi32(v[8 * i + j], v[8 * i + j + 4]);
+                t[8 * i + 2 * j + 1] = _mm256_unpackhi_epi32(v[8 * i + j], v[8 * i + j + 4]);
+            }
+        for (int j = 0; j < 8; ++j) {
+            v[2 * j] = _mm256_unpacklo_epi64(t[j], t[j + 8]);
+            v[2 * j + 1] = _mm256_unpackhi_epi64(t[j], t[j + 8]);
+        }
+        // v[k]: plane byte r + k of the 16 codes of each set (low half: set a, high half: b)
+        for (int k = 0; k < 16; ++k) {
+            const int64_t row = r + k;
+            const __m256i a = v[k];
+            const __m256i b = _mm256_permute2x128_si256(a, a, 0x01);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low),
+                                               _mm256_and_si256(b, high));
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(a, low),
+                                               _mm256_and_si256(_mm256_slli_epi16(b, 4), high));
+            const __m256i o = _mm256_inserti128_si256(hi, _mm256_castsi256_si128(lo), 1);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + row * 32), o);
+        }
+    }
+}
+
 void sdc_lut_tile_avx2(const uint8_t* lut, const int32_t* bias, int64_t m, const uint8_t* dbblk,
                        int64_t blocks, int u, int64_t nb, int32_t* x, int64_t ldx,
                        const int32_t* thr, uint8_t* mask, int64_t ldm) {
