@@ -541,3 +541,18 @@ def test_index_search_layout_matches_plain_search(isa):
         core.sdc_topk(q, idx.codes, 3, 72, packed[:-8])
     with pytest.raises(TypeError):
         core.sdc_topk(q, idx.codes, 3, 72, packed.astype(np.int64))
+
+
+@pytest.mark.isa
+def test_many_wide_queries_in_turns(isa):
+    # the avx2 tables take nb * 32 bytes per query: large batches run in turns of a bounded
+    # number of queries (here 256 of 2100-byte planes); results as one batch
+    rng = np.random.default_rng(13)
+    dim = 16800
+    q, d = random_codes(rng, 600, 1, dim), random_codes(rng, 40, 1, dim)
+    ref = ref_sdc(q, d, dim)
+    np.testing.assert_array_equal(sdc(q, d, dim=dim), ref)
+    s, ids = sdc_topk(q, d, 5, dim=dim)
+    rs, rids = ref_topk(ref, 5)
+    np.testing.assert_array_equal(s, rs)
+    np.testing.assert_array_equal(ids, rids)

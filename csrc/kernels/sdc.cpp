@@ -2,6 +2,7 @@
 #include "kernels/sdc.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -231,6 +232,13 @@ inline int64_t full_weight_sq(int u) {
     return wt * wt;
 }
 
+// Queries per call whose tables (nb * 32 bytes each, 4 bytes per code bit, where the packed
+// words take 1/8 byte) stay within 16 MB; larger batches run in turns of this many.
+int64_t table_queries(int u, int64_t nb) {
+    if (choose(u).layout != SdcLayout::blocks32) return INT64_MAX;
+    return std::max<int64_t>(4 * kQueryChunk, (int64_t{16} << 20) / (nb * 32));
+}
+
 }  // namespace
 
 int64_t sdc_max_abs_score(int u, int64_t nb) { return 8 * nb * full_weight_sq(u); }
@@ -238,6 +246,11 @@ int64_t sdc_max_abs_score(int u, int64_t nb) { return 8 * nb * full_weight_sq(u)
 void sdc_scores(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, int64_t nb,
                 int64_t dim, int32_t* scores) {
     if (m <= 0 || n <= 0) return;
+    if (const int64_t per = table_queries(u, nb); m > per) {  // bounded table memory
+        for (int64_t i0 = 0; i0 < m; i0 += per)
+            sdc_scores(q + i0 * u * nb, std::min(per, m - i0), db, n, u, nb, dim, scores + i0 * n);
+        return;
+    }
     const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
     const Queries qs(choose(u), q, m, u, nb, dim);
     const int64_t nblocks = (n + kBlockCodes - 1) / kBlockCodes;
@@ -306,6 +319,12 @@ void sdc_topk(const uint8_t* q, int64_t m, const uint8_t* db, int64_t n, int u, 
               SdcLayout layout) {
     if (m <= 0 || n <= 0 || k <= 0) return;
     k = std::min(k, n);
+    if (const int64_t per = table_queries(u, nb); m > per) {  // bounded table memory
+        for (int64_t i0 = 0; i0 < m; i0 += per)
+            sdc_topk(q + i0 * u * nb, std::min(per, m - i0), db, n, u, nb, dim, k, scores + i0 * k,
+                     ids + i0 * k, dbpacked, layout);
+        return;
+    }
     const int32_t base = static_cast<int32_t>(dim * full_weight_sq(u));
     // A packed database in the running variant's layout is read as it is; otherwise the codes
     // are packed on the way.
