@@ -12,10 +12,22 @@ Rows (one thread unless stated; wall-clock best of N, embedrt and the peer inter
 - hamming: all pairs of 128 x 2048 codes of 512 bits (in cache, output preallocated), in Gbit-pairs/s, against an
   assumed VPOPCNTQ peak (2 x 512 bits per cycle at the nominal clock the OS reports).
 - thread scaling: the batched search on 2 threads vs 1.
+- at avx2: the batched search with embedrt forced to its avx2 kernels and FAISS to its AVX2
+  code (a dynamic-dispatch FAISS build: SIMDConfig), when the CPU has more than AVX2.
+
+The section names the FAISS SIMD code that ran. For an AVX2-only comparison of every row:
+
+    EMBEDRT_ISA=avx2 FAISS_OPT_LEVEL=avx2 python benchmarks/compare.py --only sdc,bits
+
+(FAISS_OPT_LEVEL picks the AVX2 module of a FAISS wheel built per level; for a
+dynamic-dispatch build, FAISS_SIMD_LEVEL=AVX2 or, as done here when FAISS_OPT_LEVEL=avx2 is
+set, SIMDConfig.set_level.)
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 
 import numpy as np
@@ -35,6 +47,49 @@ def _nominal_ghz():
     return None
 
 
+def faiss_level(faiss) -> str:
+    """The FAISS SIMD code that runs: the level of a dynamic-dispatch build, else the
+    swigfaiss module that was loaded."""
+    cfg = getattr(faiss, "SIMDConfig", None)
+    if cfg is not None and hasattr(cfg, "get_level_name"):
+        kind = "dynamic dispatch" if cfg.has_dynamic_dispatch() else "static build"
+        return f"{cfg.get_level_name()} ({kind})"
+    mods = sorted(m for m in sys.modules if m.startswith(("faiss._swigfaiss", "faiss.swigfaiss")))
+    return ", ".join(mods) or "unknown"
+
+
+def match_faiss_level(faiss) -> None:
+    """FAISS_OPT_LEVEL=avx2 with a dynamic-dispatch FAISS build (one module for every level, so
+    the variable picks nothing): set its SIMD level to AVX2, as the variable means."""
+    cfg = getattr(faiss, "SIMDConfig", None)
+    if os.environ.get("FAISS_OPT_LEVEL", "").lower() == "avx2" and cfg is not None \
+            and hasattr(cfg, "has_dynamic_dispatch") and cfg.has_dynamic_dispatch():
+        cfg.set_level(faiss.SIMDLevel_AVX2)
+
+
+@contextlib.contextmanager
+def both_at_avx2(faiss):
+    """Runs the block with embedrt forced to avx2 and a dynamic-dispatch FAISS at AVX2 (both
+    restored afterwards); yields False (and forces nothing) where that is not possible: embedrt
+    already at avx2 or below, or a FAISS whose level cannot be set at run time."""
+    import embedrt._core as core
+
+    cfg = getattr(faiss, "SIMDConfig", None) if faiss is not None else None
+    ok = (cfg is not None and hasattr(cfg, "has_dynamic_dispatch") and cfg.has_dynamic_dispatch()
+          and core.isa() in ("avx512", "avx512-vnni", "avx512-skx"))
+    if not ok:
+        yield False
+        return
+    isa_before, level_before = core.isa(), cfg.get_level()
+    core.set_isa("avx2")
+    cfg.set_level(faiss.SIMDLevel_AVX2)
+    try:
+        yield True
+    finally:
+        core.set_isa(isa_before)
+        cfg.set_level(level_before)
+
+
 def run(quick: bool = False) -> str:
     rng = np.random.default_rng(0)
     threads_before = embedrt.get_num_threads()
@@ -50,6 +105,7 @@ def run(quick: bool = False) -> str:
         embedrt.set_num_threads(1)
         if faiss is not None:
             faiss.omp_set_num_threads(1)
+            match_faiss_level(faiss)
 
         # -- batched search ------------------------------------------------------------
         n = 100_000 if quick else 1_000_000
@@ -76,6 +132,14 @@ def run(quick: bool = False) -> str:
                          f"{equal}, ids equal: {same_ids:.1%}"))
         else:
             rows.append((f"batched search, 64 q x {n:,} x 512 bit, k=10", f"{t_e * 1e3:.1f} ms", "-", ""))
+        with both_at_avx2(faiss) as forced:
+            if forced:
+                timings = interleaved(fns, 3 if quick else 7, keep=False)
+                a2, f2 = timings[0].wall, timings[1].wall
+                rows.append((f"same, embedrt at avx2 vs FAISS at {faiss_level(faiss)}",
+                             f"{a2 * 1e3:.1f} ms ({a2 / 64 * 1e6:.0f} us/q); CPU {timings[0].cpu * 1e3:.1f} ms",
+                             f"FAISS IndexBinaryFlat: {f2 * 1e3:.1f} ms; CPU {timings[1].cpu * 1e3:.1f} ms",
+                             f"**{f2 / a2:.2f}x** faster (CPU time: {timings[1].cpu / timings[0].cpu:.2f}x)"))
 
         # -- thread scaling (same data): alternate 1 and 2 threads, time only the search ----
         reps = 3 if quick else 7
@@ -163,8 +227,10 @@ def run(quick: bool = False) -> str:
     finally:
         embedrt.set_num_threads(threads_before)
 
+    peer = f"FAISS {faiss.__version__} SIMD {faiss_level(faiss)}; " if faiss is not None else ""
     out = ["## bits: binary codes (Hamming)", "",
-           f"ISA level {embedrt.cpu_info()['isa']}, {os.cpu_count()} cores, load average "
+           f"ISA level {embedrt.cpu_info()['isa']} ({embedrt.cpu_info()['kernels']['hamming']}), {peer}"
+           f"{os.cpu_count()} cores, load average "
            f"{os.getloadavg()[0]:.1f} at the end; wall-clock best of N, interleaved (CPU: best process CPU time).", "",
            "| case | embedrt | peer / reference | ratio |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]

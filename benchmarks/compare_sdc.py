@@ -4,7 +4,12 @@
 
 Speed: one thread, random 2-bit codes of 512 dimensions (128 bytes a code), 64 queries, k=10,
 against FAISS IndexPQFastScan(512, 256, 4, METRIC_INNER_PRODUCT) (also 128 bytes a code),
-timed interleaved in one process, best of N.
+timed interleaved in one process, best of N: sdc_topk on plain code arrays, SDCIndex.search
+(its codes kept in the scan's layout), one query at a time, and, when the CPU has more than
+AVX2 and FAISS dispatches at run time, embedrt forced to avx2 against FAISS at AVX2. The
+section names the FAISS SIMD code that ran; for an AVX2-only run of every row:
+
+    EMBEDRT_ISA=avx2 FAISS_OPT_LEVEL=avx2 python benchmarks/compare.py --only sdc,bits
 Recall: recall@10 against exact float inner products on the stdlib docstring corpus
 (MiniLM embeddings), for sign binarization, uniform levels and the learned rotation.
 """
@@ -17,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from _timing import best_of, interleaved
+from compare_bits import both_at_avx2, faiss_level, match_faiss_level
 
 
 def speed(quick: bool) -> str:
@@ -40,6 +46,7 @@ def speed(quick: bool) -> str:
             faiss = None
         if faiss is not None:
             faiss.omp_set_num_threads(1)
+            match_faiss_level(faiss)
             index = faiss.IndexPQFastScan(d, 256, 4, faiss.METRIC_INNER_PRODUCT)
             index.train(rng.standard_normal((20_000, d)).astype(np.float32))
             # random PQ codes, decoded and added (the index stores their codes again)
@@ -49,13 +56,27 @@ def speed(quick: bool) -> str:
             fq = rng.standard_normal((m, d)).astype(np.float32)
             theirs = lambda: index.search(fq, k)  # noqa: E731
             theirs()
-            t_ours, t_theirs = (t.wall for t in interleaved([ours, theirs], 3 if quick else 5, keep=False))
-            rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | {t_theirs / t_ours:.2f}x |")
-            rows.append(f"| faiss IndexPQFastScan(512, 256, 4) (128 B) | {t_theirs / m * 1e3:.3f} | 1.00x |")
-            # one query at a time: SDCIndex (float query encoded, packed codes kept) vs FAISS
             idx = embedrt.SDCIndex(d, bits)
             idx.binarizer.fit(rng.standard_normal((4096, d)).astype(np.float32))
             idx.add_codes(db)
+            batch = lambda: idx.search(fq, k)  # noqa: E731
+            batch()  # builds the search layout
+            t_ours, t_idx, t_theirs = (t.wall for t in interleaved([ours, batch, theirs], 3 if quick else 5,
+                                                                  keep=False))
+            rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | {t_theirs / t_ours:.2f}x |")
+            rows.append(f"| embedrt SDCIndex.search, 64 queries | {t_idx / m * 1e3:.3f} | {t_theirs / t_idx:.2f}x |")
+            rows.append(f"| faiss IndexPQFastScan(512, 256, 4) (128 B) | {t_theirs / m * 1e3:.3f} | 1.00x |")
+            with both_at_avx2(faiss) as forced:
+                if forced:
+                    ours(), batch(), theirs()  # the avx2 layout of the index is built here
+                    a_ours, a_idx, a_theirs = (t.wall for t in interleaved([ours, batch, theirs],
+                                                                           3 if quick else 5, keep=False))
+                    lv = faiss_level(faiss)
+                    rows.append(f"| embedrt.sdc_topk at avx2 | {a_ours / m * 1e3:.3f} | {a_theirs / a_ours:.2f}x |")
+                    rows.append(f"| embedrt SDCIndex.search at avx2, 64 queries | {a_idx / m * 1e3:.3f} | "
+                                f"{a_theirs / a_idx:.2f}x |")
+                    rows.append(f"| faiss IndexPQFastScan at {lv} | {a_theirs / m * 1e3:.3f} | 1.00x |")
+            # one query at a time: SDCIndex (float query encoded, packed codes kept) vs FAISS
             one_ours = lambda: idx.search(fq[:1], k)  # noqa: E731
             one_theirs = lambda: index.search(fq[:1], k)  # noqa: E731
             one_ours()
@@ -69,8 +90,10 @@ def speed(quick: bool) -> str:
             rows.append(f"| embedrt.sdc_topk (2-bit, 128 B) | {t_ours / m * 1e3:.3f} | (faiss not installed) |")
     finally:
         embedrt.set_num_threads(before)
+    peer = f", FAISS SIMD {faiss_level(faiss)}" if faiss is not None else ""
     head = (f"### SDC top-k speed: {n:,} codes of {d} dims, {bits} bits, {m} queries (and one), k={k}, one thread, "
-            f"ISA {embedrt.cpu_info()['isa']}\n\n| method | ms / query | speed-up vs faiss |\n|---|---|---|")
+            f"ISA {embedrt.cpu_info()['isa']} ({embedrt.cpu_info()['kernels']['sdc']}){peer}\n\n"
+            f"| method | ms / query | speed-up vs faiss |\n|---|---|---|")
     return head + "\n" + "\n".join(rows)
 
 

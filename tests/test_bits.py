@@ -284,3 +284,30 @@ def test_hamming_out_argument():
         embedrt.hamming(a, b, out=np.zeros((5, 300), np.int32))
     with pytest.raises(ValueError, match="contiguous"):
         embedrt.hamming(a, b, out=np.zeros((300, 5), np.uint32).T)
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 25, 63, 64, 65, 125])
+def test_hamming_every_level_matches_scalar(isa, width):
+    # edge shapes (one row, tails not a multiple of the 8-code groups, all-ones and all-zero
+    # codes) at the level under test, against numpy and the scalar level
+    from conftest import forced_isa
+
+    rng = np.random.default_rng(width)
+    for n in (1, 7, 9, 33, 300):
+        b = rand_codes(rng, n, width)
+        b[::5] = 0xFF
+        b[2::7] = 0
+        a = np.concatenate([rand_codes(rng, 3, width), np.full((1, width), 0xFF, np.uint8),
+                            np.zeros((1, width), np.uint8)])
+        got = embedrt.hamming(a, b)
+        dist, ids = embedrt.hamming_topk(a, b, 10)
+        with forced_isa("scalar"):
+            np.testing.assert_array_equal(got, embedrt.hamming(a, b))
+            sd, si = embedrt.hamming_topk(a, b, 10)
+        np.testing.assert_array_equal(dist, sd)
+        np.testing.assert_array_equal(ids, si)
+        np.testing.assert_array_equal(got, ref_hamming(a, b))
+        rd, ri = ref_topk(a, b, 10)
+        np.testing.assert_array_equal(dist, rd)
+        np.testing.assert_array_equal(ids, ri)

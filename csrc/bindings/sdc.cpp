@@ -33,6 +33,16 @@ void check_pair(const Codes& q, const Codes& d, int64_t dim) {
         throw py::value_error("codes are too wide: scores would overflow int32");
 }
 
+SdcLayout layout_of(const py::handle& obj, int u) {
+    if (obj.is_none()) return sdc_layout(u);
+    const std::string name = py::cast<std::string>(obj);
+    if (name == "groups8") return SdcLayout::groups8;
+    if (name == "blocks32") return SdcLayout::blocks32;
+    throw py::value_error("layout must be 'groups8' or 'blocks32', got '" + name + "'");
+}
+
+const char* layout_name(SdcLayout l) { return l == SdcLayout::blocks32 ? "blocks32" : "groups8"; }
+
 }  // namespace
 
 void register_sdc(py::module_& m) {
@@ -50,15 +60,16 @@ void register_sdc(py::module_& m) {
        "Exact integer SDC scores int32 [m, n] of codes [m, bits, nb] and [n, bits, nb].");
 
     m.def("sdc_topk", [](const py::handle& q_obj, const py::handle& d_obj, int64_t k, int64_t dim,
-                         const py::handle& packed_obj) {
+                         const py::handle& packed_obj, const py::handle& layout_obj) {
         Codes q = check_codes(q_obj, "q_codes"), d = check_codes(d_obj, "db_codes");
         check_pair(q, d, dim);
         if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
         const uint64_t* pp = nullptr;
         py::array_t<uint64_t, py::array::c_style> packed;
+        const SdcLayout layout = layout_of(layout_obj, static_cast<int>(d.u));
         if (!packed_obj.is_none()) {
             packed = bind::as_array<uint64_t>(packed_obj, "packed", 1);
-            const int64_t want = sdc_packed_words(d.n, static_cast<int>(d.u), d.nb);
+            const int64_t want = sdc_packed_words(d.n, static_cast<int>(d.u), d.nb, layout);
             if (packed.shape(0) < want)
                 throw py::value_error("packed: " + std::to_string(packed.shape(0)) +
                                       " words, the codes need " + std::to_string(want));
@@ -70,25 +81,39 @@ void register_sdc(py::module_& m) {
         {
             py::gil_scoped_release nogil;
             sdc_topk(q.arr.data(), q.n, d.arr.data(), d.n, static_cast<int>(q.u), q.nb, dim, kk,
-                     scores.mutable_data(), ids.mutable_data(), pp);
+                     scores.mutable_data(), ids.mutable_data(), pp, layout);
         }
         return py::make_tuple(scores, ids);
     }, py::arg("q_codes"), py::arg("db_codes"), py::arg("k"), py::arg("dim"),
-       py::arg("packed") = py::none(),
+       py::arg("packed") = py::none(), py::arg("layout") = py::none(),
        "The k best SDC scores per query (descending, ties by smaller id): (int32 [m, k'], int64 [m, k']). "
-       "packed: sdc_pack(db_codes) (or of a longer array of which db_codes is the start), read "
-       "instead of packing db_codes per search.");
-    m.def("sdc_pack", [](const py::handle& d_obj) {
+       "packed: sdc_pack(db_codes, layout) (or of a longer array of which db_codes is the start), "
+       "read instead of packing db_codes per search when `layout` (default: sdc_layout(bits)) is "
+       "the layout the running variant searches (otherwise db_codes are packed on the way).");
+    m.def("sdc_pack", [](const py::handle& d_obj, const py::handle& layout_obj) {
         Codes d = check_codes(d_obj, "db_codes");
-        py::array_t<uint64_t> out(sdc_packed_words(d.n, static_cast<int>(d.u), d.nb));
+        const SdcLayout layout = layout_of(layout_obj, static_cast<int>(d.u));
+        py::array_t<uint64_t> out(sdc_packed_words(d.n, static_cast<int>(d.u), d.nb, layout));
         {
             py::gil_scoped_release nogil;
-            sdc_pack(d.arr.data(), d.n, static_cast<int>(d.u), d.nb, out.mutable_data());
+            sdc_pack(d.arr.data(), d.n, static_cast<int>(d.u), d.nb, out.mutable_data(), layout);
         }
         return out;
-    }, py::arg("db_codes"),
-       "The search layout of codes [n, bits, nb] as uint64 words: ceil(n / 8) groups of 8 codes, "
-       "[bits][ceil(nb / 8)][8] each, zero padded.");
+    }, py::arg("db_codes"), py::arg("layout") = py::none(),
+       "The search layout of codes [n, bits, nb] as uint64 words, zero padded: 'groups8' (ceil(n / 8) "
+       "groups of 8 codes, [bits][ceil(nb / 8)][8] words each) or 'blocks32' (ceil(n / 32) blocks of "
+       "32 codes, [bits][nb][32] bytes of nibbles each); default: sdc_layout(bits).");
+    m.def("sdc_layout", [](int u) {
+        if (u < 1 || u > kSdcMaxBits) throw py::value_error("bits must be 1..4, got " + std::to_string(u));
+        return std::string(layout_name(sdc_layout(u)));
+    }, py::arg("bits"), "The database layout the SDC variant that runs now searches ('groups8' or 'blocks32').");
+    m.def("sdc_layout_codes", [](const std::string& name) {
+        return sdc_layout_codes(layout_of(py::str(name), 1));
+    }, py::arg("layout"), "Codes per group (groups8: 8) or block (blocks32: 32) of a layout.");
+    m.def("sdc_variant", [](int u) {
+        if (u < 1 || u > kSdcMaxBits) throw py::value_error("bits must be 1..4, got " + std::to_string(u));
+        return std::string(sdc_variant_name(u));
+    }, py::arg("bits"), "The SDC kernel variant that runs now for codes of `bits` planes.");
 }
 
 }  // namespace embedrt

@@ -1,6 +1,12 @@
 // AVX2 Hamming scan: the block of 8 database codes is transposed into 64-bit words (two
 // ymm per word), popcounts are nibble lookups (vpshufb) accumulated in bytes, and folded
 // into 64-bit sums with vpsadbw every 31 words (8 * 31 < 256, so bytes never overflow).
+//
+// Measured against the POPCNT instruction on 64-bit words (integer pipes), alone (blocks of
+// 64 codes in L1, every query passing) and beside the lookups (1 to 4 codes of each step of
+// 9 to 12 through POPCNT while the vector pipes take the other 8), on Zen 4 at avx2,
+// BinaryIndex.search of 64 queries over 512-bit codes and the all-pairs matrix: the lookups
+// alone were the fastest (POPCNT alone 2.3x slower, the mixes 7-80% slower), so they stay.
 #include <immintrin.h>
 
 #include <cstring>

@@ -392,9 +392,13 @@ class SDCIndex:
         self._pack_lock = threading.Lock()  # serializes updates of the search layout
         # (capacity rows, the number in use), published together (grown geometrically by add)
         self._rows = (np.zeros((0, self.bits, (self.dim + 7) // 8), dtype=np.uint8), 0)
-        # The search layout of the first _packed_n codes (groups of 8 codes as uint64 words),
-        # extended on the next search after adds: a search then reads it as it is.
-        self._packed = np.zeros((0, self._group_words()), dtype=np.uint64)
+        # The search layout of the first _packed_n codes in the layout the running kernel
+        # variant searches (_packed_layout: groups of 8 codes as uint64 words, or blocks of 32
+        # codes of nibbles), extended on the next search after adds, and built again when the
+        # variant's layout changes (EMBEDRT_ISA / set_isa at run time): a search then reads it
+        # as it is.
+        self._packed_layout = None
+        self._packed = np.zeros((0, 0), dtype=np.uint64)
         self._packed_n = 0
         self._file = None  # the file this index was memory-mapped from (for verify())
 
@@ -421,27 +425,38 @@ class SDCIndex:
         view.flags.writeable = False
         return view
 
-    def _group_words(self) -> int:
+    def _group_words(self, layout: str) -> int:
+        """uint64 words per group of codes (sdc_layout_codes(layout) codes) of `layout`."""
         nb = (self.dim + 7) // 8  # bytes per plane
+        if layout == "blocks32":
+            return self.bits * nb * 4
         return self.bits * ((nb + 7) // 8) * 8
 
-    def _search_layout(self, rows=None) -> np.ndarray:
-        """The packed codes for the search of `rows` (a (buffer, n) snapshot; the current
-        rows by default), brought up to date: only the groups of 8 codes from the last partly
-        packed one onwards are packed again, with the bits past dim cleared."""
+    def _search_layout(self, rows=None):
+        """``(packed, layout)``: the packed codes for the search of `rows` (a (buffer, n)
+        snapshot; the current rows by default) in the layout the running kernel variant
+        searches, brought up to date: only the groups from the last partly packed one onwards
+        are packed again (all of them when the layout changed), with the bits past dim
+        cleared."""
         buf, n = self._rows if rows is None else rows
+        layout = _core.sdc_layout(self.bits)
         with self._pack_lock:
+            if self._packed_layout != layout:
+                self._packed = np.zeros((0, self._group_words(layout)), dtype=np.uint64)
+                self._packed_n = 0
+                self._packed_layout = layout
             if self._packed_n < n:
-                g0 = self._packed_n // 8
-                step = 1 << 16  # codes masked and packed per pass (a multiple of 8)
+                group = _core.sdc_layout_codes(layout)
+                g0 = self._packed_n // group
+                step = 1 << 16  # codes masked and packed per pass (a multiple of the group)
                 packed = self._packed
-                for start in range(g0 * 8, n, step):
+                for start in range(g0 * group, n, step):
                     chunk = _clear_padding(buf[start:min(n, start + step)], self.dim)
-                    tail = _core.sdc_pack(chunk).reshape(-1, self._group_words())
-                    packed = append_rows(packed, start // 8, tail)
+                    tail = _core.sdc_pack(chunk, layout).reshape(-1, self._group_words(layout))
+                    packed = append_rows(packed, start // group, tail)
                 self._packed = packed
                 self._packed_n = n
-            return self._packed.reshape(-1)
+            return self._packed.reshape(-1), layout
 
     def _append(self, codes: np.ndarray) -> None:
         """Appends codes (the caller holds the add lock)."""
@@ -507,8 +522,8 @@ class SDCIndex:
             kk = min(k, n)
             return np.zeros((Q.shape[0], kk), np.float32), np.zeros((Q.shape[0], kk), np.int64)
         q = self._query_codes(Q)
-        packed = self._search_layout((buf, n))
-        s, ids = _core.sdc_topk(q, buf[:n], min(k, n), self.dim, packed)
+        packed, layout = self._search_layout((buf, n))
+        s, ids = _core.sdc_topk(q, buf[:n], min(k, n), self.dim, packed, layout)
         return (s.astype(np.float64) * self.binarizer.scale).astype(np.float32), ids
 
     def candidates(self, queries, n: int) -> np.ndarray:
