@@ -631,9 +631,9 @@ def test_tokenizer_that_cannot_encode_is_a_value_error_naming_the_file(tiny):
         tok.ids(["hello", "world"])
 
 
-def _onnx_with(tmp_path, change):
+def _onnx_with(tmp_path, change, name="model.onnx"):
     onnx = pytest.importorskip("onnx")
-    model = onnx.load(str(TINY / "onnx" / "model.onnx"))
+    model = onnx.load(str(TINY / "onnx" / name))
     change(model.graph)
     p = tmp_path / "model.onnx"
     onnx.save(model, str(p))
@@ -662,4 +662,19 @@ def test_onnx_initializer_of_undefined_type_is_not_recognized(tmp_path):
 
     p = _onnx_with(tmp_path, undefined_table)
     with pytest.raises(NotRecognized, match="cannot be read"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_constant_cast_without_its_type_is_not_recognized(tmp_path):
+    """Folding a Cast of a constant whose 'to' attribute is missing raised KeyError."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def untyped_casts(g):
+        for n in g.node:
+            if n.op_type == "Cast":
+                del n.attribute[:]
+                n.name = n.name or n.output[0]
+
+    p = _onnx_with(tmp_path, untyped_casts, "legacy_no_folding.onnx")  # Casts of constants
+    with pytest.raises(NotRecognized, match="Cast .*cannot be folded as a constant"):
         params_from_onnx(p, None)

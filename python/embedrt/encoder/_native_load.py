@@ -222,7 +222,15 @@ class _Graph:
             if t is not None:
                 val = self.tensor(t, name)
         elif name in self.producer:
-            val = self._fold(self.producer[name])
+            node = self.producer[name]
+            try:
+                val = self._fold(node)
+            except NotRecognized:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+                # a malformed node on constants (a Cast without its type, a bad perm or shape)
+                raise NotRecognized(f"{self.describe(node)}: cannot be folded as a constant "
+                                    f"({type(e).__name__}: {e})") from None
         self._cache[name] = val
         return val
 
