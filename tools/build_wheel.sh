@@ -52,9 +52,13 @@ cmake_args="-DCMAKE_C_COMPILER=$work/zig-cc -DCMAKE_CXX_COMPILER=$work/zig-c++"
 cmake_args+=" -DCMAKE_AR=$work/zig-ar -DCMAKE_RANLIB=$work/zig-ranlib"
 ext_suffix=""
 if [ "$ARCH" != "$(uname -m)" ]; then
-    cmake_args+=" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=$ARCH -DCMAKE_STRIP=/bin/true"
+    # llvm-strip strips any target's ELF; without it the cross-built extension stays unstripped
+    cmake_args+=" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=$ARCH"
+    cmake_args+=" -DCMAKE_STRIP=$(command -v llvm-strip || echo /bin/true)"
     # the extension's name and the wheel's tag for the target, not the building machine
     ext_suffix=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX').replace('$(uname -m)', '$ARCH'))")
+    # the module name for the target (pybind11 would ask the building python)
+    cmake_args+=" -DPYTHON_MODULE_EXTENSION=$ext_suffix -DPYTHON_MODULE_DEBUG_POSTFIX="
 fi
 
 # the wheel is built from the sdist (as `python -m build` does), so the sdist is proven to build
@@ -70,5 +74,9 @@ env CMAKE_ARGS="$cmake_args" ${ext_suffix:+SETUPTOOLS_EXT_SUFFIX="$ext_suffix"} 
     --config-settings=build-dir="$work/build" --config-settings=cmake.build-type=Release
 raw=$(ls "$work"/raw/embedrt-*.whl)
 "$PY" -m auditwheel show "$raw"
-"$PY" -m auditwheel repair --plat "$PLAT" -w "$OUT" "$raw"
+# --plat offers only the building machine's architecture: a cross-built wheel gets the oldest
+# tag its symbols allow (auto; `auditwheel show` above prints it)
+plat=$PLAT
+[ "$ARCH" = "$(uname -m)" ] || plat=auto
+"$PY" -m auditwheel repair --plat "$plat" -w "$OUT" "$raw"
 echo "built $(ls "$OUT"/embedrt-*-"$TAG"-*"$ARCH".whl)"
