@@ -678,3 +678,16 @@ def test_onnx_constant_cast_without_its_type_is_not_recognized(tmp_path):
     p = _onnx_with(tmp_path, untyped_casts, "legacy_no_folding.onnx")  # Casts of constants
     with pytest.raises(NotRecognized, match="Cast .*cannot be folded as a constant"):
         params_from_onnx(p, None)
+
+
+def test_onnx_fused_embeddings_without_a_position_table_are_not_recognized(tmp_path):
+    """An EmbedLayerNormalization whose position-table input is empty reached pos.shape on None."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def no_positions(g):
+        node = next(n for n in g.node if n.op_type == "EmbedLayerNormalization")
+        node.input[3] = ""
+
+    p = _onnx_with(tmp_path, no_positions, "ort_optimized_fused.onnx")
+    with pytest.raises(NotRecognized, match="no position embedding table"):
+        params_from_onnx(p, None)

@@ -626,6 +626,9 @@ def _embed_layernorm(G: _Graph, path, nodes):
             raise NotRecognized(f"{G.describe(node)}: input {i} is not a constant table")
         tables.append(None if t is None else t.astype(np.float32))
     word, pos, seg = tables
+    if word is None or pos is None:
+        raise NotRecognized(f"{G.describe(node)}: no {'word' if word is None else 'position'} "
+                            "embedding table (input 2 or 3 is empty)")
     g, b = G.const(ins[5]), G.const(ins[6])
     if g is None or b is None:
         raise NotRecognized(f"{G.describe(node)}: gamma/beta are not constant")
