@@ -39,6 +39,8 @@ def run_one(name: str, args, artifacts: Path) -> dict:
             cmd.append(f"-max_total_time={args.seconds}")
         if args.runs:
             cmd.append(f"-runs={args.runs}")
+        if args.seed:
+            cmd.append(f"-seed={args.seed}")
         env = dict(os.environ, EMBEDRT_FUZZ_TMP=scratch, RUST_BACKTRACE="0",
                    EMBEDRT_NUM_THREADS=os.environ.get("EMBEDRT_NUM_THREADS", "1"))
         # outer bound: the harness's time, its start (imports, the seed corpus) and a hang's report
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--harness", action="append", choices=harnesses(), help="run only this one (repeatable)")
     p.add_argument("--seconds", type=int, default=60, help="time per harness (0: no limit; use --runs)")
     p.add_argument("--runs", type=int, default=0, help="stop a harness after this many executions")
+    p.add_argument("--seed", type=int, default=0, help="libFuzzer's random seed (0: a new one each run)")
     p.add_argument("--timeout", type=int, default=10, help="seconds one input may take (a hang past it is a finding)")
     p.add_argument("--rss-limit-mb", type=int, default=2048)
     p.add_argument("--artifacts", type=Path, default=None, help="where the inputs behind findings are kept")
