@@ -691,3 +691,15 @@ def test_onnx_fused_embeddings_without_a_position_table_are_not_recognized(tmp_p
     p = _onnx_with(tmp_path, no_positions, "ort_optimized_fused.onnx")
     with pytest.raises(NotRecognized, match="no position embedding table"):
         params_from_onnx(p, None)
+
+
+def test_onnx_cycle_of_nodes_is_not_recursion():
+    """A node that reads its own output (a malformed graph) made constant folding recurse."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    from embedrt.encoder._native_load import _Graph
+
+    node = helper.make_node("Identity", ["x"], ["x"], name="loop")
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])])
+    assert _Graph(helper.make_model(graph)).const("x") is None

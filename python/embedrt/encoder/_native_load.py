@@ -223,6 +223,7 @@ class _Graph:
                 val = self.tensor(t, name)
         elif name in self.producer:
             node = self.producer[name]
+            self._cache[name] = None  # a cycle (a malformed graph) reads as not constant
             try:
                 val = self._fold(node)
             except NotRecognized:
