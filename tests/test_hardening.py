@@ -595,3 +595,111 @@ def test_misaligned_arrays_are_read_as_values():
     ids = rng.integers(0, 2**63, 50, dtype=np.uint64)
     he = embedrt.HashEmbed(8, 100, seed=3)
     np.testing.assert_array_equal(he(_misaligned(ids)), he(ids))
+
+
+# ----------------------------------------------------------------------------------------
+# findings of the fuzz harnesses (tests/fuzz/)
+# ----------------------------------------------------------------------------------------
+
+def test_cli_deeply_nested_jsonl_line_is_a_value_error(tmp_path, capsys):
+    from embedrt.cli import main
+
+    p = tmp_path / "texts.jsonl"
+    p.write_text('{"text": "fine"}\n{"text": ' + DEEP + "}\n")
+    assert main(["encode", "-m", str(tmp_path / "no-model"), "--input", str(p)]) == 1
+    assert "texts.jsonl, line 2: not valid JSON (nested too deeply)" in capsys.readouterr().err
+
+
+def test_tokenizer_that_cannot_encode_is_a_value_error_naming_the_file(tiny):
+    """tokenizers raises a plain Exception for an unknown token missing from the vocabulary, and
+    panics (a BaseException) for a template naming a special token it does not define."""
+    from embedrt.encoder.tokenize import TextTokenizer
+
+    word_level = {"version": "1.0", "model": {"type": "WordLevel", "vocab": {"[PAD]": 0}, "unk_token": "[UNK]"}}
+    (tiny / "tokenizer.json").write_text(json.dumps(word_level))
+    tok = TextTokenizer(tiny / "tokenizer.json")
+    with pytest.raises(ValueError, match="tokenizer.json: the tokenizer cannot encode"):
+        tok.ids(["hello"])
+    with pytest.raises(ValueError, match="tokenizer.json: the tokenizer cannot encode"):
+        tok.count("hello")
+
+    data = json.loads((TINY / "tokenizer.json").read_text())
+    del data["post_processor"]["special_tokens"]["[SEP]"]
+    (tiny / "tokenizer.json").write_text(json.dumps(data))
+    tok = TextTokenizer(tiny / "tokenizer.json")
+    with pytest.raises(ValueError, match="tokenizer.json: the tokenizer cannot encode"):
+        tok.ids(["hello", "world"])
+
+
+def _onnx_with(tmp_path, change, name="model.onnx"):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(TINY / "onnx" / name))
+    change(model.graph)
+    p = tmp_path / "model.onnx"
+    onnx.save(model, str(p))
+    return p
+
+
+def test_onnx_node_with_too_few_inputs_is_not_recognized(tmp_path):
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def drop_gather_index(g):
+        node = next(n for n in g.node if n.op_type == "Gather")
+        del node.input[1:]
+        node.name = "the_gather"
+
+    p = _onnx_with(tmp_path, drop_gather_index)
+    with pytest.raises(NotRecognized, match="Gather node 'the_gather': 1 inputs and 1 outputs, the operator "
+                                            "takes at least 2"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_initializer_of_undefined_type_is_not_recognized(tmp_path):
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def undefined_table(g):
+        next(t for t in g.initializer if "word_embeddings" in t.name).data_type = 0
+
+    p = _onnx_with(tmp_path, undefined_table)
+    with pytest.raises(NotRecognized, match="cannot be read"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_constant_cast_without_its_type_is_not_recognized(tmp_path):
+    """Folding a Cast of a constant whose 'to' attribute is missing raised KeyError."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def untyped_casts(g):
+        for n in g.node:
+            if n.op_type == "Cast":
+                del n.attribute[:]
+                n.name = n.name or n.output[0]
+
+    p = _onnx_with(tmp_path, untyped_casts, "legacy_no_folding.onnx")  # Casts of constants
+    with pytest.raises(NotRecognized, match="Cast .*cannot be folded as a constant"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_fused_embeddings_without_a_position_table_are_not_recognized(tmp_path):
+    """An EmbedLayerNormalization whose position-table input is empty reached pos.shape on None."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def no_positions(g):
+        node = next(n for n in g.node if n.op_type == "EmbedLayerNormalization")
+        node.input[3] = ""
+
+    p = _onnx_with(tmp_path, no_positions, "ort_optimized_fused.onnx")
+    with pytest.raises(NotRecognized, match="no position embedding table"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_cycle_of_nodes_is_not_recursion():
+    """A node that reads its own output (a malformed graph) made constant folding recurse."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    from embedrt.encoder._native_load import _Graph
+
+    node = helper.make_node("Identity", ["x"], ["x"], name="loop")
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])])
+    assert _Graph(helper.make_model(graph)).const("x") is None

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +134,8 @@ def write_file(path, kind: str, version: int, meta: dict, arrays: dict) -> None:
 
     prefix = _PREFIX.pack(MAGIC, CONTAINER_VERSION, len(header), zlib.crc32(header) & 0xFFFFFFFF, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # only writers need it (kept out of `import embedrt`)
+
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -120,6 +120,8 @@ def _read_texts(args) -> list:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{where}, line {n}: not valid JSON ({e})") from None
+                except RecursionError:
+                    raise ValueError(f"{where}, line {n}: not valid JSON (nested too deeply)") from None
                 if isinstance(row, str):
                     texts.append(row)
                     continue

@@ -125,6 +125,29 @@ _ELEMENTWISE = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative
                 "Pow": np.power}
 
 
+def _check_arity(model) -> None:
+    """Raises NotRecognized for a node with fewer inputs or outputs than its operator takes (by
+    the ONNX schema at the model's opset; a node without a schema needs one output), so that
+    a malformed graph is declined rather than read past a node's inputs."""
+    from onnx import defs
+
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    for node in model.graph.node:
+        need_in, need_out = 0, 1
+        domain = node.domain or "ai.onnx"
+        if domain in ("ai.onnx", "ai.onnx.ml") and domain in opsets:
+            try:
+                schema = defs.get_schema(node.op_type, opsets[domain], node.domain)
+            except Exception:  # onnx's SchemaError: an operator it does not know
+                schema = None
+            if schema is not None:
+                need_in, need_out = schema.min_input, max(1, schema.min_output)
+        if len(node.input) < need_in or len(node.output) < need_out:
+            raise NotRecognized(f"{node.op_type} node {node.name!r}: {len(node.input)} inputs and "
+                                f"{len(node.output)} outputs, the operator takes at least {need_in} and "
+                                f"{need_out}; the graph is malformed")
+
+
 class _Graph:
     """Read-only view of an ONNX graph: producers, consumers and constant folding.
 
@@ -137,6 +160,7 @@ class _Graph:
 
         self.nh = numpy_helper
         g = model.graph
+        _check_arity(model)
         self.g = g
         self.inits = {i.name: i for i in g.initializer}
         self.inputs = {i.name for i in g.input} - set(self.inits)
@@ -192,6 +216,14 @@ class _Graph:
     def describe(node):
         return f"{node.op_type} {node.name or node.output[0]!r}"
 
+    def tensor(self, t, name):
+        """A TensorProto's value; NotRecognized when it cannot be read (an undefined element
+        type, data that does not match its dims)."""
+        try:
+            return self.nh.to_array(t)
+        except Exception as e:  # onnx raises TypeError or ValueError, numpy ValueError
+            raise NotRecognized(f"tensor {name!r}: cannot be read ({type(e).__name__}: {e})") from None
+
     def const(self, name):
         """The value of a tensor computed from constants only (through Identity, Cast,
         Transpose, Reshape, Unsqueeze, Squeeze, DequantizeLinear), else None."""
@@ -199,13 +231,22 @@ class _Graph:
             return self._cache[name]
         val = None
         if name in self.inits:
-            val = self.nh.to_array(self.inits[name])
+            val = self.tensor(self.inits[name], name)
         elif name in self.const_nodes:
             t = self.attr(self.const_nodes[name], "value")
             if t is not None:
-                val = self.nh.to_array(t)
+                val = self.tensor(t, name)
         elif name in self.producer:
-            val = self._fold(self.producer[name])
+            node = self.producer[name]
+            self._cache[name] = None  # a cycle (a malformed graph) reads as not constant
+            try:
+                val = self._fold(node)
+            except NotRecognized:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+                # a malformed node on constants (a Cast without its type, a bad perm or shape)
+                raise NotRecognized(f"{self.describe(node)}: cannot be folded as a constant "
+                                    f"({type(e).__name__}: {e})") from None
         self._cache[name] = val
         return val
 
@@ -321,7 +362,7 @@ def _value_set(G: _Graph, t: str, depth=0):
         return None
     if node.op_type == "ConstantOfShape":
         v = G.attr(node, "value")
-        return np.unique(G.nh.to_array(v)) if v is not None else np.zeros(1, np.float32)
+        return np.unique(G.tensor(v, t)) if v is not None else np.zeros(1, np.float32)
     if node.op_type in _DATA_MOVEMENT:
         return _value_set(G, node.input[0], depth + 1)
     return None
@@ -601,6 +642,9 @@ def _embed_layernorm(G: _Graph, path, nodes):
             raise NotRecognized(f"{G.describe(node)}: input {i} is not a constant table")
         tables.append(None if t is None else t.astype(np.float32))
     word, pos, seg = tables
+    if word is None or pos is None:
+        raise NotRecognized(f"{G.describe(node)}: no {'word' if word is None else 'position'} "
+                            "embedding table (input 2 or 3 is empty)")
     g, b = G.const(ins[5]), G.const(ins[6])
     if g is None or b is None:
         raise NotRecognized(f"{G.describe(node)}: gamma/beta are not constant")

@@ -94,9 +94,12 @@ class TextTokenizer:
         from tokenizers import Tokenizer
 
         path = Path(path)
+        self.path = path
         try:
             self._tok = Tokenizer.from_file(str(path))
-        except Exception as e:  # tokenizers raises a plain Exception on malformed files
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # tokenizers raises a plain Exception (or panics) on malformed files
             raise ValueError(f"{path}: not a valid Hugging Face tokenizer file ({e})") from None
         self.pad_id = self._find_pad_id()
         self._tok.no_padding()
@@ -143,6 +146,10 @@ class TextTokenizer:
                 for i, t in enumerate(part):
                     _check_text(t, f"{name}[{start + i}]")
                 raise
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:  # a malformed file: tokenizers raises a plain Exception or panics
+                raise self._cannot_encode(e) from None
             for enc in encoded:
                 out.append(np.array(enc.ids, dtype=np.int64))
         return out
@@ -155,4 +162,13 @@ class TextTokenizer:
     def count(self, text: str, name: str = "prompt") -> int:
         """Number of tokens of one text, special tokens included, before truncation limits apply."""
         _check_text(text, name)
-        return len(self._tok.encode(text.lower() if self.lowercase else text).ids)
+        try:
+            return len(self._tok.encode(text.lower() if self.lowercase else text).ids)
+        except (TypeError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
+            raise self._cannot_encode(e) from None
+
+    def _cannot_encode(self, e: Exception) -> ValueError:
+        return ValueError(f"{self.path}: the tokenizer cannot encode the text ({e}); "
+                          "the file is malformed (for example its unknown token is not in its vocabulary)")
