@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import embedrt
-from conftest import edit_config
+from conftest import edit_config, rewrite_checkpoint
 from embedrt.encoder.model_dir import ModelFolderError, read_dense
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -118,12 +118,10 @@ def test_refused_weights_and_order(tmp_path):
     with pytest.raises(ModelFolderError, match="before any Pooling"):
         embedrt.Encoder(folder, backend="onnxruntime", threads=1)
 
-    from safetensors.numpy import load_file, save_file
-
     folder = dense_folder(tmp_path / "nan")
-    path = folder / "2_Dense" / "model.safetensors"
-    tensors = load_file(path)
-    tensors["linear.weight"][0, 0] = np.nan
-    save_file(tensors, path)
+
+    def poison(tensors):
+        tensors["linear.weight"][0, 0] = np.nan
+    rewrite_checkpoint(folder / "2_Dense", poison)
     with pytest.raises(ModelFolderError, match="NaN"):
         embedrt.Encoder(folder, backend="onnxruntime", threads=1)
