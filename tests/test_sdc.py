@@ -219,7 +219,7 @@ def test_layouts_and_packed_search(isa, bits):
     d, q = random_codes(rng, n, bits, dim), random_codes(rng, 6, bits, dim)
     rs, rids = ref_topk(ref_sdc(q, d, dim), 9)
     running = core.sdc_layout(bits)
-    assert running == ("blocks32" if isa == "avx2" else "groups8")
+    assert running == ("blocks32" if isa in ("avx2", "avx512-skx", "avx512-vnni") else "groups8")
     assert core.sdc_layout_codes("groups8") == 8 and core.sdc_layout_codes("blocks32") == 32
     sizes = {"groups8": (n + 7) // 8 * bits * ((nb + 7) // 8) * 8, "blocks32": (n + 31) // 32 * bits * nb * 4}
     for layout, words in sizes.items():

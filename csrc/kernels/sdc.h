@@ -88,12 +88,6 @@ void sdc_lut_tile_avx2(const uint8_t* lut, const int32_t* bias, int64_t m, const
 void sdc_tile_scalar(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
                      int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
                      uint8_t* mask, int64_t ldm);
-void sdc_tile_avx2(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                   int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
-                     uint8_t* mask, int64_t ldm);
-void sdc_tile_avx512(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
-                     int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
-                     uint8_t* mask, int64_t ldm);
 void sdc_tile_avx512icl(const uint64_t* qpack, int64_t m, const uint64_t* dbpack, int64_t groups,
                         int u, int64_t W, int32_t* x, int64_t ldx, const int32_t* thr,
                         uint8_t* mask, int64_t ldm);
