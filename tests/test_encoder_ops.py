@@ -349,4 +349,6 @@ def test_geglu_by_hand(isa):
     x = np.array([0.0, 1.0, -10.0, 10.0], np.float32)
     gate = np.array([5.0, 2.0, 3.0, -0.5], np.float32)
     want = [0.0, 2 * 0.5 * (1 + math.erf(1 / math.sqrt(2))), 0.0, -5.0]
-    np.testing.assert_allclose(eo.geglu(x, gate), want, rtol=1e-6, atol=1e-20)
+    # gelu(-10) * 3 is about -2e-22; the float erf fit leaves up to about 2e-6 there, depending
+    # on how the compiler contracts it (the bound the random test above uses: 2e-6 |x gate|)
+    np.testing.assert_allclose(eo.geglu(x, gate), want, rtol=1e-6, atol=2e-6 * 30)
