@@ -432,8 +432,9 @@ def test_batcher_groups_and_splits():
         outs = [await j.future for j in jobs]
         # the queue holds 100 texts: a request arriving at an empty queue is always taken
         held = b.submit([f"q {i}" for i in range(101)], [1] * 101, (None, None))
+        assert b.queued >= 91                  # at most one batch (10 tokens) is in the worker
         with pytest.raises(QueueFull):
-            b.submit(["q 1"], [1], (None, None))
+            b.submit([f"r {i}" for i in range(10)], [1] * 10, (None, None))
         await held.future
         await b.stop()
         return outs
@@ -466,6 +467,51 @@ def test_batcher_waits_for_mates():
         await b.stop()
     asyncio.run(main())
     assert sizes == [2]
+
+
+def test_batcher_workers_run_batches_at_once_and_share_the_queue():
+    import threading
+
+    both = threading.Barrier(2, timeout=10)
+    sizes = []
+
+    def encode(texts, key):
+        sizes.append(len(texts))
+        if texts[0].startswith("hold"):
+            both.wait()                  # returns only once two batches are in the workers
+        return np.array([[float(t.split()[-1])] for t in texts], dtype=np.float32)
+
+    async def main():
+        b = Batcher(encode, max_batch_tokens=100, max_queue=100, workers=2)
+        b.start()
+        first = b.submit(["hold 1"], [1])
+        second = b.submit(["hold 2", "hold 3"], [1, 1])
+        held = [await first.future, await second.future]
+        sizes.clear()
+        # both workers idle: one request of 8 texts is shared between them
+        shared = b.submit([f"t {i}" for i in range(8)], [1] * 8)
+        out = await shared.future
+        await b.stop()
+        return held, out
+    held, out = asyncio.run(main())
+    assert held[0][:, 0].tolist() == [1.0] and held[1][:, 0].tolist() == [2.0, 3.0]
+    assert sorted(sizes) == [4, 4]
+    assert out[:, 0].tolist() == [float(i) for i in range(8)]     # rows in the request's order
+
+
+def test_server_threads_and_workers():
+    from embedrt.serve.app import _workers_and_threads
+
+    assert _workers_and_threads(4, None, False) == (4, 1)      # one thread per batch
+    assert _workers_and_threads(4, 2, False) == (2, 2)
+    assert _workers_and_threads(4, 1, False) == (1, 4)         # one batch on every thread
+    assert _workers_and_threads(3, 8, False) == (8, 1)
+    assert _workers_and_threads(None, None, True) == (1, None)  # a given encoder keeps its threads
+    assert _workers_and_threads(2, 3, True) == (3, 2)
+    with pytest.raises(ValueError, match="workers"):
+        _workers_and_threads(2, 0, False)
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(lambda t, k: None, workers=0)
 
 
 # ----------------------------------------------------------------------------- live server, load
@@ -599,7 +645,11 @@ def test_cli_parser():
     assert args.api_key == "k" and args.func.__name__ == "_cmd_serve"
     out = subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", "--help"], env=subprocess_env(),
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "/v1/embeddings" in out.stdout
+    assert out.returncode == 0 and "/v1/embeddings" in out.stdout and "--workers" in out.stdout
+    for bad in (["--workers", "0"], ["--threads", "0"]):
+        out = subprocess.run([sys.executable, "-m", "embedrt.cli", "serve", "--model", "m", *bad],
+                             env=subprocess_env(), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and f"{bad[0]} must be at least 1" in out.stderr, out.stderr
 
 
 def test_responses_without_orjson(encoder, monkeypatch):

@@ -249,13 +249,15 @@ def _cmd_serve(args) -> int:
     from .serve import serve
 
     api_key = args.api_key if args.api_key is not None else os.environ.get("EMBEDRT_API_KEY") or None
-    for name in ("max_batch_tokens", "max_queue", "port"):
+    for name in ("max_batch_tokens", "max_queue", "port", "threads", "workers"):
+        if getattr(args, name) is None:
+            continue
         if getattr(args, name) < (0 if name == "port" else 1):
             raise _UsageError(f"--{name.replace('_', '-')} must be at least {0 if name == 'port' else 1}")
     if args.max_wait_ms < 0:
         raise _UsageError("--max-wait-ms must be >= 0")
     return serve(args.model, host=args.host, port=args.port, backend=args.backend, threads=args.threads,
-                 max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+                 workers=args.workers, max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
                  max_queue=args.max_queue, api_key=api_key, model_name=args.model_name,
                  log_level="debug" if args.verbose > 1 else "info", access_log=args.verbose > 0)
 
@@ -367,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     p.add_argument("--backend", default="auto", choices=["auto", "native", "onnxruntime"])
-    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="inference threads in all (default: all cores)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="batches encoded at once, each on threads/N threads (default: one per thread)")
     p.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
                    help="an encoder batch stops growing at N tokens (default: 8192)")
     p.add_argument("--max-wait-ms", type=float, default=0.0, metavar="T",

@@ -84,16 +84,16 @@ class _Served:
     """The app's state: the encoder (once loaded), its names, the batcher and the metrics."""
 
     def __init__(self, model, encoder, backend, threads, max_batch_tokens, max_wait_ms, max_queue,
-                 api_key, model_name):
+                 api_key, model_name, workers=None):
         self.model = model
         self.encoder = None
         self.backend = backend
-        self.threads = threads
+        workers, self.threads = _workers_and_threads(threads, workers, encoder is not None)
         self.api_key = api_key or None
         self.model_name = model_name
         self.metrics = ServerMetrics()
         self.batcher = Batcher(self._encode, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
-                               max_queue=max_queue, metrics=self.metrics)
+                               max_queue=max_queue, metrics=self.metrics, workers=workers)
         self.load_error = None
         self.created = int(time.time())
         self.names = ()
@@ -440,7 +440,31 @@ def _dimensions(value, dim: int, param: str = "dimensions"):
 
 
 # ----------------------------------------------------------------------------- the app
-def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
+def _workers_and_threads(threads, workers, given_encoder: bool) -> tuple:
+    """(batches encoded at once, inference threads per batch) for `threads` threads in all.
+    By default each batch runs on one thread and there are as many at once as threads: the
+    small batches of a server keep each core busier that way than split over all cores (the
+    event loop's work then overlaps the encoding instead of stalling it). A given encoder
+    keeps its own threads and, by default, runs one batch at a time."""
+    from .._checks import as_int
+
+    if threads is not None:
+        threads = as_int(threads, "threads", minimum=1)
+    if workers is not None:
+        workers = as_int(workers, "workers", minimum=1)
+    if given_encoder:
+        return (workers or 1), threads
+    if workers is None:
+        if threads is None:
+            from .._runtime import get_num_threads
+
+            threads = get_num_threads()
+        workers = threads
+    per_batch = max(1, (threads or workers) // workers)
+    return workers, per_batch
+
+
+def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None, workers=None,
                max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_queue: int = DEFAULT_MAX_QUEUE, api_key=None, model_name=None):
     """The embedding server as an ASGI app (Starlette).
@@ -449,7 +473,11 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
         model: the exported model folder to serve (default: all-MiniLM-L6-v2). It loads in the
             background at startup; ``GET /health`` answers 503 until it is ready.
         encoder: a loaded ``embedrt.Encoder`` to serve instead of ``model``.
-        backend, threads: as ``embedrt.Encoder`` takes them (when the app loads ``model``).
+        backend: as ``embedrt.Encoder`` takes it (when the app loads ``model``).
+        threads: inference threads in all, when the app loads ``model`` (default: all cores).
+        workers: batches encoded at once, each in a thread of its own on ``threads // workers``
+            inference threads (default: ``threads``, so one thread per batch; with ``encoder``
+            given: 1, and the encoder keeps its threads).
         max_batch_tokens: an encoder batch stops growing at this many tokens.
         max_wait_ms: with the encoder idle, how long a batch may wait for more texts (default 0:
             it starts at once; texts arriving while a batch runs form the next one anyway).
@@ -470,7 +498,7 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
         raise ImportError(f"embedrt.serve needs starlette and uvicorn: pip install 'embedrt[serve]' ({e})") from None
 
     served = _Served(model, encoder, backend, threads, max_batch_tokens, max_wait_ms, max_queue,
-                     api_key, model_name)
+                     api_key, model_name, workers)
     metrics = served.metrics
 
     def error_response(e: ApiError, style: str = "openai") -> Response:
@@ -664,7 +692,7 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
 
 # ----------------------------------------------------------------------------- running it
 def serve(model=None, *, host: str = "127.0.0.1", port: int = 8080, backend: str = "auto", threads=None,
-          max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+          workers=None, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
           max_queue: int = DEFAULT_MAX_QUEUE, api_key=None, model_name=None, log_level: str = "info",
           access_log: bool = False, graceful_timeout: float = 30.0) -> int:
     """Loads the model, then serves it with uvicorn until SIGTERM or SIGINT; returns 0 after a
@@ -677,11 +705,13 @@ def serve(model=None, *, host: str = "127.0.0.1", port: int = 8080, backend: str
         raise ImportError(f"embedrt serve needs uvicorn and starlette: pip install 'embedrt[serve]' ({e})") from None
     from ..encoder import Encoder
 
-    encoder = Encoder(model, backend=backend, threads=threads)
+    workers, per_batch = _workers_and_threads(threads, workers, False)
+    encoder = Encoder(model, backend=backend, threads=per_batch)
     # The encoder's thread takes the GIL back after each native kernel call; with the event loop
     # busy, the default 5 ms switch interval would hold it up that long each time.
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-    app = create_app(model, encoder=encoder, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+    app = create_app(model, encoder=encoder, workers=workers, max_batch_tokens=max_batch_tokens,
+                     max_wait_ms=max_wait_ms,
                      max_queue=max_queue, api_key=api_key, model_name=model_name)
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level=log_level,
                             access_log=access_log, timeout_graceful_shutdown=graceful_timeout)

@@ -1,11 +1,13 @@
 """Dynamic batching: the texts of concurrent requests share encoder batches.
 
-One asyncio task forms batches and one worker thread runs them, off the event loop (the
-encoder's kernels release the GIL). While a batch runs, the texts that arrive queue up and
-form the next batch, up to ``max_batch_tokens`` tokens; with the worker idle a batch starts at
-once, or after up to ``max_wait_ms`` when that is set (to gather more texts per batch). A
-batch holds texts of one kind only (the same output dimensions and normalization); a request
-longer than a batch is split over several. Each request gets its own rows back, in order.
+Batches are formed on the event loop, as requests arrive and as batches finish (no task to
+wake), and worker threads run them, off the event loop (the encoder's kernels release the
+GIL): ``workers`` batches at once, and the texts queued while workers are idle are shared
+between them. While the workers are busy, the texts that arrive queue up and form the next
+batches, up to ``max_batch_tokens`` tokens each; with a worker idle a batch starts at once, or
+after up to ``max_wait_ms`` when that is set (to gather more texts per batch). A batch holds
+texts of one kind only (the same output dimensions and normalization); a request longer than a
+batch is split over several. Each request gets its own rows back, in order.
 """
 from __future__ import annotations
 
@@ -55,35 +57,39 @@ class Batcher:
         max_queue: at most this many texts wait; beyond, ``submit`` raises ``QueueFull``
             (a request arriving at an empty queue is always taken).
         metrics: a ``ServerMetrics`` (optional).
-        executor: the one-thread executor to run batches on (default: a new one).
+        workers: batches encoded at once, each in a worker thread of its own (default 1). With
+            several, the texts queued when workers are idle are shared between them.
+        executor: the executor to run batches on (default: a new one with ``workers`` threads).
     """
 
     def __init__(self, encode, *, max_batch_tokens: int = 8192, max_wait_ms: float = 0.0,
-                 max_queue: int = 4096, metrics=None, executor=None):
+                 max_queue: int = 4096, metrics=None, workers: int = 1, executor=None):
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self._encode = encode
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_wait = float(max_wait_ms) / 1000.0
         self.max_queue = int(max_queue)
         self._metrics = metrics
+        self.workers = int(workers)
         self._own_executor = executor is None
         self.executor = executor or self._new_executor()
         self._jobs = collections.deque()
         self._waiting = 0          # texts queued, not yet in a batch
-        self._wake = None
-        self._task = None
-        self._busy = False
+        self._loop = None          # the event loop it was started on (None: not running)
+        self._timer = None         # a pending max_wait_ms dispatch
+        self._active = 0           # batches in the workers
         self._stopping = False
-        self._idle = None
+        self._idle = None          # set while nothing is queued or running
 
-    @staticmethod
-    def _new_executor():
-        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedrt-encode")
+    def _new_executor(self):
+        return concurrent.futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="embedrt-encode")
 
     # ------------------------------------------------------------------ state
     @property
@@ -93,30 +99,28 @@ class Batcher:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._loop is not None
 
     def start(self) -> None:
-        """Starts the batching task on the running event loop (idempotent)."""
+        """Starts batching on the running event loop (idempotent)."""
         if self.running:
             return
         if self.executor is None:  # stopped before: a new worker (an app's lifespan may run again)
             self.executor = self._new_executor()
-        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="embedrt-batcher")
 
     async def stop(self, drain: bool = True) -> None:
         """Takes no new texts, answers (``drain``) or fails the queued ones, then stops."""
         self._stopping = True
-        if self._task is None:
+        if self._loop is None:
             return
         if drain:
-            self._wake.set()
-            while self._jobs or self._busy:
+            self._dispatch()              # a batch held back by max_wait_ms goes now
+            while self._jobs or self._active:
                 self._idle.clear()
-                self._wake.set()
                 await self._idle.wait()
         else:
             for job in self._jobs:
@@ -124,15 +128,14 @@ class Batcher:
                     job.future.set_exception(Stopping("the server is shutting down"))
             self._jobs.clear()
             self._set_waiting(0)
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._own_executor:
-            self.executor.shutdown(wait=True)
-            self.executor = None
+            executor, self.executor = self.executor, None
+            # a batch still running (no drain) finishes in the worker; its rows are dropped
+            await self._loop.run_in_executor(None, executor.shutdown, True)
+        self._loop = None
 
     def _set_waiting(self, n: int) -> None:
         self._waiting = n
@@ -159,7 +162,8 @@ class Batcher:
             return job
         self._jobs.append(job)
         self._set_waiting(self._waiting + n)
-        self._wake.set()
+        if self._active < self.workers:
+            self._schedule()
         return job
 
     def cancel(self, job: "_Job") -> None:
@@ -186,22 +190,23 @@ class Batcher:
             raise
 
     # ------------------------------------------------------------------ the loop
-    def _pending_tokens(self, key) -> int:
+    def _pending_tokens(self, key, cap=None) -> int:
+        """Tokens queued of one kind (counting stops at ``cap``, default max_batch_tokens)."""
+        cap = self.max_batch_tokens if cap is None else cap
         total = 0
         for job in self._jobs:
             if job.key == key:
                 total += sum(job.tokens[job.taken:])
-                if total >= self.max_batch_tokens:
+                if total >= cap:
                     break
         return total
 
-    def _take(self):
-        """The next batch: [(job, lo, hi)], all of the first job's kind, at most max_batch_tokens
-        tokens (at least one text)."""
+    def _take(self, budget: int):
+        """The next batch: [(job, lo, hi)], all of the first job's kind, at most `budget` tokens
+        (at least one text)."""
         if not self._jobs:
             return None, []
         key = self._jobs[0].key
-        budget = self.max_batch_tokens
         parts = []
         used = 0
         taken_texts = 0
@@ -230,54 +235,77 @@ class Batcher:
         self._set_waiting(self._waiting - taken_texts)
         return key, parts
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._jobs:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-            self._idle.clear()
-            if self.max_wait > 0 and not self._stopping:
-                key = self._jobs[0].key
-                deadline = self._jobs[0].t0 + self.max_wait
-                while self._pending_tokens(key) < self.max_batch_tokens:
-                    left = deadline - time.perf_counter()
-                    if left <= 0 or self._stopping:
-                        break
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), left)
-                    except asyncio.TimeoutError:
-                        break
-                    if not self._jobs:
-                        break
-                if not self._jobs:
-                    continue
-            key, parts = self._take()
+    def _schedule(self) -> None:
+        """With a worker idle: the next batches now, or when ``max_wait_ms`` after the first
+        request has passed, unless ``max_batch_tokens`` are waiting already."""
+        if not self._jobs:
+            return
+        if self.max_wait > 0 and not self._stopping:
+            first = self._jobs[0]
+            left = first.t0 + self.max_wait - time.perf_counter()
+            if left > 0 and self._pending_tokens(first.key) < self.max_batch_tokens:
+                if self._timer is None:
+                    self._timer = self._loop.call_later(left, self._on_timer)
+                return
+        self._dispatch()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._schedule()
+
+    def _dispatch(self) -> None:
+        """Hands batches to the idle workers (on the event loop). With several workers idle,
+        each takes its share of the queued texts of the first job's kind."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._jobs and self._active < self.workers:
+            idle = self.workers - self._active
+            budget = self.max_batch_tokens
+            if idle > 1:
+                pending = self._pending_tokens(self._jobs[0].key, budget * idle)
+                budget = min(budget, max(1, -(-pending // idle)))
+            key, parts = self._take(budget)
             if not parts:
-                continue
+                break
             texts = []
             for job, lo, hi in parts:
                 texts.extend(job.texts[lo:hi])
-            self._busy = True
-            t0 = time.perf_counter()
+            self._active += 1
+            self._idle.clear()
+            self._submit(texts, key, parts)
+        if not self._jobs and not self._active:
+            self._idle.set()
+
+    def _submit(self, texts, key, parts) -> None:
+        loop = self._loop
+        t0 = time.perf_counter()
+
+        def back(future):  # in the worker thread: hand the result to the event loop
             try:
-                emb = await loop.run_in_executor(self.executor, self._encode, texts, key)
-            except Exception as e:  # noqa: BLE001 - handed to each request
-                for job, _, _ in parts:
-                    if not job.future.done():
-                        job.future.set_exception(e)
-                    if job in self._jobs:
-                        self._jobs.remove(job)
-                        self._set_waiting(self._waiting - (len(job.texts) - job.taken))
-                continue
-            finally:
-                self._busy = False
+                loop.call_soon_threadsafe(self._finish, future, parts, len(texts), t0)
+            except RuntimeError:  # the loop is closed: nobody waits for these rows any more
+                pass
+
+        self.executor.submit(self._encode, texts, key).add_done_callback(back)
+
+    def _finish(self, future, parts, count: int, t0: float) -> None:
+        """On the event loop: each request of the batch gets its rows; then the next batch."""
+        self._active -= 1
+        exc = future.exception()
+        if exc is not None:
+            for job, _, _ in parts:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                if job in self._jobs:
+                    self._jobs.remove(job)
+                    self._set_waiting(self._waiting - (len(job.texts) - job.taken))
+        else:
+            emb = future.result()
             m = self._metrics
             if m is not None:
                 m.batch_seconds.observe(time.perf_counter() - t0)
-                m.batch_size.observe(len(texts))
+                m.batch_size.observe(count)
                 m.batch_tokens.observe(sum(sum(job.tokens[lo:hi]) for job, lo, hi in parts))
             row = 0
             for job, lo, hi in parts:
@@ -290,3 +318,7 @@ class Batcher:
                     if job.done == len(job.texts):
                         job.future.set_result(job.out)
                 row += k
+        if self._jobs:
+            self._schedule()
+        if not self._active and not self._jobs:
+            self._idle.set()
