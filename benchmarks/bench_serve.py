@@ -7,10 +7,12 @@ Starts `embedrt serve` as a subprocess on a free loopback port, then measures:
     `encode`;
   * p50 / p99 latency at concurrency 1, 16 and 64;
   * the server's peak RSS (VmHWM) under that load.
-Prints a markdown table. The clients are a minimal keep-alive HTTP/1.1 client on asyncio (the
-server and the clients share the machine's cores).
+Prints a markdown table. The load generator shares the machine's cores with the server: by
+default wrk (a C load generator, one thread) when it is on PATH, else a minimal keep-alive
+HTTP/1.1 client on asyncio, which costs several times more CPU per request (``--client``
+chooses).
 
-    python benchmarks/bench_serve.py [--model DIR] [--seconds 5] [--threads N]
+    python benchmarks/bench_serve.py [--model DIR] [--seconds 5] [--threads N] [--client wrk|python]
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,6 +96,41 @@ async def _load(port: int, clients: int, seconds: float, texts: list) -> dict:
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3}
 
 
+_WRK_SCRIPT = r"""
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+end
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/v1/embeddings", {["Content-Type"] = "application/json"},
+                    bodies[(i % #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\n", summary.requests, summary.duration,
+           e.connect + e.read + e.write + e.timeout, e.status,
+           latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _load_wrk(port: int, clients: int, seconds: float, texts: list) -> dict:
+    """The same load from wrk: `clients` keep-alive connections, one request in flight on each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, bodies = Path(tmp) / "post.lua", Path(tmp) / "bodies.txt"
+        script.write_text(_WRK_SCRIPT)
+        bodies.write_text("\n".join(json.dumps({"input": t}) for t in texts) + "\n")
+        out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+                              "-s", str(script), f"http://{HOST}:{port}/v1/embeddings", "--", str(bodies)],
+                             capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    requests, duration_us, errors, bad_status, p50, p99 = (int(x) for x in line.split()[1:])
+    return {"requests": requests, "rps": requests / (duration_us / 1e6), "errors": errors + bad_status,
+            "p50": p50 / 1e3, "p99": p99 / 1e3}
+
+
 def _rss_peak_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -116,7 +155,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each phase (default 5)")
     ap.add_argument("--threads", type=int, help="inference threads, server and in-process (default: all)")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--workers", type=int, help="the server's --workers (default: its own)")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                    help="load generator (default: wrk when it is on PATH, else the asyncio client)")
     args = ap.parse_args(argv)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("--client wrk: wrk is not on PATH (Debian/Ubuntu: apt install wrk)")
+
+    def load(port, clients, seconds, texts):
+        if client == "wrk":
+            return _load_wrk(port, clients, seconds, texts)
+        return asyncio.run(_load(port, clients, seconds, texts))
 
     import numpy as np  # noqa: F401
 
@@ -151,6 +203,8 @@ def main(argv=None) -> int:
            "--port", str(port), "--backend", args.backend]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         async def wait_ready():
@@ -170,11 +224,11 @@ def main(argv=None) -> int:
             raise SystemExit("the server did not start")
 
         asyncio.run(wait_ready())
-        asyncio.run(_load(port, 16, 1.0, texts))                    # warm up
+        load(port, 16, 1.0, texts)                                  # warm up
         results = {}
         for clients in (16, 1, 64):
             phase_texts = [query] if clients == 1 else texts
-            results[clients] = asyncio.run(_load(port, clients, args.seconds, phase_texts))
+            results[clients] = load(port, clients, args.seconds, phase_texts)
         rss = _rss_peak_mb(proc.pid)
     finally:
         proc.terminate()
@@ -192,6 +246,7 @@ def main(argv=None) -> int:
         pass
     print(f"model {Path(model_dir).name} ({backend_name}), {os.cpu_count()} cores ({cpu}), "
           f"texts of {min(lengths)}-{max(lengths)} tokens, {args.seconds:g} s per phase, "
+          f"load from {'wrk (1 thread)' if client == 'wrk' else 'the asyncio client'}, "
           f"server exit code {proc.returncode}")
     print()
     print("| measurement | server | in-process encode | ratio / target |")
