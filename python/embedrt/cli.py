@@ -334,11 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_encode)
 
-    p = sub.add_parser("export", help="export a BERT checkpoint (safetensors) to an ONNX model folder",
-                       description="Exports a Hugging Face BERT checkpoint folder to an ONNX encoder "
+    p = sub.add_parser("export", help="export an encoder checkpoint (safetensors) to an ONNX model folder",
+                       description="Exports a Hugging Face checkpoint folder (model_type bert, mpnet, "
+                                   "roberta, xlm-roberta, nomic_bert or modernbert) to an ONNX encoder "
                                    "folder embedrt (and onnxruntime users) can load.",
                        epilog=_EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", metavar="SRC", help="checkpoint folder (model.safetensors, config.json, tokenizer.json)")
+    p.add_argument("src", metavar="SRC", help="checkpoint folder (model.safetensors or a sharded one, config.json, "
+                                          "tokenizer.json)")
     p.add_argument("dst", metavar="DST", help="folder to create")
     p.add_argument("--quantize", choices=["int8"], help="also write onnx/model_qint8.onnx")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
