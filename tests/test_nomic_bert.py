@@ -324,13 +324,14 @@ def test_truncation_at_the_position_limit(tmp_path):
         embedrt.Encoder(folder, backend="native", max_seq_length=65)
 
 
-def test_onnxruntime_needs_a_graph_the_folder_does_not_have(tmp_path):
+def test_onnxruntime_runs_the_graph_exported_from_the_checkpoint(tmp_path):
     import embedrt
 
     folder = _copy(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"backend='onnxruntime' needs an ONNX graph.*"
-                                                r"not model_type 'nomic_bert'.*backend='native' or 'auto'"):
-        embedrt.Encoder(folder, backend="onnxruntime")
+    enc = embedrt.Encoder(folder, backend="onnxruntime")  # the graph exported into the cache
+    assert enc.backend_info["backend"] == "onnxruntime" and not (folder / "onnx").exists()
+    ref = np.load(folder / "reference.npz")
+    assert _cos(enc.encode([str(t) for t in ref["texts"]]), ref["embeddings"]).min() >= 0.99999
 
 
 # ----------------------------------------------------------------------------- refusals

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -26,27 +25,6 @@ BACKENDS = ("auto", "native", "onnxruntime")
 AUTO_NATIVE_LEVELS = ("avx512", "avx512-vnni")
 _NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
-
-
-def _no_graph_for_onnxruntime(path: Path, err: FileNotFoundError) -> None:
-    """Raises the reason a checkpoint folder without a graph cannot run on onnxruntime (and what
-    runs it); returns for any other missing file."""
-    import json
-
-    if not (path / "model.safetensors").is_file() and not (path / "model.safetensors.index.json").is_file():
-        return
-    if not (path / "config.json").is_file():
-        return
-    try:
-        mt = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError, RecursionError):
-        mt = None
-    export = ("`embedrt export` makes one from this BERT checkpoint" if mt in (None, "bert") else
-              f"embedrt exports BERT checkpoints only, not model_type {mt!r}")
-    raise FileNotFoundError(
-        f"{path}: backend='onnxruntime' needs an ONNX graph (onnx/model.onnx or model.onnx) and this "
-        f"folder has none, only a checkpoint (model.safetensors); {export}. The native engine runs the "
-        "checkpoint: backend='native' or 'auto'") from err
 
 
 def _load_native(folder, onnx_file, layers, threads, verify):
@@ -126,9 +104,12 @@ class Encoder:
             self.folder = read_model_folder(path, onnx_file=onnx_file,
                                             require_onnx=backend == "onnxruntime")
         except FileNotFoundError as e:
-            if backend == "onnxruntime" and onnx_file is None:
-                _no_graph_for_onnxruntime(Path(path), e)
-            raise
+            if backend != "onnxruntime" or onnx_file is not None:
+                raise
+            from .export import graph_for_onnxruntime
+
+            self.folder = read_model_folder(path, require_onnx=False)
+            self.folder.onnx_path = graph_for_onnxruntime(self.folder.path, e)  # exported into the cache
         self.path = self.folder.path
         self._pooling = self.folder.pooling
         # without a graph there is no onnxruntime to prefer or fall back to: auto runs the
@@ -162,7 +143,11 @@ class Encoder:
             if self.backend is None:
                 if backend == "native":
                     raise NotRecognized(f"backend='native' is not possible: {why}")
-                if not has_graph:
+                if not has_graph:  # the checkpoint's graph exported into the cache, if it can be
+                    from .export import fallback_graph
+
+                    self.folder.onnx_path, why = fallback_graph(self.path, why)
+                if self.folder.onnx_path is None:
                     from .arch import SUPPORTED
 
                     raise NotRecognized(
