@@ -2,7 +2,7 @@
 
 - :class:`Encoder` loads a model folder (ONNX graph + ``tokenizer.json`` + configs) and
   embeds texts with a sentence-transformers compatible ``encode()``.
-- :func:`export` turns a Hugging Face BERT checkpoint (``model.safetensors``) into such a folder,
+- :func:`export` turns a Hugging Face checkpoint of an encoder family (``model.safetensors``) into such a folder,
   without PyTorch.
 - :func:`convert` packs a model's weights for the native engine.
 """
