@@ -306,3 +306,14 @@ def test_the_cli_exports_a_family(tmp_path):
     src = _copy("tiny-xlm-roberta", tmp_path)
     assert main(["export", str(src), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "onnx" / "model.onnx").is_file()
+
+
+def test_a_graph_that_does_not_compute_the_reference_is_refused(tmp_path):
+    from embedrt.encoder.export import check_graph, checkpoint_graph
+
+    src = _copy("tiny-mpnet", tmp_path)
+    model, cfg, params, _ = checkpoint_graph(src)
+    assert check_graph(model, cfg, params) <= 1e-5
+    other = dict(params, rel_bias=params["rel_bias"][::-1].copy())  # the buckets misread
+    with pytest.raises(ExportError, match="deviates from the numpy reference"):
+        check_graph(model, cfg, other)
