@@ -343,9 +343,9 @@ def test_minilm_gate(minilm_dir):
 
 
 def test_auto_follows_the_level_table(tiny, monkeypatch, caplog):
-    from embedrt.encoder import encoder
+    from embedrt.encoder import backend
 
-    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", ())
+    monkeypatch.setattr(backend, "AUTO_NATIVE_LEVELS", ())
     with caplog.at_level(logging.INFO, logger="embedrt"):
         enc = embedrt.Encoder(tiny)
     info = enc.backend_info

@@ -678,7 +678,11 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
 # Backend
 
 class NativeBackend:
-    """The native forward pass behind embedrt.Encoder (see the module docstring)."""
+    """The native forward pass behind embedrt.Encoder (see the module docstring); a
+    `backend.Backend`."""
+
+    kind = "native"
+    skips_prompt = False  # it pools every token of a sequence
 
     def __init__(self, engine, cfg: dict, precision: str, layers: int, source: str):
         self._engine = engine
@@ -696,6 +700,22 @@ class NativeBackend:
         self.pooled = True  # embed() returns pooled vectors
         self.verdict = None  # the load gate's gate.Verdict, when it came through from_model_dir
         self.load_info = {}
+
+    def width(self, modes: int, hidden=None) -> int:
+        """The width of embed()'s rows for `modes` concatenated pooling modes."""
+        return self.dim * int(modes)
+
+    def set_padding(self, pad_id=None, position_padding_idx=None) -> None:
+        """Nothing to set: sequences are never padded, and positions follow the model's spec."""
+
+    def load_report(self) -> dict:
+        """{"source", "engine_file", "gate"} of this load (see backend.Backend)."""
+        gate = None
+        if self.verdict is not None:
+            gate = self.verdict.as_dict()
+            gate["cached"] = bool(self.load_info.get("cached"))
+        return {"source": str(self.load_info.get("source") or self.source),
+                "engine_file": self.load_info.get("engine_file"), "gate": gate}
 
     def __repr__(self) -> str:
         return (f"NativeBackend({self.name}, dim={self.dim}, layers={self.num_layers}/"
@@ -749,8 +769,11 @@ class NativeBackend:
 
         ids: one 1-D integer array per text (unpadded, with the special tokens); type_ids: the
         same shapes, or None for all zeros; pooling: mean, cls, max, mean_sqrt_len, lasttoken
-        or weightedmean; several joined with "+" give their concatenation [n, dim * modes].
+        or weightedmean (mean_sqrt_len_tokens too, sentence-transformers' name of
+        mean_sqrt_len); several joined with "+" give their concatenation [n, dim * modes].
         """
+        if isinstance(pooling, str):
+            pooling = _native_pooling(pooling)
         modes = pooling.split("+") if isinstance(pooling, str) else [pooling]
         if not modes or any(m not in POOLINGS for m in modes):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)} "
