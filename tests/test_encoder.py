@@ -140,7 +140,7 @@ def test_encode_tokens(enc, texts):
     np.testing.assert_array_equal(enc.encode_tokens([x.astype(np.int32) for x in ids[:3]], precision="ubinary"),
                                   enc.encode(some[:3], precision="ubinary"))
     assert enc.encode_tokens([]).shape == (0, enc.dim)
-    vocab = enc._tokenizer.vocab_size
+    vocab = enc.vocab_size
     bad = [
         ("not a list", TypeError, "ids must be a list"),
         ([np.array([101, vocab])], ValueError, r"ids\[0\] holds 30522, outside"),

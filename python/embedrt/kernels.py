@@ -168,6 +168,13 @@ class Int8Matrix:
         """Bytes held by the packed form."""
         return int(self._packed.nbytes)
 
+    @property
+    def packed(self):
+        """The packed form (``_core.Int8Packed``), for the ``_core`` entry points that take
+        more than ``matmul`` does (``int8_gemm`` on uint8 codes a + 128 or a column range,
+        ``int8_gemm_f32`` with a bias)."""
+        return self._packed
+
     def __repr__(self) -> str:
         return f"Int8Matrix(shape={self._shape})"
 

@@ -109,6 +109,12 @@ class Encoder:
         return self.backend.name
 
     @property
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary size (with its added tokens): the ids encode_tokens takes
+        are below it."""
+        return self._tokenizer.vocab_size
+
+    @property
     def normalize(self) -> bool:
         """Whether the folder's pipeline ends with a Normalize module (the default of encode)."""
         return self.folder.normalize
@@ -286,7 +292,7 @@ class Encoder:
         if not isinstance(ids, (list, tuple)):
             raise TypeError(f"ids must be a list of 1-D integer arrays, got {type(ids).__name__}")
         rows = []
-        vocab = self._tokenizer.vocab_size
+        vocab = self.vocab_size
         for i, row in enumerate(ids):
             a = np.asarray(row)
             if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
