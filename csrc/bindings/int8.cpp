@@ -11,7 +11,7 @@ namespace {
 
 void check_k(int64_t k) {
     if (k > kInt8MaxK)
-        throw py::value_error("k = " + std::to_string(k) + " exceeds the int8 product limit kInt8MaxK = " +
+        throw py::value_error("k = " + std::to_string(k) + " exceeds the int8 product limit INT8_MAX_K = " +
                               std::to_string(kInt8MaxK) + " (int32 accumulators could overflow)");
 }
 
