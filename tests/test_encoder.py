@@ -442,6 +442,8 @@ def test_both_engines_are_backends_chosen_in_one_place(minilm_dir):
     # a backend takes the folder's pooling names, the native engine its own too
     np.testing.assert_array_equal(nat.embed(ids, None, "mean_sqrt_len_tokens"),
                                   nat.embed(ids, None, "mean_sqrt_len"))
+    with pytest.raises(ValueError, match="skip=2"):
+        nat.embed(ids, None, "mean", skip=2)
     enc = embedrt.Encoder(minilm_dir, backend="native")
     assert {k: v for k, v in enc.backend_info.items() if k != "gate"} == \
         {k: v for k, v in nat_info.items() if k != "gate"}

@@ -771,14 +771,18 @@ class NativeBackend:
         backend.load_info = dict(info, source=str(prep.source))
         return backend
 
-    def embed(self, ids, type_ids=None, pooling: str = "mean") -> np.ndarray:
+    def embed(self, ids, type_ids=None, pooling: str = "mean", skip: int = 0) -> np.ndarray:
         """Pooled (not normalized) float32 embeddings [n, dim] of tokenized sequences.
 
         ids: one 1-D integer array per text (unpadded, with the special tokens); type_ids: the
         same shapes, or None for all zeros; pooling: mean, cls, max, mean_sqrt_len, lasttoken
         or weightedmean (mean_sqrt_len_tokens too, sentence-transformers' name of
         mean_sqrt_len); several joined with "+" give their concatenation [n, dim * modes].
+        skip: must be 0 (the engine pools every token; see skips_prompt).
         """
+        if skip:
+            raise ValueError(f"skip={skip}: the native engine pools every token of a sequence "
+                             "(it cannot leave a prompt out of the pooling)")
         if isinstance(pooling, str):
             pooling = _native_pooling(pooling)
         modes = pooling.split("+") if isinstance(pooling, str) else [pooling]
