@@ -31,7 +31,7 @@ def test_int8_matmul(benchmark, one_thread, m, k, n):
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     packed = Int8Matrix(rng.integers(-128, 128, (n, k), dtype=np.int8))
     out = np.empty((m, n), np.int32)
-    benchmark(core.int8_gemm, a, packed._packed, out)
+    benchmark(core.int8_gemm, a, packed.packed, out)
     benchmark.extra_info["GMAC/s"] = m * k * n / benchmark.stats.stats.min / 1e9
 
 

@@ -61,13 +61,13 @@ def gemm_table(quick: bool) -> str:
             # ORT's B is a graph input here; a constant initializer lets it prepack, so use one.
             sess = _ort_prepacked(k, n, bt)
             got = sess.run(None, feed)[0]
-            core.int8_gemm(a, packed._packed, out)
+            core.int8_gemm(a, packed.packed, out)
             assert (got == out).all(), "onnxruntime and embedrt disagree"
             macs = m * k * n
             reps = max(1, int(2e8 // macs)) if not quick else max(1, int(5e7 // macs))
             ours, theirs = float("inf"), float("inf")
             for _ in range(3 if quick else 5):  # interleaved
-                ours = min(ours, best_of(lambda: core.int8_gemm(a, packed._packed, out), 3, calls=reps))
+                ours = min(ours, best_of(lambda: core.int8_gemm(a, packed.packed, out), 3, calls=reps))
                 theirs = min(theirs, best_of(lambda: sess.run(None, feed), 3, calls=reps))
             rows.append(f"| {m} | {k} | {n} | {macs / ours / 1e9:.0f} | {macs / theirs / 1e9:.0f} | "
                         f"{theirs / ours:.2f}x |")

@@ -111,9 +111,9 @@ def auto_native(monkeypatch):
     """backend="auto" chooses the native engine at this CPU's level (auto's level table would
     send an AVX2-only CPU to onnxruntime), so the gate and its fallback are tested on every CPU."""
     import embedrt
-    from embedrt.encoder import encoder
+    from embedrt.encoder import backend
 
-    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", (embedrt.cpu_info()["isa"],))
+    monkeypatch.setattr(backend, "AUTO_NATIVE_LEVELS", (embedrt.cpu_info()["isa"],))
 
 
 @pytest.fixture(scope="session")

@@ -144,9 +144,9 @@ def test_small_jobs_take_the_native_engine_wherever_it_is_proven(minilm_dir, mon
     import argparse
 
     from embedrt.cli import _SMALL_JOB, _encoder_for
-    from embedrt.encoder import encoder
+    from embedrt.encoder import backend
 
-    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", ())
+    monkeypatch.setattr(backend, "AUTO_NATIVE_LEVELS", ())
     args = argparse.Namespace(model=str(minilm_dir), backend="auto", threads=None,
                               max_seq_length=None, onnx_file=None)
     assert _encoder_for(args, 2).backend_info["backend"] == "native"

@@ -45,8 +45,8 @@ def test_layers_match_sentence_transformers():
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "native"])
 def test_encoder_runs_the_pipeline(tmp_path, backend, monkeypatch):
-    # a cache of its own: another test may have left a verdict for the same tiny graph with a
-    # config.json the native engine refuses (verdicts are keyed by the graph's content)
+    # a cache of its own: what other tests converted or refused for the same tiny graph does
+    # not decide here
     monkeypatch.setenv("EMBEDRT_CACHE_DIR", str(tmp_path / "cache"))
     plain = embedrt.Encoder(shutil.copytree(TINY, tmp_path / "plain"), backend=backend, threads=1)
     model = embedrt.Encoder(dense_folder(tmp_path / "dense"), backend=backend, threads=1)

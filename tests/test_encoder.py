@@ -140,7 +140,7 @@ def test_encode_tokens(enc, texts):
     np.testing.assert_array_equal(enc.encode_tokens([x.astype(np.int32) for x in ids[:3]], precision="ubinary"),
                                   enc.encode(some[:3], precision="ubinary"))
     assert enc.encode_tokens([]).shape == (0, enc.dim)
-    vocab = enc._tokenizer.vocab_size
+    vocab = enc.vocab_size
     bad = [
         ("not a list", TypeError, "ids must be a list"),
         ([np.array([101, vocab])], ValueError, r"ids\[0\] holds 30522, outside"),
@@ -394,7 +394,7 @@ def test_graph_variants_pooled_output_and_no_token_types(tmp_path):
 def test_backend_choice(minilm_dir, caplog, monkeypatch):
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, backend="onnxruntime", layers=3)
-    from embedrt.encoder.encoder import AUTO_NATIVE_LEVELS
+    from embedrt.encoder.backend import AUTO_NATIVE_LEVELS
 
     auto = embedrt.Encoder(minilm_dir)
     assert auto.backend_name.startswith("native" if embedrt.cpu_info()["isa"] in AUTO_NATIVE_LEVELS
@@ -403,10 +403,9 @@ def test_backend_choice(minilm_dir, caplog, monkeypatch):
 
     # a graph the native engine declines: auto falls back with one log line saying why (auto
     # tries the engine at this level, as it does where the level table sends it there)
-    from embedrt.encoder import encoder as encoder_module
-    from embedrt.encoder import native
+    from embedrt.encoder import backend, native
 
-    monkeypatch.setattr(encoder_module, "AUTO_NATIVE_LEVELS", (embedrt.cpu_info()["isa"],))
+    monkeypatch.setattr(backend, "AUTO_NATIVE_LEVELS", (embedrt.cpu_info()["isa"],))
 
     def decline(*args, **kwargs):
         raise native.NotRecognized("no BERT structure found (test)")
@@ -421,6 +420,37 @@ def test_backend_choice(minilm_dir, caplog, monkeypatch):
     assert len(lines) == 1
     with pytest.raises(ValueError, match="native"):
         embedrt.Encoder(minilm_dir, layers=3)
+
+
+def test_both_engines_are_backends_chosen_in_one_place(minilm_dir):
+    """NativeBackend and OnnxRuntimeBackend implement backend.Backend; select_backend is the
+    policy Encoder runs (the same backend, the same info)."""
+    from embedrt.encoder.backend import Backend, select_backend
+    from embedrt.encoder.model_dir import read_model_folder
+
+    folder = read_model_folder(minilm_dir, require_onnx=False)
+    ort, ort_info = select_backend(folder, "onnxruntime")
+    nat, nat_info = select_backend(folder, "native")
+    for b, info in ((ort, ort_info), (nat, nat_info)):
+        assert isinstance(b, Backend)
+        assert (info["backend"], info["name"], info["precision"]) == (b.kind, b.name, b.precision)
+        assert info["source"] == b.load_report()["source"]
+    assert (ort.kind, nat.kind, nat.precision, ort.precision) == ("onnxruntime", "native", "int8", None)
+    assert ort.width(2) == nat.width(2) == 768 and ort.skips_prompt and not nat.skips_prompt
+    assert nat_info["gate"]["passed"] is True and ort_info["gate"] is None
+    ids = [np.array([101, 7592, 2088, 102]), np.array([101, 102])]
+    # a backend takes the folder's pooling names, the native engine its own too
+    np.testing.assert_array_equal(nat.embed(ids, None, "mean_sqrt_len_tokens"),
+                                  nat.embed(ids, None, "mean_sqrt_len"))
+    with pytest.raises(ValueError, match="skip=2"):
+        nat.embed(ids, None, "mean", skip=2)
+    enc = embedrt.Encoder(minilm_dir, backend="native")
+    assert {k: v for k, v in enc.backend_info.items() if k != "gate"} == \
+        {k: v for k, v in nat_info.items() if k != "gate"}
+    with pytest.raises(ValueError, match="backend must be one of"):
+        select_backend(folder, "torch")
+    with pytest.raises(ValueError, match="layers=N needs the native backend"):
+        select_backend(folder, "onnxruntime", layers=2)
 
 
 def test_threads_and_session_options(minilm_dir):
@@ -489,8 +519,10 @@ def _stand_in_native(monkeypatch, recognize=True):
 
     mod = types.ModuleType("embedrt.encoder.native")
 
-    class NativeBackend:
-        name = "native"
+    class NativeBackend:  # a backend.Backend
+        kind = name = "native"
+        precision = "int8"
+        skips_prompt = False
         calls = []
         poolings = []
 
@@ -506,9 +538,18 @@ def _stand_in_native(monkeypatch, recognize=True):
             return b
 
         def embed(self, ids, type_ids, pooling):
-            assert pooling in ("mean", "cls", "max", "mean_sqrt_len", "lasttoken", "weightedmean")
+            assert pooling in ("mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken", "weightedmean")
             NativeBackend.poolings.append(pooling)
             return self.ort.embed(ids, type_ids, pooling)
+
+        def width(self, modes, hidden=None):
+            return self.dim * modes
+
+        def set_padding(self, pad_id=None, position_padding_idx=None):
+            pass
+
+        def load_report(self):
+            return {"source": "", "engine_file": None, "gate": None}
 
     def convert(model_dir, out=None, precision="int8", onnx_file=None, verify=True):
         return Path(out or Path(model_dir) / "packed.bin")
@@ -597,7 +638,7 @@ def test_pooling_names_and_concatenated_modes_with_the_engine(auto_native, minil
     e = embedrt.Encoder(folder_copy(minilm_dir, tmp_path / "a", **{"1_Pooling__config.json": cfg}))
     assert e.backend_name == "native"
     got = e.encode("pooling names", normalize_embeddings=False)
-    assert engine.poolings[-1] == "mean_sqrt_len"
+    assert engine.poolings[-1] == "mean_sqrt_len_tokens"  # a backend takes the folder's names
     tokens, lengths = enc.backend.run(enc.tokenize(["pooling names"]))
     np.testing.assert_allclose(got, pool(tokens, lengths, "mean_sqrt_len_tokens")[0], atol=1e-5)
     cfg = {"word_embedding_dimension": 384, "pooling_mode": ["cls", "mean"]}

@@ -94,6 +94,25 @@ def test_changed_source_is_converted_again(tiny, monkeypatch):
     assert engine.stat().st_mtime_ns != stamp
 
 
+def test_a_graphs_verdict_follows_its_config_json(tiny, monkeypatch):
+    """The engine reads a graph's family from config.json: a refusal kept for one config.json
+    holds only while it is unchanged, and an engine converted under it too."""
+    good = (tiny / "config.json").read_text()
+    (tiny / "config.json").write_text(json.dumps(dict(json.loads(good), model_type="funnel")))
+    assert embedrt.Encoder(tiny).backend_info["backend"] == "onnxruntime"
+    calls = []
+    build = native._build
+    monkeypatch.setattr(native, "_build", lambda *a, **k: calls.append(1) or build(*a, **k))
+    refused = embedrt.Encoder(tiny).backend_info  # the kept refusal: nothing is read again
+    assert refused["backend"] == "onnxruntime" and "funnel" in refused["reason"] and not calls
+    (tiny / "config.json").write_text(good)  # fixed: the verdict is decided again
+    info = embedrt.Encoder(tiny).backend_info
+    assert info["backend"] == "native" and info["gate"]["passed"] is True and calls
+    assert embedrt.Encoder(tiny).backend_info["gate"]["cached"] is True and len(calls) == 1
+    (tiny / "config.json").write_text(json.dumps(dict(json.loads(good), note="edited")))
+    assert embedrt.Encoder(tiny).backend_info["gate"]["cached"] is False and len(calls) == 2
+
+
 def test_read_only_folder_keeps_its_engine_in_the_user_cache(tiny, tmp_path):
     os.chmod(tiny, 0o555)
     try:
@@ -343,9 +362,9 @@ def test_minilm_gate(minilm_dir):
 
 
 def test_auto_follows_the_level_table(tiny, monkeypatch, caplog):
-    from embedrt.encoder import encoder
+    from embedrt.encoder import backend
 
-    monkeypatch.setattr(encoder, "AUTO_NATIVE_LEVELS", ())
+    monkeypatch.setattr(backend, "AUTO_NATIVE_LEVELS", ())
     with caplog.at_level(logging.INFO, logger="embedrt"):
         enc = embedrt.Encoder(tiny)
     info = enc.backend_info

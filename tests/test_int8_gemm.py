@@ -74,19 +74,19 @@ def test_uint8_activations_and_bias(isa, m, k):
     packed = Int8Matrix(b)
     au8 = (a.view(np.uint8) ^ 0x80)
     out = np.empty((m, 35), np.int32)
-    core.int8_gemm(au8, packed._packed, out)
+    core.int8_gemm(au8, packed.packed, out)
     np.testing.assert_array_equal(out, ref(a, b))
     sa = rng.random(m, dtype=np.float32)
     sb = rng.random(35, dtype=np.float32)
     bias = rng.standard_normal(35).astype(np.float32)
     outf = np.empty((m, 35), np.float32)
-    core.int8_gemm_f32(au8, packed._packed, sa, sb, bias, outf)
+    core.int8_gemm_f32(au8, packed.packed, sa, sb, bias, outf)
     s = (sa[:, None] * sb[None, :]).astype(np.float32)
     np.testing.assert_allclose(outf, s.astype(np.float64) * ref(a, b) + bias, rtol=1e-6, atol=1e-6)
     # identical to the scalar path (a correctly rounded fma everywhere)
     with forced_isa("scalar"):
         want = np.empty_like(outf)
-        core.int8_gemm_f32(au8, packed._packed, sa, sb, bias, want)
+        core.int8_gemm_f32(au8, packed.packed, sa, sb, bias, want)
     np.testing.assert_array_equal(outf, want)
 
 
@@ -103,7 +103,7 @@ def test_column_ranges(isa, j0, j1, k, m):
     packed = Int8Matrix(b)
     for codes in (a, a.view(np.uint8) ^ 0x80):
         out = np.full((m, 70), -7, np.int32)
-        core.int8_gemm(codes, packed._packed, out, False, j0, j1)
+        core.int8_gemm(codes, packed.packed, out, False, j0, j1)
         want = np.full((m, 70), -7, np.int64)
         want[:, j0:j1] = ref(a, b)[:, j0:j1]
         np.testing.assert_array_equal(out, want)

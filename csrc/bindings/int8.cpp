@@ -11,7 +11,7 @@ namespace {
 
 void check_k(int64_t k) {
     if (k > kInt8MaxK)
-        throw py::value_error("k = " + std::to_string(k) + " exceeds the int8 product limit kInt8MaxK = " +
+        throw py::value_error("k = " + std::to_string(k) + " exceeds the int8 product limit INT8_MAX_K = " +
                               std::to_string(kInt8MaxK) + " (int32 accumulators could overflow)");
 }
 
@@ -38,19 +38,37 @@ std::shared_ptr<Int8Packed> pack(const py::handle& b_obj) {
     return packed;
 }
 
-// a: int8 (a_u8 false) or uint8 codes a + 128.
-py::array prepare_a(const py::handle& a_obj, const Int8Packed& b, bool* a_u8) {
+// a: int8, or uint8 codes a + 128; fills the A side of p (the array keeps it alive).
+py::array prepare_a(const py::handle& a_obj, const Int8Packed& b, Int8GemmParams* p) {
     py::array a;
-    if (py::isinstance<py::array>(a_obj) && py::reinterpret_borrow<py::array>(a_obj).dtype().kind() == 'u') {
-        a = bind::as_array<uint8_t>(a_obj, "a", 2);
-        *a_u8 = true;
-    } else {
-        a = bind::as_array<int8_t>(a_obj, "a", 2);
-        *a_u8 = false;
-    }
+    p->a_u8 = py::isinstance<py::array>(a_obj) && py::reinterpret_borrow<py::array>(a_obj).dtype().kind() == 'u';
+    if (p->a_u8) a = bind::as_array<uint8_t>(a_obj, "a", 2);
+    else a = bind::as_array<int8_t>(a_obj, "a", 2);
     if (a.shape(1) != b.k)
         throw py::value_error("a: has " + std::to_string(a.shape(1)) + " columns, b has k = " + std::to_string(b.k));
+    p->a = a.data();
+    p->m = a.shape(0);
+    p->lda = b.k;
+    p->b = &b;
     return a;
+}
+
+// An optional float32 vector of `n` entries (None: *ptr stays null); the array keeps it alive.
+py::array_t<float, py::array::c_style> optional_vector(const py::handle& obj, const char* name, int64_t n,
+                                                       const float** ptr) {
+    py::array_t<float, py::array::c_style> v;
+    if (obj.is_none()) return v;
+    v = bind::as_array<float>(obj, name, 1);
+    if (v.shape(0) != n) throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " entries");
+    *ptr = v.data();
+    return v;
+}
+
+// The product of p, threaded across the pool or on the calling thread, without the GIL.
+void run(const Int8GemmParams& p, bool threaded) {
+    py::gil_scoped_release nogil;
+    if (threaded) int8_gemm_run_mt(p);
+    else int8_gemm_run(p);
 }
 
 }  // namespace
@@ -70,29 +88,17 @@ void register_int8(py::module_& m) {
 
     m.def("int8_gemm", [](const py::handle& a_obj, const Int8Packed& b, py::array out, bool threaded,
                           int64_t j0, int64_t j1) {
-        bool a_u8 = false;
-        py::array a = prepare_a(a_obj, b, &a_u8);
-        int64_t mm = a.shape(0);
-        check_out<int32_t>(out, mm, b.n, "an int32 product");
-        const void* ap = a.data();
-        int32_t* cp = static_cast<int32_t*>(out.mutable_data());
-        int64_t lda = b.k;
+        Int8GemmParams p;
+        py::array a = prepare_a(a_obj, b, &p);
+        check_out<int32_t>(out, p.m, b.n, "an int32 product");
         if (j1 < 0) j1 = b.n;
         if (j0 < 0 || j0 > j1 || j1 > b.n) throw py::value_error("columns: need 0 <= j0 <= j1 <= n");
-        {
-            py::gil_scoped_release nogil;
-            if (j0 != 0 || j1 != b.n) {
-                // A column range on the calling thread (the int8_gemm_packed contract).
-                if (a_u8) int8_gemm_packed_u8(static_cast<const uint8_t*>(ap), mm, lda, b, j0, j1, cp, b.n);
-                else int8_gemm_packed(static_cast<const int8_t*>(ap), mm, lda, b, j0, j1, cp, b.n);
-            } else if (a_u8) {
-                if (threaded) int8_gemm_packed_u8_mt(static_cast<const uint8_t*>(ap), mm, lda, b, cp, b.n);
-                else int8_gemm_packed_u8(static_cast<const uint8_t*>(ap), mm, lda, b, 0, b.n, cp, b.n);
-            } else {
-                if (threaded) int8_gemm_packed_mt(static_cast<const int8_t*>(ap), mm, lda, b, cp, b.n);
-                else int8_gemm_packed(static_cast<const int8_t*>(ap), mm, lda, b, 0, b.n, cp, b.n);
-            }
-        }
+        p.c32 = static_cast<int32_t*>(out.mutable_data());
+        p.ldc = b.n;
+        p.j0 = j0;
+        p.j1 = j1;
+        // a column range runs on the calling thread
+        run(p, threaded && j0 == 0 && j1 == b.n);
         return out;
     }, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("threaded") = true, py::arg("j0") = 0,
     py::arg("j1") = -1,
@@ -101,34 +107,15 @@ void register_int8(py::module_& m) {
     m.def("int8_gemm_f32", [](const py::handle& a_obj, const Int8Packed& b, const py::handle& a_scale_obj,
                               const py::handle& b_scale_obj, const py::handle& bias_obj, py::array out,
                               bool threaded) {
-        bool a_u8 = false;
-        py::array a = prepare_a(a_obj, b, &a_u8);
-        int64_t mm = a.shape(0);
-        check_out<float>(out, mm, b.n, "a float32 product");
-        py::array_t<float, py::array::c_style> as, bs, bias;
-        const float *asp = nullptr, *bsp = nullptr, *biasp = nullptr;
-        if (!a_scale_obj.is_none()) {
-            as = bind::as_array<float>(a_scale_obj, "a_scale", 1);
-            if (as.shape(0) != mm) throw py::value_error("a_scale: expected " + std::to_string(mm) + " entries");
-            asp = as.data();
-        }
-        if (!b_scale_obj.is_none()) {
-            bs = bind::as_array<float>(b_scale_obj, "b_scale", 1);
-            if (bs.shape(0) != b.n) throw py::value_error("b_scale: expected " + std::to_string(b.n) + " entries");
-            bsp = bs.data();
-        }
-        if (!bias_obj.is_none()) {
-            bias = bind::as_array<float>(bias_obj, "bias", 1);
-            if (bias.shape(0) != b.n) throw py::value_error("bias: expected " + std::to_string(b.n) + " entries");
-            biasp = bias.data();
-        }
-        const void* ap = a.data();
-        float* cp = static_cast<float*>(out.mutable_data());
-        {
-            py::gil_scoped_release nogil;
-            if (threaded) int8_gemm_packed_f32_mt(ap, a_u8, mm, b.k, b, asp, bsp, biasp, cp, b.n);
-            else int8_gemm_packed_f32(ap, a_u8, mm, b.k, b, 0, b.n, asp, bsp, biasp, cp, b.n);
-        }
+        Int8GemmParams p;
+        py::array a = prepare_a(a_obj, b, &p);
+        check_out<float>(out, p.m, b.n, "a float32 product");
+        auto as = optional_vector(a_scale_obj, "a_scale", p.m, &p.a_scale);
+        auto bs = optional_vector(b_scale_obj, "b_scale", b.n, &p.b_scale);
+        auto bias = optional_vector(bias_obj, "bias", b.n, &p.bias);
+        p.cf = static_cast<float*>(out.mutable_data());
+        p.ldc = b.n;
+        run(p, threaded);
         return out;
     }, py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("b_scale"), py::arg("bias"), py::arg("out"),
     py::arg("threaded") = true,

@@ -76,25 +76,26 @@ void run(Int8GemmArgs args, int64_t j0, int64_t j1) {
     }
 }
 
-Int8GemmArgs make_args(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b) {
+// The kernel arguments of a product (raw pointers into the packed B); an int32 product has no
+// epilogue.
+Int8GemmArgs kernel_args(const Int8GemmParams& p) {
     Int8GemmArgs args;
-    args.a = a;
-    args.a_u8 = a_u8;
-    args.m = m;
-    args.lda = lda;
-    args.b = b.data.data();
-    args.comp = b.comp.data();
-    args.n = b.n;
-    args.k = b.k;
-    args.kp = b.kp;
+    static_cast<Int8GemmOperands&>(args) = p;
+    if (args.c32) args.cf = nullptr, args.a_scale = args.b_scale = args.bias = nullptr;
+    if (args.c32 || args.nout <= 0) args.xo = args.wo = nullptr, args.nout = 0;
+    args.b = p.b->data.data();
+    args.comp = p.b->comp.data();
+    args.n = p.b->n;
+    args.k = p.b->k;
+    args.kp = p.b->kp;
     return args;
 }
 
 // Splits the columns in whole panels over the pool. Few rows: every thread packs the same A
 // (cheap); the split keeps each thread's B panels disjoint.
-void run_mt(const Int8GemmArgs& args) {
-    if (args.m <= 0 || args.n <= 0) return;
-    int64_t panels = (args.n + 15) / 16;
+void run_mt(const Int8GemmArgs& args, int64_t j0, int64_t j1) {
+    if (args.m <= 0 || j1 <= j0) return;
+    int64_t panels = (j1 - j0 + 15) / 16;
     // Aim for >= ~2M multiply-adds per task so that tiny products stay on one thread.
     int64_t per_panel = std::max<int64_t>(1, args.m * args.kp * 16);
     int64_t grain = std::max<int64_t>(1, (int64_t(1) << 21) / per_panel);
@@ -102,9 +103,11 @@ void run_mt(const Int8GemmArgs& args) {
     int64_t threads = get_num_threads();
     if (panels >= 3 * threads) grain = std::max<int64_t>(grain, 3);
     parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
-        run(args, p0 * 16, std::min(args.n, p1 * 16));
+        run(args, j0 + p0 * 16, std::min(j1, j0 + p1 * 16));
     });
 }
+
+int64_t last_column(const Int8GemmParams& p) { return p.j1 < 0 ? p.b->n : std::min(p.j1, p.b->n); }
 
 }  // namespace
 
@@ -142,71 +145,20 @@ void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* o
     }
 }
 
-void int8_gemm_packed(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int64_t j0,
-                      int64_t j1, int32_t* c, int64_t ldc) {
-    Int8GemmArgs args = make_args(a, false, m, lda, b);
-    args.c32 = c;
-    args.ldc = ldc;
-    run(args, j0, j1);
-}
+void int8_gemm_run(const Int8GemmParams& p) { run(kernel_args(p), p.j0, last_column(p)); }
 
-void int8_gemm_packed_mt(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int32_t* c,
-                         int64_t ldc) {
-    Int8GemmArgs args = make_args(a, false, m, lda, b);
-    args.c32 = c;
-    args.ldc = ldc;
-    run_mt(args);
-}
-
-void int8_gemm_packed_u8(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                         int64_t j0, int64_t j1, int32_t* c, int64_t ldc) {
-    Int8GemmArgs args = make_args(a_u8, true, m, lda, b);
-    args.c32 = c;
-    args.ldc = ldc;
-    run(args, j0, j1);
-}
-
-void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                            int32_t* c, int64_t ldc) {
-    Int8GemmArgs args = make_args(a_u8, true, m, lda, b);
-    args.c32 = c;
-    args.ldc = ldc;
-    run_mt(args);
-}
-
-namespace {
-
-Int8GemmArgs make_f32_args(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                           const float* a_scale, const float* b_scale, const float* bias, float* c,
-                           int64_t ldc) {
-    Int8GemmArgs args = make_args(a, a_u8, m, lda, b);
-    args.cf = c;
-    args.ldc = ldc;
-    args.a_scale = a_scale;
-    args.b_scale = b_scale;
-    args.bias = bias;
-    return args;
-}
-
-}  // namespace
+void int8_gemm_run_mt(const Int8GemmParams& p) { run_mt(kernel_args(p), p.j0, last_column(p)); }
 
 void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
                           int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
                           const float* bias, float* c, int64_t ldc, const float* xo, int64_t nout,
                           const float* wo) {
-    Int8GemmArgs args = make_f32_args(a, a_u8, m, lda, b, a_scale, b_scale, bias, c, ldc);
-    if (nout > 0) {
-        args.xo = xo;
-        args.nout = nout;
-        args.wo = wo;
-    }
-    run(args, j0, j1);
-}
-
-void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
-                             const Int8Packed& b, const float* a_scale, const float* b_scale,
-                             const float* bias, float* c, int64_t ldc) {
-    run_mt(make_f32_args(a, a_u8, m, lda, b, a_scale, b_scale, bias, c, ldc));
+    Int8GemmParams p;
+    static_cast<Int8GemmOperands&>(p) = {a, a_u8, m, lda, nullptr, c, ldc, a_scale, b_scale, bias, xo, wo, nout};
+    p.b = &b;
+    p.j0 = j0;
+    p.j1 = j1;
+    int8_gemm_run(p);
 }
 
 }  // namespace embedrt

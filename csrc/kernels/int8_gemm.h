@@ -48,65 +48,64 @@ struct Int8Packed {
 // Packs B[n, k] (row stride ldb). k must be <= kInt8MaxK (checked by callers).
 void int8_pack(const int8_t* b, int64_t n, int64_t k, int64_t ldb, Int8Packed* out);
 
-// C[i, j] for i < m and j0 <= j < j1 (j1 <= b.n); c points at C[0, 0], row stride ldc.
-// Runs on the calling thread.
-void int8_gemm_packed(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int64_t j0,
-                      int64_t j1, int32_t* c, int64_t ldc);
-
-// The same over the whole of C, split across the worker pool.
-void int8_gemm_packed_mt(const int8_t* a, int64_t m, int64_t lda, const Int8Packed& b, int32_t* c,
-                         int64_t ldc);
-
-// ---- Variants ---------------------------------------------------------------------------
-
-// A given as uint8 codes a_u8 = a + 128 (what an activation quantizer with zero point 128
-// produces): the product is still that of the signed values a = a_u8 - 128, i.e. the same
-// int32 C as int8_gemm_packed on a. Saves the xor pass on the avx512 path.
-void int8_gemm_packed_u8(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                         int64_t j0, int64_t j1, int32_t* c, int64_t ldc);
-void int8_gemm_packed_u8_mt(const uint8_t* a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                            int32_t* c, int64_t ldc);
-
-// Float output with the scales (and bias) fused in the epilogue:
-//     c[i, j] = (a_scale[i] * b_scale[j]) * float(dot[i, j])            (bias == nullptr)
-//     c[i, j] = fma(a_scale[i] * b_scale[j], float(dot[i, j]), bias[j])  (otherwise)
-// a_scale: m entries, b_scale: n entries (of B), bias: n entries; a null a_scale / b_scale
-// counts as 1. The float operations are the same, in the same order, on every path (an
-// explicit fused multiply-add where a bias is given), so results are identical too.
-// a_u8: as for int8_gemm_packed_u8 when true (a points at uint8 codes), else int8.
-// Optional fp32 side channels (nout > 0): xo [m, nout] and wo [nout, n] add, after the
-// above, c[i, j] = fma(xo[i, o], wo[o, j], c[i, j]) for o = 0 .. nout-1 in order (inputs
-// that were kept out of the int8 product, e.g. activation outliers).
-void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
-                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
-                          const float* bias, float* c, int64_t ldc, const float* xo = nullptr,
-                          int64_t nout = 0, const float* wo = nullptr);
-void int8_gemm_packed_f32_mt(const void* a, bool a_u8, int64_t m, int64_t lda,
-                             const Int8Packed& b, const float* a_scale, const float* b_scale,
-                             const float* bias, float* c, int64_t ldc);
-
-// ---- Per-ISA entry points (int8_gemm_<isa>.cpp) ----------------------------------------
-
-// Everything a kernel needs, as raw pointers (ISA files never touch std::vector).
-struct Int8GemmArgs {
+// One product, described once (the shape of MLAS's MlasGemm parameters): A, the packed B,
+// the output with its epilogue, and the columns to compute (Int8GemmParams below).
+//
+//   int32 output (c32):  C[i, j] = dot[i, j], the exact product of A and B.
+//   float output (cf):   c[i, j] = (a_scale[i] * b_scale[j]) * float(dot[i, j])            (no bias)
+//                        c[i, j] = fma(a_scale[i] * b_scale[j], float(dot[i, j]), bias[j])  (bias)
+//     a_scale: m entries, b_scale: n entries (of B), bias: n entries; a null a_scale /
+//     b_scale counts as 1. The float operations are the same, in the same order, on every
+//     path (an explicit fused multiply-add where a bias is given), so results are identical.
+//     Optional fp32 side channels (nout > 0): xo [m, nout] and wo [nout, n] add, after the
+//     above, c[i, j] = fma(xo[i, o], wo[o, j], c[i, j]) for o = 0 .. nout-1 in order (inputs
+//     that were kept out of the int8 product, e.g. activation outliers).
+//
+// A is int8, or (a_u8) uint8 codes a_u8 = a + 128 (what an activation quantizer with zero
+// point 128 produces): the product is still that of the signed values a = a_u8 - 128, the
+// same C as on a (it saves the xor pass on the avx512 path). Exactly one of c32 / cf is set;
+// c points at C[0, 0]. k must be <= kInt8MaxK (checked by callers, at packing).
+struct Int8GemmOperands {
     const void* a = nullptr;
-    bool a_u8 = false;  // a points at uint8 codes a + 128
+    bool a_u8 = false;
     int64_t m = 0, lda = 0;
-    const int8_t* b = nullptr;      // packed panels
-    const int32_t* comp = nullptr;  // np entries
-    int64_t n = 0, k = 0, kp = 0;
-    // Output: int32 into c32, or (c32 == nullptr) float into cf with the epilogue above.
     int32_t* c32 = nullptr;
     float* cf = nullptr;
     int64_t ldc = 0;
     const float* a_scale = nullptr;
     const float* b_scale = nullptr;
     const float* bias = nullptr;
-    // fp32 side channels of the float output (see int8_gemm_packed_f32); handled by the
-    // x86 kernels themselves, by the dispatcher after the others.
     const float* xo = nullptr;  // [m, nout]
     const float* wo = nullptr;  // [nout, n]
     int64_t nout = 0;
+};
+
+// The product a caller asks for: the operands, the packed B and the columns [j0, j1) of C.
+struct Int8GemmParams : Int8GemmOperands {
+    const Int8Packed* b = nullptr;
+    int64_t j0 = 0, j1 = -1;  // j1 < 0: up to b->n
+};
+
+// Computes the columns [j0, j1) of C on the calling thread.
+void int8_gemm_run(const Int8GemmParams& p);
+// The same, the columns split in whole panels across the worker pool.
+void int8_gemm_run_mt(const Int8GemmParams& p);
+
+// The float product of int8_gemm_run in one call (the encoder's linear layers).
+void int8_gemm_packed_f32(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& b,
+                          int64_t j0, int64_t j1, const float* a_scale, const float* b_scale,
+                          const float* bias, float* c, int64_t ldc, const float* xo = nullptr,
+                          int64_t nout = 0, const float* wo = nullptr);
+
+// ---- Per-ISA entry points (int8_gemm_<isa>.cpp) ----------------------------------------
+
+// Everything a kernel needs, as raw pointers (ISA files never touch std::vector): the
+// operands of Int8GemmParams (float output when c32 is null; the x86 kernels add the side
+// channels themselves, the dispatcher after the others) and the packed B's panels.
+struct Int8GemmArgs : Int8GemmOperands {
+    const int8_t* b = nullptr;      // packed panels
+    const int32_t* comp = nullptr;  // np entries
+    int64_t n = 0, k = 0, kp = 0;
     // Caller-provided scratch of at least int8_gemm_scratch_bytes(m, kp) bytes, 64-aligned.
     uint8_t* scratch = nullptr;
 };

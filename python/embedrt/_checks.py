@@ -1,4 +1,9 @@
-"""Argument checks shared by the Python layer. Every message names the argument."""
+"""Argument checks shared by the Python layer. Every message names the argument.
+
+What guards memory (widths, sizes, offsets, the int8 k limit) the C++ bindings check, so that
+``_core`` is safe on its own; the Python layer does not repeat those checks, it converts and
+names the arguments and checks what the bindings do not see (see kernels.py).
+"""
 from __future__ import annotations
 
 import numbers

@@ -168,7 +168,7 @@ def _encoder_for(args, n_texts: int):
 
     kwargs = dict(threads=args.threads, max_seq_length=args.max_seq_length, onnx_file=args.onnx_file)
     if args.backend == "auto" and n_texts <= _SMALL_JOB:
-        from embedrt.encoder.encoder import AUTO_NATIVE_LEVELS
+        from embedrt.encoder.backend import AUTO_NATIVE_LEVELS
 
         if embedrt.cpu_info()["isa"] not in AUTO_NATIVE_LEVELS:
             try:

@@ -1,7 +1,10 @@
 """Thin, checked wrappers over the native kernels (numpy in, numpy out).
 
-Every function validates its arguments (dtype, shape, widths) and raises TypeError or
-ValueError naming the argument; the native call releases the GIL.
+Every function's arguments are checked, and bad ones raise TypeError or ValueError naming the
+argument; the native call releases the GIL. One layer checks each thing: ``_core`` (the C++
+bindings, safe on their own) checks what guards memory, such as code widths and the int8 k
+limit, in the names these wrappers use; the wrappers convert (dtypes, 1-D rows) and check
+only what ``_core`` does not see.
 """
 from __future__ import annotations
 
@@ -21,13 +24,8 @@ def _codes(x, name: str):
 
 
 def _pair(a, b, an: str, bn: str):
-    a, b = _codes(a, an), _codes(b, bn)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"{an} and {bn} must have the same code width, got {a.shape[1]} and "
-                         f"{b.shape[1]} bytes")
-    if a.shape[1] < 1:
-        raise ValueError(f"{an}: codes must be at least 1 byte wide")
-    return a, b
+    """Two sets of codes (their widths are checked by _core, in these names)."""
+    return _codes(a, an), _codes(b, bn)
 
 
 def pack_bits(x) -> np.ndarray:
@@ -137,12 +135,6 @@ def binary_matmul(a, b, nbits: int | None = None) -> np.ndarray:
 INT8_MAX_K = int(_core.INT8_MAX_K)
 
 
-def _check_k(k: int) -> None:
-    if k > INT8_MAX_K:
-        raise ValueError(f"k = {k} exceeds the int8 product limit INT8_MAX_K = {INT8_MAX_K} "
-                         "(int32 accumulators could overflow)")
-
-
 class Int8Matrix:
     """An int8 matrix ``B[n, k]`` packed once for repeated exact products ``A . B^T``.
 
@@ -154,8 +146,7 @@ class Int8Matrix:
 
     def __init__(self, b):
         b = as_array(b, "b", np.int8, ndim=2)
-        _check_k(b.shape[1])
-        self._packed = _core.int8_pack(b)
+        self._packed = _core.int8_pack(b)  # raises when k exceeds INT8_MAX_K
         self._shape = (int(b.shape[0]), int(b.shape[1]))
 
     @property
@@ -167,6 +158,13 @@ class Int8Matrix:
     def nbytes(self) -> int:
         """Bytes held by the packed form."""
         return int(self._packed.nbytes)
+
+    @property
+    def packed(self):
+        """The packed form (``_core.Int8Packed``), for the ``_core`` entry points that take
+        more than ``matmul`` does (``int8_gemm`` on uint8 codes a + 128 or a column range,
+        ``int8_gemm_f32`` with a bias)."""
+        return self._packed
 
     def __repr__(self) -> str:
         return f"Int8Matrix(shape={self._shape})"
@@ -211,8 +209,6 @@ def int8_matmul(a, b, a_scale=None, b_scale=None, out=None) -> np.ndarray:
     if isinstance(b, Int8Matrix):
         packed = b
     else:
-        b = as_array(b, "b", np.int8, ndim=2)
-        _check_k(b.shape[1])
         packed = Int8Matrix(b)
     n, k = packed.shape
     a = as_array(a, "a", np.int8, ndim=2)

@@ -361,6 +361,16 @@ void sdc_cases(Rng& rng) {
 
 // ------------------------------------------------------------------ int8
 
+// The whole product C = A . B^T over the pool: int32 into c32, or float into cf with the scales.
+void gemm_mt(const void* a, bool a_u8, int64_t m, int64_t lda, const Int8Packed& p, int32_t* c32, float* cf,
+             int64_t ldc, const float* a_scale = nullptr, const float* b_scale = nullptr,
+             const float* bias = nullptr) {
+    Int8GemmParams g;
+    static_cast<Int8GemmOperands&>(g) = {a, a_u8, m, lda, c32, cf, ldc, a_scale, b_scale, bias};
+    g.b = &p;
+    int8_gemm_run_mt(g);
+}
+
 void int8_gemm_case(Rng& rng, int64_t m, int64_t n, int64_t k) {
     std::vector<int8_t> a(static_cast<size_t>(m * (k + 2))), b(static_cast<size_t>(n * k));
     for (auto& v : a) v = static_cast<int8_t>(rng.byte());
@@ -374,9 +384,9 @@ void int8_gemm_case(Rng& rng, int64_t m, int64_t n, int64_t k) {
 
     std::vector<int32_t> cs(static_cast<size_t>(m * ldc), 9), cn = cs, cu = cs;
     set_isa(Isa::scalar);
-    int8_gemm_packed_mt(a.data(), m, lda, p, cs.data(), ldc);
+    gemm_mt(a.data(), false, m, lda, p, cs.data(), nullptr, ldc);
     set_isa(Isa::neon);
-    int8_gemm_packed_mt(a.data(), m, lda, p, cn.data(), ldc);
+    gemm_mt(a.data(), false, m, lda, p, cn.data(), nullptr, ldc);
     same(cs, cn, "int8_gemm neon vs scalar " + shape);
     std::vector<int32_t> ref(static_cast<size_t>(m * ldc), 9);
     for (int64_t i = 0; i < m; ++i)
@@ -390,7 +400,7 @@ void int8_gemm_case(Rng& rng, int64_t m, int64_t n, int64_t k) {
     // uint8 codes a + 128 give the same product
     std::vector<uint8_t> au(a.size());
     for (size_t t = 0; t < a.size(); ++t) au[t] = static_cast<uint8_t>(a[t]) ^ 0x80;
-    int8_gemm_packed_u8_mt(au.data(), m, lda, p, cu.data(), ldc);
+    gemm_mt(au.data(), true, m, lda, p, cu.data(), nullptr, ldc);
     same(cu, ref, "int8_gemm_u8 neon vs reference " + shape);
 
     // float epilogue with scales and bias
@@ -401,9 +411,9 @@ void int8_gemm_case(Rng& rng, int64_t m, int64_t n, int64_t k) {
     for (int with_bias = 0; with_bias < 2; ++with_bias) {
         std::vector<float> fs(static_cast<size_t>(m * ldc), 1.5f), fn = fs;
         set_isa(Isa::scalar);
-        int8_gemm_packed_f32_mt(a.data(), false, m, lda, p, as.data(), bs.data(), with_bias ? bias.data() : nullptr, fs.data(), ldc);
+        gemm_mt(a.data(), false, m, lda, p, nullptr, fs.data(), ldc, as.data(), bs.data(), with_bias ? bias.data() : nullptr);
         set_isa(Isa::neon);
-        int8_gemm_packed_f32_mt(a.data(), false, m, lda, p, as.data(), bs.data(), with_bias ? bias.data() : nullptr, fn.data(), ldc);
+        gemm_mt(a.data(), false, m, lda, p, nullptr, fn.data(), ldc, as.data(), bs.data(), with_bias ? bias.data() : nullptr);
         same(fs, fn, "int8_gemm_f32 neon vs scalar " + shape + (with_bias ? " bias" : ""));
     }
 }

@@ -5,50 +5,13 @@ import logging
 
 import numpy as np
 
-from ._native_load import NotRecognized
+from .backend import check_choice, select_backend
 from .model_dir import ModelFolderError, read_model_folder
 from .tokenize import TextTokenizer
 
 logger = logging.getLogger("embedrt")
 
-BACKENDS = ("auto", "native", "onnxruntime")
-
-# The ISA levels at which backend="auto" runs the native int8 engine, because it measured
-# faster than onnxruntime's int8 there (one thread, the corpus of the benchmarks); at the
-# others auto runs onnxruntime, and backend="native" still forces the engine.
-#   avx512 (VNNI): 1.77x onnxruntime int8 on an AMD Zen 5; see README, "Benchmarks"
-#   avx512-vnni (Cascade Lake): the engine runs the same kernels as at avx512 (the VNNI int8
-#         product, the zmm encoder ops; only the popcount families differ)
-#   avx512-skx: the int8 product is the avx2 one (no VNNI), so onnxruntime
-#   avx2: 0.51x on an AMD Zen 3 (its int8 matrix product has no VNNI and keeps exact 8-bit
-#         operands); neon and scalar: not measured faster
-AUTO_NATIVE_LEVELS = ("avx512", "avx512-vnni")
-_NATIVE_POOLING_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
-
-
-def _load_native(folder, onnx_file, layers, threads, verify):
-    """The native engine for this folder, proven by the load gate, or raises NotRecognized."""
-    from .native import NativeBackend
-
-    # the graph as resolved here (relative to the folder or its onnx/ subfolder)
-    onnx_file = None if onnx_file is None else str(folder.onnx_path)
-    return NativeBackend.from_model_dir(folder.path, onnx_file=onnx_file, layers=layers, threads=threads,
-                                        verify=verify, pooling=folder.pooling_name,
-                                        normalize=folder.normalize, longest=folder.max_seq_length)
-
-
-def _isa_info() -> dict:
-    from .._runtime import cpu_info
-
-    try:
-        info = cpu_info()
-    except Exception:  # noqa: BLE001 - informational only
-        return {}
-    out = {"level": info.get("isa"), "best_level": info.get("best_isa")}
-    if "kernels" in info:
-        out["kernels"] = info["kernels"]
-    return out
 
 
 class Encoder:
@@ -83,137 +46,31 @@ class Encoder:
 
     def __init__(self, path=None, backend: str = "auto", threads=None, max_seq_length=None,
                  onnx_file=None, layers=None, optimize_graph: bool = True, verify: bool = True):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if threads is not None:
-            from .._checks import as_int
-
-            threads = as_int(threads, "threads", minimum=1)
-        if layers is not None:
-            from .._checks import as_int
-
-            layers = as_int(layers, "layers", minimum=1)
-            if backend == "onnxruntime":
-                raise ValueError("layers=N needs the native backend (backend='native' or 'auto'); "
-                                 "onnxruntime runs the whole graph")
+        threads, layers = check_choice(backend, threads, layers)
         if path is None:
             from .default_model import default_model_dir
 
             path = default_model_dir()
-        try:
-            self.folder = read_model_folder(path, onnx_file=onnx_file,
-                                            require_onnx=backend == "onnxruntime")
-        except FileNotFoundError as e:
-            if backend != "onnxruntime" or onnx_file is not None:
-                raise
-            from .export import graph_for_onnxruntime
-
-            self.folder = read_model_folder(path, require_onnx=False)
-            self.folder.onnx_path = graph_for_onnxruntime(self.folder.path, e)  # exported into the cache
+        self.folder = read_model_folder(path, onnx_file=onnx_file, require_onnx=False)
         self.path = self.folder.path
         self._pooling = self.folder.pooling
-        # without a graph there is no onnxruntime to prefer or fall back to: auto runs the
-        # native engine (from the checkpoint) or refuses
-        has_graph = self.folder.onnx_path is not None
-
-        self.backend = None
-        why = None
-        fallback = None
-        gate = None
-        if backend == "auto" and has_graph and not self.folder.include_prompt and self.folder.prompts:
-            why = "pooling without the prompt tokens (include_prompt=false) runs on onnxruntime"
-        elif backend == "auto" and has_graph and len(self._pooling) > 1:
-            why = f"concatenated pooling modes ({self.pooling}) run on onnxruntime"
-        elif (backend == "auto" and has_graph and layers is None
-              and _isa_info().get("level") not in AUTO_NATIVE_LEVELS):
-            why = (f"at ISA level {_isa_info().get('level')} the native engine is not faster than "
-                   "onnxruntime, so auto runs onnxruntime (backend='native' forces the engine)")
-        elif backend in ("auto", "native"):
-            from .gate import GateMismatch
-
-            try:
-                self.backend = _load_native(self.folder, onnx_file, layers, threads, bool(verify))
-            except GateMismatch as e:
-                why = f"the native engine does not reproduce this model ({e})"
-                gate = e.verdict.as_dict()
-                gate["cached"] = bool(getattr(e, "cached", False))
-                fallback = e.reference
-            except NotRecognized as e:
-                why = f"the native engine does not recognize this model ({e})"
-            if self.backend is None:
-                if backend == "native":
-                    raise NotRecognized(f"backend='native' is not possible: {why}")
-                if not has_graph:  # the checkpoint's graph exported into the cache, if it can be
-                    from .export import fallback_graph
-
-                    self.folder.onnx_path, why = fallback_graph(self.path, why)
-                if self.folder.onnx_path is None:
-                    from .arch import SUPPORTED
-
-                    raise NotRecognized(
-                        f"{self.path} has no ONNX graph (onnx/model.onnx) for onnxruntime, and {why}; "
-                        f"the native engine runs the families {', '.join(SUPPORTED)} from "
-                        "model.safetensors and config.json")
-                if layers is not None:
-                    raise ValueError(f"layers={layers} needs the native backend, which is not possible: {why}")
-            else:
-                verdict = getattr(self.backend, "verdict", None)
-                gate = verdict.as_dict() if verdict is not None else None
-                if gate is not None:
-                    gate["cached"] = bool(getattr(self.backend, "load_info", {}).get("cached"))
-                why = ("the native engine reproduces this model on the load probe" if gate and gate["passed"]
-                       else "backend='native' without the load probe (verify=False)" if not verify
-                       else "the native engine recognizes this model")
-                if backend == "native":
-                    why = "backend='native' was asked for; " + why
-        else:
-            why = "backend='onnxruntime' was asked for"
-        from .ort_backend import OnnxRuntimeBackend
-
-        if self.backend is None:
-            if fallback is not None:  # the session the probe ran on: the file as it is
-                self.backend = fallback
-            else:
-                self.backend = OnnxRuntimeBackend(self.folder.onnx_path, threads=threads,
-                                                  config=self.folder.config if optimize_graph else None)
-        self._backend_info = {"backend": "onnxruntime" if isinstance(self.backend, OnnxRuntimeBackend)
-                              else "native", "name": getattr(self.backend, "name", ""),
-                              "precision": getattr(self.backend, "precision", None),
-                              "reason": why, "gate": gate,
-                              "source": str(getattr(self.backend, "load_info", {}).get("source")
-                                            or getattr(self.backend, "path", "")),
-                              "engine_file": getattr(self.backend, "load_info", {}).get("engine_file"),
-                              **_isa_info()}
-        # one line saying which backend runs and why (a warning when the gate rejected the engine)
-        log = logger.warning if gate is not None and gate.get("passed") is False else logger.info
-        log("embedrt: %s runs on %s: %s", self.path, self._backend_info["name"] or
-            self._backend_info["backend"], why)
+        self.backend, self._backend_info = select_backend(
+            self.folder, backend, onnx_file=onnx_file, layers=layers, threads=threads,
+            verify=verify, optimize_graph=optimize_graph)
 
         limit = self.folder.max_position
-        native_max = getattr(self.backend, "max_position", None)
-        if native_max:
-            limit = min(limit, native_max) if limit else native_max
+        if self.backend.max_position:
+            limit = min(limit, self.backend.max_position) if limit else self.backend.max_position
         self._max_position = limit
         self._tokenizer = TextTokenizer(self.folder.tokenizer_path, lowercase=self.folder.do_lower_case)
-        if isinstance(self.backend, OnnxRuntimeBackend):
-            from .arch import offset_padding_idx
+        from .arch import offset_padding_idx
 
-            # pad with the tokenizer's pad id (RoBERTa's and XLM-R's is 1, not 0), and number a
-            # graph's position_ids as the model does
-            self.backend.set_padding(self._tokenizer.pad_id, offset_padding_idx(self.folder.config))
+        # pad with the tokenizer's pad id (RoBERTa's and XLM-R's is 1, not 0), and number a
+        # graph's position_ids as the model does
+        self.backend.set_padding(self._tokenizer.pad_id, offset_padding_idx(self.folder.config))
         self.max_seq_length = self.folder.max_seq_length if max_seq_length is None else max_seq_length
 
-        self._is_ort = isinstance(self.backend, OnnxRuntimeBackend)
-        # the name the backend's embed() takes ("mean_sqrt_len" for the native engine)
-        self._backend_pooling = self.pooling if self._is_ort else \
-            "+".join(_NATIVE_POOLING_NAMES.get(m, m) for m in self._pooling)
-        dim = getattr(self.backend, "dim", None)
-        if self._is_ort:
-            if not self.backend.pooled:
-                hidden = dim or self.folder.hidden_size
-                dim = hidden * len(self._pooling) if hidden else None
-        elif len(self._pooling) > 1:
-            dim = None  # let the backend tell
+        dim = self.backend.width(len(self._pooling), self.folder.hidden_size)
         if dim is None:  # unknown from the graph: run one text
             dim = int(self._embed_sorted([self._tokenizer.ids(["a"])[0]], 1).shape[1])
         self._post = self.folder.post_pooling  # Dense (and Normalize) modules after pooling
@@ -249,7 +106,13 @@ class Encoder:
 
     @property
     def backend_name(self) -> str:
-        return getattr(self.backend, "name", type(self.backend).__name__)
+        return self.backend.name
+
+    @property
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary size (with its added tokens): the ids encode_tokens takes
+        are below it."""
+        return self._tokenizer.vocab_size
 
     @property
     def normalize(self) -> bool:
@@ -314,16 +177,16 @@ class Encoder:
     def _embed_sorted(self, ids: list, batch_size: int, skip: int = 0, progress=None) -> np.ndarray:
         """Embeds texts batched by token length; the result is in the order of `ids`."""
         n = len(ids)
-        out = np.empty((n, self._dim if hasattr(self, "_dim") else 0), dtype=np.float32) if n else None
+        out = None
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(-lengths, kind="stable")  # longest first
         embed = self.backend.embed
-        pooling = self._backend_pooling
+        pooling = self.pooling
         kwargs = {"skip": skip} if skip else {}
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             vec = embed([ids[i] for i in idx], None, pooling, **kwargs)
-            if out is None or out.shape[1] != vec.shape[1]:
+            if out is None:
                 out = np.empty((n, vec.shape[1]), dtype=np.float32)
             out[idx] = vec
             if progress is not None:
@@ -379,7 +242,7 @@ class Encoder:
             texts = [prompt + t for t in texts]
             if not self.folder.include_prompt:
                 skip = max(self._tokenizer.count(prompt) - 1, 0)
-                if skip and not self._is_ort:
+                if skip and not self.backend.skips_prompt:
                     raise RuntimeError("this model pools without its prompt tokens (include_prompt=false), "
                                        f"which the {self.backend_name} backend does not do; "
                                        "use backend='onnxruntime'")
@@ -429,7 +292,7 @@ class Encoder:
         if not isinstance(ids, (list, tuple)):
             raise TypeError(f"ids must be a list of 1-D integer arrays, got {type(ids).__name__}")
         rows = []
-        vocab = self._tokenizer.vocab_size
+        vocab = self.vocab_size
         for i, row in enumerate(ids):
             a = np.asarray(row)
             if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):

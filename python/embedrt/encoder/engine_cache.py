@@ -14,8 +14,10 @@ A model the gate rejected (or the recogniser refused) leaves a small JSON verdic
 The source file (ONNX graph or safetensors checkpoint) is identified by its size, its
 modification time and a digest of its first and last MiB; the full SHA-256 is kept too and
 decides when only the times differ (a copy). The external weight files an ONNX graph names
-are fingerprinted with it, and so are a safetensors checkpoint's config.json (which says what
-the tensors are) and its shards.
+are fingerprinted with it, and so are the folder's config.json (which says what a checkpoint's
+tensors are, and which family, sizes and epsilon the engine reads a graph as) and a sharded
+checkpoint's shards. Their names are kept relative to the source's folder (a graph in onnx/
+names ``../config.json``).
 """
 from __future__ import annotations
 
@@ -51,18 +53,19 @@ def full_digest(paths) -> str:
     return h.hexdigest()
 
 
-def _file_entry(p: Path) -> dict:
+def _file_entry(p: Path, name: str) -> dict:
     st = p.stat()
-    return {"name": p.name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+    return {"name": name, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
             "sample": _sample_digest(p, int(st.st_size))}
 
 
 def fingerprint(source, data_files=()) -> dict:
     """{"name", "key", "files": [{name, size, mtime_ns, sample}]} of a model source file and
-    the weight files beside it that it names (an ONNX graph's external data). The key (the
-    name of a cache entry) depends on the source's size and sampled bytes only."""
+    the files that decide what it is (`data_files`, relative to the source's folder: an ONNX
+    graph's external data, the folder's config.json, a checkpoint's shards). The key (the name
+    of a cache entry) depends on the sizes and sampled bytes of those files."""
     source = Path(source)
-    files = [_file_entry(source)] + [_file_entry(source.parent / n) for n in data_files]
+    files = [_file_entry(source, source.name)] + [_file_entry(source.parent / n, str(n)) for n in data_files]
     key_src = json.dumps([files[0]["name"], files[0]["size"], files[0]["sample"]])
     if len(files) > 1:  # the files beside it decide too (a checkpoint's config.json, its shards)
         key_src += json.dumps([[f["name"], f["size"], f["sample"]] for f in files[1:]])
@@ -74,16 +77,17 @@ def _paths(stored: dict, source: Path) -> list:
     return [source] + [source.parent / f["name"] for f in stored["files"][1:]]
 
 
-def matches(stored, source) -> bool:
+def matches(stored, source, required=()) -> bool:
     """Whether a stored fingerprint (with its full digest) describes the source file and its
-    weight files as they are now."""
+    companion files as they are now, and covers the `required` companions (a fingerprint
+    written before a file decided what the source is does not)."""
     source = Path(source)
     try:
         names = [f["name"] for f in stored["files"]]
         now = fingerprint(source, names[1:])
     except (OSError, KeyError, TypeError, IndexError):
         return False
-    if stored.get("key") != now["key"] or names[0] != source.name:
+    if stored.get("key") != now["key"] or names[0] != source.name or not set(required) <= set(names[1:]):
         return False
     old = stored["files"]
     if any(o.get("size") != c["size"] or o.get("sample") != c["sample"]

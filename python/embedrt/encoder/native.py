@@ -332,15 +332,21 @@ def _load_source(model_dir: Path, source: Path):
     return params_from_safetensors(source, cfg)
 
 
-def companions(source: Path) -> list:
-    """The files beside a checkpoint that decide what it is (config.json, and a sharded
-    checkpoint's shards), fingerprinted with it; none for an ONNX graph (it holds its shapes)."""
+def companions(source: Path, model_dir: Path) -> list:
+    """The files that decide what a source is, fingerprinted with it (relative to its folder):
+    the model folder's config.json, which the family loader reads for a checkpoint and for a
+    graph alike (model_type, sizes, epsilon), and a sharded checkpoint's shards."""
+    import os
+
     from .arch.checkpoint import INDEX_NAME, shard_names
 
-    source = Path(source)
-    if source.suffix == ".onnx":
-        return []
-    out = ["config.json"] if (source.parent / "config.json").is_file() else []
+    source, config = Path(source), Path(model_dir) / "config.json"
+    out = []
+    if config.is_file():
+        try:
+            out.append(os.path.relpath(config, source.parent))
+        except ValueError:  # another drive
+            out.append(str(config.resolve()))
     if source.name == INDEX_NAME:
         try:
             out += shard_names(source)
@@ -528,11 +534,11 @@ def _fallback(reference, threads):
     return backend if backend is not None and getattr(backend, "threads", None) == want else None
 
 
-def _source_fingerprint(prep: _Prepared) -> dict:
+def _source_fingerprint(prep: _Prepared, model_dir: Path) -> dict:
     """The fingerprint (with the full digest) of the files an engine was converted from."""
     from . import engine_cache
 
-    fp = engine_cache.fingerprint(prep.source, companions(prep.source) +
+    fp = engine_cache.fingerprint(prep.source, companions(prep.source, model_dir) +
                                   list(prep.cfg.get("external_data", ())))
     return engine_cache.with_full_digest(fp, prep.source)
 
@@ -570,7 +576,7 @@ def convert(model_dir, out=None, precision: str = "int8", onnx_file=None, verify
         raise FileNotFoundError(f"{model_dir}: no onnx/model.onnx, model.onnx or model.safetensors")
     pooling, normalize, longest = _folder_probe_settings(model_dir)
     prep = _build(model_dir, source, precision, verify, pooling, normalize, longest)
-    fp = _source_fingerprint(prep)
+    fp = _source_fingerprint(prep, model_dir)
     if out is None:
         out = model_dir / "embedrt" / engine_cache.engine_name(source, precision)
     out = Path(out)
@@ -621,7 +627,8 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
         verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
         return (_Prepared(cfg, arrays, precision, conv, verdict),
                 {"cached": True, "engine_file": str(conv)})
-    fp = engine_cache.fingerprint(source, companions(source))
+    required = companions(source, model_dir)
+    fp = engine_cache.fingerprint(source, required)
     probe = {"pooling": pooling, "normalize": bool(normalize)}
     if cache:
         for cand in engine_cache.engine_candidates(model_dir, source, precision, fp):
@@ -633,7 +640,7 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
                 log.warning("embedrt: ignoring the converted engine %s (%s); converting again", cand, e)
                 continue
             if meta.get("source") != source.name or not engine_cache.matches(
-                    meta.get("fingerprint"), source):
+                    meta.get("fingerprint"), source, required):
                 continue  # converted from another file, or from an older version of this one
             verdict = gate.Verdict.from_dict(meta.get("gate") or {"passed": None})
             if verify and (verdict.passed is not True or meta.get("probe") != probe):
@@ -665,7 +672,7 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
         if target is not None:
             try:
                 write_file(target, FILE_KIND, FILE_VERSION,
-                           _engine_meta(prep, _source_fingerprint(prep), pooling, normalize),
+                           _engine_meta(prep, _source_fingerprint(prep, model_dir), pooling, normalize),
                            prep.arrays)
                 info["engine_file"] = str(target)
                 engine_cache.forget_verdict(fp, precision)
@@ -678,7 +685,11 @@ def open_native(model_dir, onnx_file=None, precision: str = "int8", verify: bool
 # Backend
 
 class NativeBackend:
-    """The native forward pass behind embedrt.Encoder (see the module docstring)."""
+    """The native forward pass behind embedrt.Encoder (see the module docstring); a
+    `backend.Backend`."""
+
+    kind = "native"
+    skips_prompt = False  # it pools every token of a sequence
 
     def __init__(self, engine, cfg: dict, precision: str, layers: int, source: str):
         self._engine = engine
@@ -696,6 +707,22 @@ class NativeBackend:
         self.pooled = True  # embed() returns pooled vectors
         self.verdict = None  # the load gate's gate.Verdict, when it came through from_model_dir
         self.load_info = {}
+
+    def width(self, modes: int, hidden=None) -> int:
+        """The width of embed()'s rows for `modes` concatenated pooling modes."""
+        return self.dim * int(modes)
+
+    def set_padding(self, pad_id=None, position_padding_idx=None) -> None:
+        """Nothing to set: sequences are never padded, and positions follow the model's spec."""
+
+    def load_report(self) -> dict:
+        """{"source", "engine_file", "gate"} of this load (see backend.Backend)."""
+        gate = None
+        if self.verdict is not None:
+            gate = self.verdict.as_dict()
+            gate["cached"] = bool(self.load_info.get("cached"))
+        return {"source": str(self.load_info.get("source") or self.source),
+                "engine_file": self.load_info.get("engine_file"), "gate": gate}
 
     def __repr__(self) -> str:
         return (f"NativeBackend({self.name}, dim={self.dim}, layers={self.num_layers}/"
@@ -744,13 +771,20 @@ class NativeBackend:
         backend.load_info = dict(info, source=str(prep.source))
         return backend
 
-    def embed(self, ids, type_ids=None, pooling: str = "mean") -> np.ndarray:
+    def embed(self, ids, type_ids=None, pooling: str = "mean", skip: int = 0) -> np.ndarray:
         """Pooled (not normalized) float32 embeddings [n, dim] of tokenized sequences.
 
         ids: one 1-D integer array per text (unpadded, with the special tokens); type_ids: the
         same shapes, or None for all zeros; pooling: mean, cls, max, mean_sqrt_len, lasttoken
-        or weightedmean; several joined with "+" give their concatenation [n, dim * modes].
+        or weightedmean (mean_sqrt_len_tokens too, sentence-transformers' name of
+        mean_sqrt_len); several joined with "+" give their concatenation [n, dim * modes].
+        skip: must be 0 (the engine pools every token; see skips_prompt).
         """
+        if skip:
+            raise ValueError(f"skip={skip}: the native engine pools every token of a sequence "
+                             "(it cannot leave a prompt out of the pooling)")
+        if isinstance(pooling, str):
+            pooling = _native_pooling(pooling)
         modes = pooling.split("+") if isinstance(pooling, str) else [pooling]
         if not modes or any(m not in POOLINGS for m in modes):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)} "

@@ -94,10 +94,14 @@ def rebuilt_deviation(original, rebuilt, config: dict) -> float:
 
 
 class OnnxRuntimeBackend:
-    """Runs an ONNX encoder graph. ``embed(ids, type_ids, pooling)`` pads one batch to its
-    longest text and returns pooled float32 [n, dim] (not normalized)."""
+    """Runs an ONNX encoder graph; a `backend.Backend`. ``embed(ids, type_ids, pooling)`` pads
+    one batch to its longest text and returns pooled float32 [n, dim] (not normalized)."""
 
+    kind = "onnxruntime"
     name = "onnxruntime"
+    precision = None  # the graph computes as it says
+    max_position = None  # the folder's config.json says
+    skips_prompt = True
 
     def __init__(self, onnx_path, threads=None, config=None):
         import onnxruntime as ort
@@ -189,6 +193,19 @@ class OnnxRuntimeBackend:
         index where its positions start past it, else None: 0, 1, ...)."""
         self.pad_id = 0 if pad_id is None else int(pad_id)
         self.position_padding_idx = None if position_padding_idx is None else int(position_padding_idx)
+
+    def width(self, modes: int, hidden=None):
+        """The width of embed()'s rows for `modes` concatenated pooling modes: the graph's
+        pooled width, or its per-token width (or `hidden` when the graph leaves it symbolic)
+        times `modes`; None when unknown."""
+        if self.pooled:
+            return self.dim
+        per_token = self.dim or hidden
+        return per_token * int(modes) if per_token else None
+
+    def load_report(self) -> dict:
+        """{"source", "engine_file", "gate"} of this load (see backend.Backend): the graph."""
+        return {"source": str(self.path), "engine_file": None, "gate": None}
 
     @property
     def input_names(self):

@@ -353,7 +353,7 @@ def cached_graph(model_dir) -> Path:
 
     model_dir = Path(model_dir)
     source = checkpoint_file(model_dir)
-    fp = engine_cache.fingerprint(source, companions(source))
+    fp = engine_cache.fingerprint(source, companions(source, model_dir))
     root = engine_cache.cache_root() / GRAPHS
     folder = root / fp["key"]
     graph, meta = folder / "model.onnx", folder / "source.json"
