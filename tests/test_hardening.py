@@ -703,3 +703,36 @@ def test_onnx_cycle_of_nodes_is_not_recursion():
     node = helper.make_node("Identity", ["x"], ["x"], name="loop")
     graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])])
     assert _Graph(helper.make_model(graph)).const("x") is None
+
+
+def test_onnx_layernorm_with_a_scalar_scale_is_not_recognized(tmp_path):
+    """A LayerNormalization whose scale is a scalar reached emb_g.shape[0] (IndexError)."""
+    pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def scalar_scale(g):
+        g.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
+        node = next(n for n in g.node if n.op_type == "LayerNormalization")
+        node.input[1] = "one"
+        node.name = "the_ln"
+
+    p = _onnx_with(tmp_path, scalar_scale)
+    with pytest.raises(NotRecognized, match="the_ln.*scale and bias are not float vectors of one length"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_cast_without_its_type_after_the_embedding_gather_is_not_recognized(tmp_path):
+    """A Cast with no 'to' after the embedding table's Gather raised KeyError from onnx's type map."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def dequantize_as_cast(g):
+        gathered = {n.output[0] for n in g.node if n.op_type == "Gather"}
+        n = next(n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in gathered)
+        n.op_type = "Cast"
+        n.name = "the_cast"
+
+    p = _onnx_with(tmp_path, dequantize_as_cast, "dynamic_int8.onnx")
+    with pytest.raises(NotRecognized, match="the_cast.*'to' is None, not an ONNX tensor type"):
+        params_from_onnx(p, None)

@@ -479,7 +479,7 @@ def _gather_table(G: _Graph, leaf: str):
     table = np.asarray(table)
     for p in reversed(post):
         if p.op_type == "Cast":
-            table = table.astype(_np_dtype(G.attr(p, "to")))
+            table = table.astype(_np_dtype(G.attr(p, "to"), G.describe(p)))
         else:
             s = G.const(p.input[1])
             zp = G.const(p.input[2]) if len(p.input) > 2 and p.input[2] else 0
@@ -493,10 +493,13 @@ def _gather_table(G: _Graph, leaf: str):
     return node, table.astype(np.float32)
 
 
-def _np_dtype(onnx_type):
+def _np_dtype(onnx_type, node_text: str = "a Cast"):
     from onnx import helper
 
-    return helper.tensor_dtype_to_np_dtype(onnx_type)
+    try:
+        return helper.tensor_dtype_to_np_dtype(onnx_type)
+    except (KeyError, TypeError, ValueError):
+        raise NotRecognized(f"{node_text}: 'to' is {onnx_type!r}, not an ONNX tensor type") from None
 
 
 def _sum_leaves(G: _Graph, t: str, out: list, depth=0):
@@ -696,6 +699,7 @@ def _layernorm_at(G: _Graph, t: str, required=True):
             raise NotRecognized(f"{G.describe(node)}: normalizes from axis "
                                 f"{G.attr(node, 'axis')}, not the last one")
         b = np.zeros_like(g) if b is None else b
+        _check_gamma_beta(G, node, g, b)
         return (node.output[0], g.astype(np.float32), b.astype(np.float32),
                 float(G.attr(node, "epsilon", 1e-5)))
     rm = [u for u in users if u.op_type == "ReduceMean" and u.input[0] == t]
@@ -762,6 +766,13 @@ def _decomposed_layernorm(G: _Graph, x: str, rm):
     return badd.output[0], g.astype(np.float32), b.astype(np.float32), eps
 
 
+def _check_gamma_beta(G: _Graph, node, g, b) -> None:
+    """A fused LayerNorm's scale and bias: float vectors of one length."""
+    if g.dtype.kind != "f" or b.dtype.kind != "f" or g.ndim != 1 or b.shape != g.shape:
+        raise NotRecognized(f"{G.describe(node)}: scale and bias are not float vectors of one "
+                            f"length (shapes {g.shape} and {b.shape})")
+
+
 def _skip_layernorm(G: _Graph, node):
     """SkipLayerNormalization(x, skip, gamma[, beta[, bias]]): (out, gamma, beta, eps, bias)."""
     ins = list(node.input) + [""] * (5 - len(node.input))
@@ -771,6 +782,7 @@ def _skip_layernorm(G: _Graph, node):
     if g is None or (ins[3] and b is None) or (ins[4] and bias is None):
         raise NotRecognized(f"{G.describe(node)}: gamma, beta or bias is not constant")
     b = np.zeros_like(g) if b is None else b
+    _check_gamma_beta(G, node, g, b)
     eps = float(G.attr(node, "epsilon", 1e-12))
     bias = None if bias is None else bias.astype(np.float32)
     return node.output[0], g.astype(np.float32), b.astype(np.float32), eps, bias
