@@ -736,3 +736,22 @@ def test_onnx_cast_without_its_type_after_the_embedding_gather_is_not_recognized
     p = _onnx_with(tmp_path, dequantize_as_cast, "dynamic_int8.onnx")
     with pytest.raises(NotRecognized, match="the_cast.*'to' is None, not an ONNX tensor type"):
         params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("op, name", [("BiasGelu", "ort_optimized.onnx"),
+                                      ("SkipLayerNormalization", "ort_optimized.onnx"),
+                                      ("FusedMatMul", "ort_session_extended.onnx")])
+def test_onnx_contrib_node_with_too_few_inputs_is_not_recognized(tmp_path, op, name):
+    """onnxruntime's operators have no ONNX schema: one with a single input (a BiasGelu without
+    its bias) was read past its inputs (IndexError)."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def truncate(g):
+        node = next(n for n in g.node if n.op_type == op)
+        del node.input[1:]
+        node.name = "the_node"
+
+    p = _onnx_with(tmp_path, truncate, name)
+    with pytest.raises(NotRecognized, match=f"{op} node 'the_node': 1 inputs and 1 outputs, the operator "
+                                            "takes at least"):
+        params_from_onnx(p, None)

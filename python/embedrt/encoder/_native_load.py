@@ -125,6 +125,12 @@ _ELEMENTWISE = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative
                 "Pow": np.power}
 
 
+# onnxruntime's contrib operators that the recogniser reads by position (whatever domain a
+# malformed graph gives them); EmbedLayerNormalization and Attention are padded where read.
+_CONTRIB_MIN_INPUTS = {"SkipLayerNormalization": 3, "BiasGelu": 2, "FusedMatMul": 2,
+                       "Attention": 2}
+
+
 def _check_arity(model) -> None:
     """Raises NotRecognized for a node with fewer inputs or outputs than its operator takes (by
     the ONNX schema at the model's opset; a node without a schema needs one output), so that
@@ -142,6 +148,8 @@ def _check_arity(model) -> None:
                 schema = None
             if schema is not None:
                 need_in, need_out = schema.min_input, max(1, schema.min_output)
+        if need_in == 0:  # no ONNX schema: onnxruntime's operators by their own arity
+            need_in = _CONTRIB_MIN_INPUTS.get(node.op_type, 0)
         if len(node.input) < need_in or len(node.output) < need_out:
             raise NotRecognized(f"{node.op_type} node {node.name!r}: {len(node.input)} inputs and "
                                 f"{len(node.output)} outputs, the operator takes at least {need_in} and "
