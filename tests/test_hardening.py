@@ -755,3 +755,28 @@ def test_onnx_contrib_node_with_too_few_inputs_is_not_recognized(tmp_path, op, n
     with pytest.raises(NotRecognized, match=f"{op} node 'the_node': 1 inputs and 1 outputs, the operator "
                                             "takes at least"):
         params_from_onnx(p, None)
+
+
+
+def _scale_by_zero(node_name, op):
+    """The node named node_name becomes `op` by a new constant 0."""
+    def change(g):
+        from onnx import numpy_helper
+
+        node = next(n for n in g.node if n.name == node_name)
+        g.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+        node.op_type = op
+        node.input[1] = "zero"
+    return change
+
+
+@pytest.mark.parametrize("node, op", [("/m/encoder/layer.0/intermediate/intermediate_act_fn/Div", "Div"),
+                                      ("/m/encoder/layer.0/attention/self/Mul", "Div")])
+def test_onnx_division_by_zero_is_not_recognized(tmp_path, node, op):
+    """A GELU's Div, or a Div on the attention path, by a constant 0 raised ZeroDivisionError."""
+    pytest.importorskip("onnx")
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    p = _onnx_with(tmp_path, _scale_by_zero(node, op))
+    with pytest.raises(NotRecognized, match="Div .*divides by 0.0"):
+        params_from_onnx(p, None)

@@ -346,6 +346,12 @@ class _Graph:
         return name, self.producer.get(name)
 
 
+def _reciprocal(s: float, what: str) -> float:
+    if s == 0.0 or not np.isfinite(s):
+        raise NotRecognized(f"{what}: divides by {s}")
+    return 1.0 / s
+
+
 def _close(a, b, rel=2e-3):
     """Equal within the rounding of a float16 constant."""
     return abs(a - b) <= rel * abs(b)
@@ -913,7 +919,7 @@ def _erf_gelu(G: _Graph, x: str):
         s = by_const(u, x) if u.op_type in ("Div", "Mul") else None
         if s is None:
             continue
-        k = 1.0 / s if u.op_type == "Div" else s
+        k = _reciprocal(s, G.describe(u)) if u.op_type == "Div" else s
         e = [v for v in G.users(u.output[0]) if v.op_type == "Erf"]
         if _close(k, 2 ** -0.5) and len(e) == 1:
             erf = e[0]
@@ -972,7 +978,7 @@ def _follow_to_matmul(G: _Graph, t: str):
             s = G.scalar(other)
             if s is None:
                 raise NotRecognized(f"{u.op_type} {u.name!r} on the attention path is not by a constant")
-            factor *= s if u.op_type == "Mul" else 1.0 / s
+            factor *= s if u.op_type == "Mul" else _reciprocal(s, G.describe(u))
             t = u.output[0]
         else:
             raise NotRecognized(f"unexpected {u.op_type} {u.name!r} on the attention path")
@@ -1023,7 +1029,7 @@ def _attention_scores(G: _Graph, layer, score_mm, ctx_mm, qk_factor):
             s = G.scalar(other)
             if s is None:
                 raise NotRecognized(f"layer {layer}: attention scores scaled by a non-constant")
-            qk_factor *= s if u.op_type == "Mul" else 1.0 / s
+            qk_factor *= s if u.op_type == "Mul" else _reciprocal(s, G.describe(u))
         elif u.op_type == "Add" and not softmax_seen:
             other = [i for i in u.input if i != t][0]
             why = _mask_only(G, other)
