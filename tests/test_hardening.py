@@ -780,3 +780,27 @@ def test_onnx_division_by_zero_is_not_recognized(tmp_path, node, op):
     p = _onnx_with(tmp_path, _scale_by_zero(node, op))
     with pytest.raises(NotRecognized, match="Div .*divides by 0.0"):
         params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("kind", ["undefined", "string", "nan"])
+def test_onnx_layernorm_epsilon_that_is_not_a_number_is_not_recognized(tmp_path, kind):
+    """A LayerNormalization whose epsilon attribute has no value raised TypeError in float()."""
+    pytest.importorskip("onnx")
+    from onnx import AttributeProto
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def bad_epsilon(g):
+        node = next(n for n in g.node if n.op_type == "LayerNormalization")
+        node.name = "the_ln"
+        a = next((a for a in node.attribute if a.name == "epsilon"), None) or node.attribute.add()
+        a.Clear()
+        a.name = "epsilon"
+        if kind == "string":
+            a.type, a.s = AttributeProto.STRING, b"small"
+        elif kind == "nan":
+            a.type, a.f = AttributeProto.FLOAT, float("nan")
+
+    p = _onnx_with(tmp_path, bad_epsilon)
+    with pytest.raises(NotRecognized, match="the_ln'?: attribute 'epsilon' is .*not a finite number"):
+        params_from_onnx(p, None)

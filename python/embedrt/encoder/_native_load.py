@@ -220,6 +220,16 @@ class _Graph:
                 return helper.get_attribute_value(a)
         return default
 
+    @classmethod
+    def number(cls, node, name, default):
+        """A numeric attribute as a float (`default` when absent); NotRecognized when the
+        attribute holds something else (a string, a list, no value, inf or nan)."""
+        v = cls.attr(node, name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(float(v)):
+            raise NotRecognized(f"{cls.describe(node)}: attribute {name!r} is {v!r}, not a "
+                                "finite number")
+        return float(v)
+
     @staticmethod
     def describe(node):
         return f"{node.op_type} {node.name or node.output[0]!r}"
@@ -680,7 +690,7 @@ def _embed_layernorm(G: _Graph, path, nodes):
             raise NotRecognized(f"{G.describe(node)}: its segment ids {ins[1]!r} are neither "
                                 "token_type_ids nor one constant")
         typ = seg[int(values[0])][None, :]
-    eps = float(G.attr(node, "epsilon", 1e-12))
+    eps = G.number(node, "epsilon", 1e-12)
     return (word, pos, typ, g.astype(np.float32), b.astype(np.float32), eps, node.output[0])
 
 
@@ -715,7 +725,7 @@ def _layernorm_at(G: _Graph, t: str, required=True):
         b = np.zeros_like(g) if b is None else b
         _check_gamma_beta(G, node, g, b)
         return (node.output[0], g.astype(np.float32), b.astype(np.float32),
-                float(G.attr(node, "epsilon", 1e-5)))
+                G.number(node, "epsilon", 1e-5))
     rm = [u for u in users if u.op_type == "ReduceMean" and u.input[0] == t]
     if len(rm) == 1:
         return _decomposed_layernorm(G, t, rm[0])
@@ -797,7 +807,7 @@ def _skip_layernorm(G: _Graph, node):
         raise NotRecognized(f"{G.describe(node)}: gamma, beta or bias is not constant")
     b = np.zeros_like(g) if b is None else b
     _check_gamma_beta(G, node, g, b)
-    eps = float(G.attr(node, "epsilon", 1e-12))
+    eps = G.number(node, "epsilon", 1e-12)
     bias = None if bias is None else bias.astype(np.float32)
     return node.output[0], g.astype(np.float32), b.astype(np.float32), eps, bias
 
@@ -970,7 +980,7 @@ def _follow_to_matmul(G: _Graph, t: str):
         if u.op_type == "FusedMatMul":  # onnxruntime: alpha * (A @ B), B possibly transposed
             if any(G.attr(u, a, 0) for a in ("transA", "transBatchA", "transBatchB")):
                 raise NotRecognized(f"{G.describe(u)}: transposed batch or left operand")
-            return u, list(u.input).index(t), factor * float(G.attr(u, "alpha", 1.0))
+            return u, list(u.input).index(t), factor * G.number(u, "alpha", 1.0)
         if u.op_type in _SHAPE_OPS:
             t = u.output[0]
         elif u.op_type in ("Mul", "Div"):
@@ -1087,7 +1097,7 @@ def _unfused_attention(G: _Graph, layer, hidden, lins):
         raise NotRecognized(f"layer {layer}: values are scaled")
     qk_factor = q[2] * k[2]
     if score_mm.op_type == "FusedMatMul":  # its alpha is counted once, not per operand
-        qk_factor /= float(G.attr(score_mm, "alpha", 1.0))
+        qk_factor *= _reciprocal(G.number(score_mm, "alpha", 1.0), G.describe(score_mm))
     qk_factor = _attention_scores(G, layer, score_mm, ctx_mm, qk_factor)
     heads = _heads_from_scale(layer, hidden, qk_factor)
     return q[:2], k[:2], v[:2], heads, ctx_mm.output[0]
@@ -1104,10 +1114,10 @@ def _fused_attention(G: _Graph, layer, hidden, node):
     sizes = G.attr(node, "qkv_hidden_sizes")
     if sizes and list(sizes) != [hidden] * 3:
         raise NotRecognized(f"{G.describe(node)}: qkv_hidden_sizes {list(sizes)}")
-    heads = int(G.attr(node, "num_heads", 0))
+    heads = int(G.number(node, "num_heads", 0))
     if heads <= 0 or hidden % heads:
         raise NotRecognized(f"{G.describe(node)}: num_heads {heads} for hidden size {hidden}")
-    scale = float(G.attr(node, "scale", 0.0) or 0.0)
+    scale = G.number(node, "scale", 0.0)
     if scale and not _close(scale, (hidden // heads) ** -0.5, 1e-4):
         raise NotRecognized(f"{G.describe(node)}: scale {scale} is not 1/sqrt(head_dim)")
     w = G.const(ins[1])
