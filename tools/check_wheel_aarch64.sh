@@ -102,8 +102,9 @@ for level in best scalar; do
     [ -n "$kernel_tests" ] || { echo "(KERNEL_TESTS is empty: no test files)"; break; }
     marker=$([ "$level" = best ] || echo "-m isa")
     # shellcheck disable=SC2086
-    EMBEDRT_ISA=$([ "$level" = best ] || echo "$level") arm -m pytest -q -p no:cacheprovider \
-        -W ignore::UserWarning $marker $(for t in $kernel_tests; do echo "$repo/tests/$t"; done) | tail -1
+    EMBEDRT_ISA=$([ "$level" = best ] || echo "$level") arm -m pytest -q -p no:cacheprovider -rfE \
+        -W ignore::UserWarning $marker $(for t in $kernel_tests; do echo "$repo/tests/$t"; done) \
+        | grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed)"
 done
 
 echo "== the native engine: converted tiny BERT, x86 (this build) against aarch64 (the wheel)"
