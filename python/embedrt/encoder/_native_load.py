@@ -125,6 +125,12 @@ _ELEMENTWISE = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative
                 "Pow": np.power}
 
 
+# onnxruntime's contrib operators that the recogniser reads by position (whatever domain a
+# malformed graph gives them); EmbedLayerNormalization and Attention are padded where read.
+_CONTRIB_MIN_INPUTS = {"SkipLayerNormalization": 3, "BiasGelu": 2, "FusedMatMul": 2,
+                       "Attention": 2}
+
+
 def _check_arity(model) -> None:
     """Raises NotRecognized for a node with fewer inputs or outputs than its operator takes (by
     the ONNX schema at the model's opset; a node without a schema needs one output), so that
@@ -142,6 +148,8 @@ def _check_arity(model) -> None:
                 schema = None
             if schema is not None:
                 need_in, need_out = schema.min_input, max(1, schema.min_output)
+        if need_in == 0:  # no ONNX schema: onnxruntime's operators by their own arity
+            need_in = _CONTRIB_MIN_INPUTS.get(node.op_type, 0)
         if len(node.input) < need_in or len(node.output) < need_out:
             raise NotRecognized(f"{node.op_type} node {node.name!r}: {len(node.input)} inputs and "
                                 f"{len(node.output)} outputs, the operator takes at least {need_in} and "
@@ -211,6 +219,16 @@ class _Graph:
             if a.name == name:
                 return helper.get_attribute_value(a)
         return default
+
+    @classmethod
+    def number(cls, node, name, default):
+        """A numeric attribute as a float (`default` when absent); NotRecognized when the
+        attribute holds something else (a string, a list, no value, inf or nan)."""
+        v = cls.attr(node, name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(float(v)):
+            raise NotRecognized(f"{cls.describe(node)}: attribute {name!r} is {v!r}, not a "
+                                "finite number")
+        return float(v)
 
     @staticmethod
     def describe(node):
@@ -336,6 +354,12 @@ class _Graph:
                 return name, node
             name = node.input[0]
         return name, self.producer.get(name)
+
+
+def _reciprocal(s: float, what: str) -> float:
+    if s == 0.0 or not np.isfinite(s):
+        raise NotRecognized(f"{what}: divides by {s}")
+    return 1.0 / s
 
 
 def _close(a, b, rel=2e-3):
@@ -479,7 +503,7 @@ def _gather_table(G: _Graph, leaf: str):
     table = np.asarray(table)
     for p in reversed(post):
         if p.op_type == "Cast":
-            table = table.astype(_np_dtype(G.attr(p, "to")))
+            table = table.astype(_np_dtype(G.attr(p, "to"), G.describe(p)))
         else:
             s = G.const(p.input[1])
             zp = G.const(p.input[2]) if len(p.input) > 2 and p.input[2] else 0
@@ -493,10 +517,13 @@ def _gather_table(G: _Graph, leaf: str):
     return node, table.astype(np.float32)
 
 
-def _np_dtype(onnx_type):
+def _np_dtype(onnx_type, node_text: str = "a Cast"):
     from onnx import helper
 
-    return helper.tensor_dtype_to_np_dtype(onnx_type)
+    try:
+        return helper.tensor_dtype_to_np_dtype(onnx_type)
+    except (KeyError, TypeError, ValueError):
+        raise NotRecognized(f"{node_text}: 'to' is {onnx_type!r}, not an ONNX tensor type") from None
 
 
 def _sum_leaves(G: _Graph, t: str, out: list, depth=0):
@@ -663,7 +690,7 @@ def _embed_layernorm(G: _Graph, path, nodes):
             raise NotRecognized(f"{G.describe(node)}: its segment ids {ins[1]!r} are neither "
                                 "token_type_ids nor one constant")
         typ = seg[int(values[0])][None, :]
-    eps = float(G.attr(node, "epsilon", 1e-12))
+    eps = G.number(node, "epsilon", 1e-12)
     return (word, pos, typ, g.astype(np.float32), b.astype(np.float32), eps, node.output[0])
 
 
@@ -696,8 +723,9 @@ def _layernorm_at(G: _Graph, t: str, required=True):
             raise NotRecognized(f"{G.describe(node)}: normalizes from axis "
                                 f"{G.attr(node, 'axis')}, not the last one")
         b = np.zeros_like(g) if b is None else b
+        _check_gamma_beta(G, node, g, b)
         return (node.output[0], g.astype(np.float32), b.astype(np.float32),
-                float(G.attr(node, "epsilon", 1e-5)))
+                G.number(node, "epsilon", 1e-5))
     rm = [u for u in users if u.op_type == "ReduceMean" and u.input[0] == t]
     if len(rm) == 1:
         return _decomposed_layernorm(G, t, rm[0])
@@ -762,6 +790,13 @@ def _decomposed_layernorm(G: _Graph, x: str, rm):
     return badd.output[0], g.astype(np.float32), b.astype(np.float32), eps
 
 
+def _check_gamma_beta(G: _Graph, node, g, b) -> None:
+    """A fused LayerNorm's scale and bias: float vectors of one length."""
+    if g.dtype.kind != "f" or b.dtype.kind != "f" or g.ndim != 1 or b.shape != g.shape:
+        raise NotRecognized(f"{G.describe(node)}: scale and bias are not float vectors of one "
+                            f"length (shapes {g.shape} and {b.shape})")
+
+
 def _skip_layernorm(G: _Graph, node):
     """SkipLayerNormalization(x, skip, gamma[, beta[, bias]]): (out, gamma, beta, eps, bias)."""
     ins = list(node.input) + [""] * (5 - len(node.input))
@@ -771,7 +806,8 @@ def _skip_layernorm(G: _Graph, node):
     if g is None or (ins[3] and b is None) or (ins[4] and bias is None):
         raise NotRecognized(f"{G.describe(node)}: gamma, beta or bias is not constant")
     b = np.zeros_like(g) if b is None else b
-    eps = float(G.attr(node, "epsilon", 1e-12))
+    _check_gamma_beta(G, node, g, b)
+    eps = G.number(node, "epsilon", 1e-12)
     bias = None if bias is None else bias.astype(np.float32)
     return node.output[0], g.astype(np.float32), b.astype(np.float32), eps, bias
 
@@ -893,7 +929,7 @@ def _erf_gelu(G: _Graph, x: str):
         s = by_const(u, x) if u.op_type in ("Div", "Mul") else None
         if s is None:
             continue
-        k = 1.0 / s if u.op_type == "Div" else s
+        k = _reciprocal(s, G.describe(u)) if u.op_type == "Div" else s
         e = [v for v in G.users(u.output[0]) if v.op_type == "Erf"]
         if _close(k, 2 ** -0.5) and len(e) == 1:
             erf = e[0]
@@ -944,7 +980,7 @@ def _follow_to_matmul(G: _Graph, t: str):
         if u.op_type == "FusedMatMul":  # onnxruntime: alpha * (A @ B), B possibly transposed
             if any(G.attr(u, a, 0) for a in ("transA", "transBatchA", "transBatchB")):
                 raise NotRecognized(f"{G.describe(u)}: transposed batch or left operand")
-            return u, list(u.input).index(t), factor * float(G.attr(u, "alpha", 1.0))
+            return u, list(u.input).index(t), factor * G.number(u, "alpha", 1.0)
         if u.op_type in _SHAPE_OPS:
             t = u.output[0]
         elif u.op_type in ("Mul", "Div"):
@@ -952,7 +988,7 @@ def _follow_to_matmul(G: _Graph, t: str):
             s = G.scalar(other)
             if s is None:
                 raise NotRecognized(f"{u.op_type} {u.name!r} on the attention path is not by a constant")
-            factor *= s if u.op_type == "Mul" else 1.0 / s
+            factor *= s if u.op_type == "Mul" else _reciprocal(s, G.describe(u))
             t = u.output[0]
         else:
             raise NotRecognized(f"unexpected {u.op_type} {u.name!r} on the attention path")
@@ -1003,7 +1039,7 @@ def _attention_scores(G: _Graph, layer, score_mm, ctx_mm, qk_factor):
             s = G.scalar(other)
             if s is None:
                 raise NotRecognized(f"layer {layer}: attention scores scaled by a non-constant")
-            qk_factor *= s if u.op_type == "Mul" else 1.0 / s
+            qk_factor *= s if u.op_type == "Mul" else _reciprocal(s, G.describe(u))
         elif u.op_type == "Add" and not softmax_seen:
             other = [i for i in u.input if i != t][0]
             why = _mask_only(G, other)
@@ -1061,7 +1097,7 @@ def _unfused_attention(G: _Graph, layer, hidden, lins):
         raise NotRecognized(f"layer {layer}: values are scaled")
     qk_factor = q[2] * k[2]
     if score_mm.op_type == "FusedMatMul":  # its alpha is counted once, not per operand
-        qk_factor /= float(G.attr(score_mm, "alpha", 1.0))
+        qk_factor *= _reciprocal(G.number(score_mm, "alpha", 1.0), G.describe(score_mm))
     qk_factor = _attention_scores(G, layer, score_mm, ctx_mm, qk_factor)
     heads = _heads_from_scale(layer, hidden, qk_factor)
     return q[:2], k[:2], v[:2], heads, ctx_mm.output[0]
@@ -1078,10 +1114,10 @@ def _fused_attention(G: _Graph, layer, hidden, node):
     sizes = G.attr(node, "qkv_hidden_sizes")
     if sizes and list(sizes) != [hidden] * 3:
         raise NotRecognized(f"{G.describe(node)}: qkv_hidden_sizes {list(sizes)}")
-    heads = int(G.attr(node, "num_heads", 0))
+    heads = int(G.number(node, "num_heads", 0))
     if heads <= 0 or hidden % heads:
         raise NotRecognized(f"{G.describe(node)}: num_heads {heads} for hidden size {hidden}")
-    scale = float(G.attr(node, "scale", 0.0) or 0.0)
+    scale = G.number(node, "scale", 0.0)
     if scale and not _close(scale, (hidden // heads) ** -0.5, 1e-4):
         raise NotRecognized(f"{G.describe(node)}: scale {scale} is not 1/sqrt(head_dim)")
     w = G.const(ins[1])
