@@ -804,3 +804,21 @@ def test_onnx_layernorm_epsilon_that_is_not_a_number_is_not_recognized(tmp_path,
     p = _onnx_with(tmp_path, bad_epsilon)
     with pytest.raises(NotRecognized, match="the_ln'?: attribute 'epsilon' is .*not a finite number"):
         params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 2.5, 1e30])
+def test_onnx_constant_gather_index_that_is_not_a_row_is_not_recognized(tmp_path, value):
+    """A constant Gather index of infinity reached int() (OverflowError)."""
+    from onnx import numpy_helper
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def constant_index(g):
+        node = next(n for n in g.node if n.op_type == "Gather" and n.input[1] == "token_type_ids")
+        node.name = "the_gather"
+        g.initializer.append(numpy_helper.from_array(np.array(value, np.float32), "the_index"))
+        node.input[1] = "the_index"
+
+    p = _onnx_with(tmp_path, constant_index)
+    with pytest.raises(NotRecognized, match="the_gather.*constant index .* outside the table"):
+        params_from_onnx(p, None)

@@ -637,7 +637,8 @@ def _classify_index(G: _Graph, node, table):
     values = _value_set(G, idx)
     if values is not None and values.size == 1:
         v = values.reshape(-1)[0]
-        if np.asarray(v).dtype.kind not in "iuf" or v != int(v) or not 0 <= int(v) < len(table):
+        if (np.asarray(v).dtype.kind not in "iuf" or not np.isfinite(v) or v != int(v)
+                or not 0 <= int(v) < len(table)):
             raise NotRecognized(f"{G.describe(node)}: constant index {v} outside the table of "
                                 f"{len(table)} rows")
         return "row", table[int(v)].astype(np.float64)
