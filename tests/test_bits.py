@@ -217,6 +217,45 @@ def test_topk_threads_and_blocks(isa, k, one_thread_then_restore):
         np.testing.assert_array_equal(I, rI)
 
 
+@pytest.mark.isa
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 63, 64, 65, 127, 200])
+@pytest.mark.parametrize("m", [4, 5, 6, 7, 64])
+def test_topk_many_queries(isa, width, m):
+    # four queries and more (the table-lookup scan at avx2): query tiles of 3 with 1 or 2 left
+    # over, code rows split into byte-sum runs, partial blocks of 32 codes, ties, nbits that
+    # leave unused bits in the last byte (set in the codes and queries: they must not count)
+    rng = np.random.default_rng(width * 100 + m)
+    n = 32 * 9 + 13
+    b = rand_codes(rng, n, width)
+    b[40:70] = b[3]
+    b[::11] = 0xFF
+    a = rand_codes(rng, m, width)
+    a[0] = b[3]
+    a[1] = 0xFF
+    for nbits in {8 * width, max(1, 8 * width - 3)}:
+        D, I = embedrt._core.hamming_topk(a, b, 10, nbits)
+        keep = np.unpackbits(np.full(width, 255, np.uint8))[: 8 * width].copy()
+        keep[nbits:] = 0
+        mask = np.packbits(keep)
+        rD, rI = ref_topk(a & mask, b & mask, 10)
+        np.testing.assert_array_equal(D, rD)
+        np.testing.assert_array_equal(I, rI)
+        np.testing.assert_array_equal(embedrt._core.hamming(a, b, nbits), ref_hamming(a & mask, b & mask))
+
+
+@pytest.mark.isa
+@pytest.mark.parametrize("width", [4095, 4096])
+def test_topk_widest_table_codes(isa, width):
+    # 4095 bytes: the widest codes of the table scan (16-bit sums up to 32760); 4096: past it
+    ones = np.full((5, width), 255, np.uint8)
+    b = np.zeros((40, width), np.uint8)
+    b[7] = 0xFF
+    b[9, : width // 2] = 0xFF
+    D, I = embedrt.hamming_topk(ones, b, 3)
+    np.testing.assert_array_equal(D, np.tile([0, 8 * width - 8 * (width // 2), 8 * width], (5, 1)))
+    np.testing.assert_array_equal(I, np.tile([7, 9, 0], (5, 1)))
+
+
 def test_topk_extremes_and_k_larger_than_n():
     ones = np.full((2, 300), 255, np.uint8)
     zeros = np.zeros((5, 300), np.uint8)

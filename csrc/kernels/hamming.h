@@ -45,6 +45,17 @@ void hamming_scan_avx512icl(const HammingScan& s, int64_t j0, int64_t j1);  // V
 void hamming_scan_neon(const HammingScan& s, int64_t j0, int64_t j1);  // aarch64 builds only
 void hamming_scan(const HammingScan& s, int64_t j0, int64_t j1);  // dispatches on active_isa()
 
+// The table-lookup scan (AVX2; also run by the AVX-512 levels without VPOPCNTDQ): per query a
+// 16-entry table per nibble of the code, 32 database codes per VPSHUFB, the nibble split of the
+// codes shared by the queries. It pays from a few queries on (below, the block transpose costs
+// more than it saves) and covers codes of up to kHammingLutMaxBytes bytes (16-bit sums).
+constexpr int64_t kHammingLutMinQueries = 4;
+constexpr int64_t kHammingLutMaxBytes = 4095;
+inline bool hamming_lut_fits(const HammingScan& s) {
+    return s.m >= kHammingLutMinQueries && s.nbytes <= kHammingLutMaxBytes;
+}
+void hamming_scan_lut_avx2(const HammingScan& s, int64_t j0, int64_t j1);
+
 // out[i, j] = popcount(a_i XOR b_j) over the first nbits bits; uint32 [m, n], row stride ldo.
 // Threaded over tiles of (queries x codes).
 void hamming_matrix(const uint8_t* a, int64_t m, int64_t lda, const uint8_t* b, int64_t n,
