@@ -499,6 +499,37 @@ def test_batcher_workers_run_batches_at_once_and_share_the_queue():
     assert out[:, 0].tolist() == [float(i) for i in range(8)]     # rows in the request's order
 
 
+def test_batcher_mates_wait_while_another_batch_runs():
+    import threading
+
+    gate = threading.Event()
+    sizes = []
+
+    def encode(texts, key):
+        sizes.append(len(texts))
+        if texts[0] == "hold":
+            gate.wait(10)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    async def main():
+        b = Batcher(encode, max_queue=100, workers=2, mate_wait_ms=200)
+        b.start()
+        held = b.submit(["hold"], [1])           # an idle server starts at once
+        await asyncio.sleep(0.01)
+        first = b.submit(["a"], [1])             # another batch runs: waits for mates
+        await asyncio.sleep(0.01)
+        second = b.submit(["b"], [1])
+        await first.future
+        await second.future
+        gate.set()
+        await held.future
+        await b.stop()
+    asyncio.run(main())
+    assert sizes == [1, 2]
+    with pytest.raises(ValueError, match="mate_wait_ms"):
+        Batcher(lambda t, k: None, mate_wait_ms=-1)
+
+
 def test_server_threads_and_workers():
     from embedrt.serve.app import _workers_and_threads
 

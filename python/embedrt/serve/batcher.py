@@ -59,11 +59,16 @@ class Batcher:
         metrics: a ``ServerMetrics`` (optional).
         workers: batches encoded at once, each in a worker thread of its own (default 1). With
             several, the texts queued when workers are idle are shared between them.
+        mate_wait_ms: while another batch runs, how long a new batch below ``max_batch_tokens``
+            waits for more texts (default 1: under load, requests answered together come back
+            together, and a batch started on the first of them alone would be a small one). An
+            idle server starts at once (or after ``max_wait_ms``).
         executor: the executor to run batches on (default: a new one with ``workers`` threads).
     """
 
     def __init__(self, encode, *, max_batch_tokens: int = 8192, max_wait_ms: float = 0.0,
-                 max_queue: int = 4096, metrics=None, workers: int = 1, executor=None):
+                 max_queue: int = 4096, metrics=None, workers: int = 1, mate_wait_ms: float = 1.0,
+                 executor=None):
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if max_wait_ms < 0:
@@ -75,6 +80,9 @@ class Batcher:
         self._encode = encode
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_wait = float(max_wait_ms) / 1000.0
+        if mate_wait_ms < 0:
+            raise ValueError(f"mate_wait_ms must be >= 0, got {mate_wait_ms}")
+        self.mate_wait = float(mate_wait_ms) / 1000.0
         self.max_queue = int(max_queue)
         self._metrics = metrics
         self.workers = int(workers)
@@ -236,13 +244,17 @@ class Batcher:
         return key, parts
 
     def _schedule(self) -> None:
-        """With a worker idle: the next batches now, or when ``max_wait_ms`` after the first
-        request has passed, unless ``max_batch_tokens`` are waiting already."""
+        """With a worker idle: the next batches now, or when ``max_wait_ms`` (``mate_wait_ms``
+        while another batch runs, if longer) after the first request has passed, unless
+        ``max_batch_tokens`` are waiting already."""
         if not self._jobs:
             return
-        if self.max_wait > 0 and not self._stopping:
+        wait = self.max_wait
+        if self._active and self.mate_wait > wait:
+            wait = self.mate_wait
+        if wait > 0 and not self._stopping:
             first = self._jobs[0]
-            left = first.t0 + self.max_wait - time.perf_counter()
+            left = first.t0 + wait - time.perf_counter()
             if left > 0 and self._pending_tokens(first.key) < self.max_batch_tokens:
                 if self._timer is None:
                     self._timer = self._loop.call_later(left, self._on_timer)
