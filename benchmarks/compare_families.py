@@ -2,6 +2,7 @@
 export (fp32, and its dynamic-int8 quantization), one thread, side by side.
 
     python benchmarks/compare_families.py [--families bert,mpnet,...] [--texts 300] [--rounds 3]
+    python benchmarks/compare_families.py --checkpoint DIR [--texts 300]   # a real checkpoint folder
 
 Per family a random-weight checkpoint of a realistic small size (hidden 384, 6 layers, 12 heads,
 a 4,000-word vocabulary; the family's own feed-forward shape: GELU 1536 wide, NomicBert's
@@ -15,6 +16,10 @@ per batch, intra_op_num_threads=1; the native engine takes the whole list (it ne
 load gate is skipped: the weights are random). The contenders take turns (_timing.interleaved)
 and the best round counts. Accuracy: the cosine of each contender's mean-pooled output with
 onnxruntime fp32's, on the first 64 texts.
+
+With ``--checkpoint DIR`` (a sentence-transformers folder holding model.safetensors, e.g. the
+real all-mpnet-base-v2) the same comparison runs on that model, over the corpus texts tokenized
+by its own tokenizer (at most 256 tokens), all of them in the accuracy check.
 """
 from __future__ import annotations
 
@@ -163,7 +168,7 @@ class OrtRunner:
 
     def embed(self, ids, batch=32):
         order = np.argsort([len(s) for s in ids], kind="stable")
-        out = np.zeros((len(ids), H), np.float32)
+        out = None
         for b0 in range(0, len(ids), batch):
             idx = order[b0:b0 + batch]
             width = max(len(ids[i]) for i in idx)
@@ -175,6 +180,8 @@ class OrtRunner:
             if self.types:
                 feed["token_type_ids"] = np.zeros_like(x)
             h = self.sess.run(None, feed)[0]
+            if out is None:
+                out = np.zeros((len(ids), h.shape[-1]), np.float32)
             out[idx] = (h * m[:, :, None]).sum(1) / m.sum(1, keepdims=True)
         return out
 
@@ -236,12 +243,61 @@ def run(families=FAMILIES, n_texts: int = 300, rounds: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_checkpoint(folder: Path, n_texts: int = 300, rounds: int = 3) -> str:
+    """The comparison on a real checkpoint folder (see the module docstring)."""
+    from tokenizers import Tokenizer
+
+    import embedrt
+    from embedrt.encoder.export import quantize_int8
+
+    embedrt.set_num_threads(1)
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(256)
+    texts = json.loads(CORPUS.read_text())[:n_texts]
+    ids = [np.array(e.ids, np.int64) for e in tok.encode_batch(texts)]
+    lengths = [len(x) for x in ids]
+    pad = int(cfg.get("pad_token_id") or 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = embedrt.export(folder, Path(tmp) / "onnx-folder")
+        graph = out / "onnx" / "model.onnx"
+        quantize_int8(graph, out / "onnx" / "model_qint8.onnx")
+        runners = {"native int8": NativeRunner(folder), "ort int8": OrtRunner(out / "onnx" / "model_qint8.onnx", pad),
+                   "ort fp32": OrtRunner(graph, pad)}
+        ref = runners["ort fp32"].embed(ids)
+        cos = {k: _cos(r.embed(ids), ref) for k, r in runners.items() if k != "ort fp32"}
+        t = interleaved({k: (lambda r=r: r.embed(ids)) for k, r in runners.items()}, rounds, keep=False)
+    tps = {k: len(ids) / v.thread_cpu for k, v in t.items()}
+    wall = {k: len(ids) / v.wall for k, v in t.items()}
+    lines = [f"## {folder.name} ({cfg.get('model_type')}): native int8 vs onnxruntime on its export, one thread\n",
+             f"{len(ids)} corpus texts (mean {np.mean(lengths):.1f} tokens); best of {rounds} interleaved rounds "
+             "(texts/s of thread CPU time; wall in brackets)\n",
+             "| engine | texts/s | vs ort int8 | min / mean cos vs ort fp32 |", "|---|---:|---:|---|"]
+    for k in runners:
+        c = cos.get(k)
+        acc = f"{c.min():.4f} / {c.mean():.4f}" if c is not None else "(reference)"
+        lines.append(f"| {k} | {tps[k]:.1f} ({wall[k]:.1f}) | {tps[k] / tps['ort int8']:.2f}x "
+                     f"({wall[k] / wall['ort int8']:.2f}x) | {acc} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--texts", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--checkpoint", metavar="DIR", help="a real checkpoint folder instead of the random ones")
     args = ap.parse_args(argv)
+    if args.checkpoint:
+        import embedrt
+
+        if not CORPUS.is_file():
+            ap.error(f"--checkpoint needs the corpus {CORPUS}")
+        print(f"embedrt ISA level {embedrt.cpu_info()['isa']}", flush=True)
+        print(run_checkpoint(Path(args.checkpoint), args.texts, args.rounds))
+        return 0
     fams = [f for f in args.families.split(",") if f]
     bad = [f for f in fams if f not in FAMILIES]
     if bad:
