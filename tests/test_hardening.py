@@ -822,3 +822,21 @@ def test_onnx_constant_gather_index_that_is_not_a_row_is_not_recognized(tmp_path
     p = _onnx_with(tmp_path, constant_index)
     with pytest.raises(NotRecognized, match="the_gather.*constant index .* outside the table"):
         params_from_onnx(p, None)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0])
+def test_onnx_position_slice_with_a_float_start_is_not_recognized(tmp_path, value):
+    """A position Slice whose start is a float (infinity) reached int() (OverflowError)."""
+    from onnx import numpy_helper
+
+    from embedrt.encoder._native_load import NotRecognized, params_from_onnx
+
+    def float_start(g):
+        node = next(n for n in g.node if n.op_type == "Slice" and n.name == "/m/embeddings/Slice")
+        node.name = "the_slice"
+        g.initializer.append(numpy_helper.from_array(np.array([value], np.float32), "the_start"))
+        node.input[1] = "the_start"
+
+    p = _onnx_with(tmp_path, float_start, "eager_attention.onnx")
+    with pytest.raises(NotRecognized, match="the_slice.*starts, axes and steps are not integers"):
+        params_from_onnx(p, None)

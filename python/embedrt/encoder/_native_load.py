@@ -467,6 +467,8 @@ def _positions_reason(G: _Graph, idx: str):
         steps = G.const(ins[4]) if ins[4] else np.ones(np.size(starts), np.int64)
         if starts is None or axes is None or steps is None or np.size(starts) != 1:
             return f"{G.describe(node)}: the slice is not one constant range"
+        if any(np.asarray(v).dtype.kind not in "iu" or np.size(v) < 1 for v in (starts, axes, steps)):
+            return f"{G.describe(node)}: the slice's starts, axes and steps are not integers"
         axis = int(np.asarray(axes).reshape(-1)[0]) % data.ndim
         start = int(np.asarray(starts).reshape(-1)[0])
         if int(np.asarray(steps).reshape(-1)[0]) != 1:
