@@ -142,28 +142,6 @@ def _copy_side_files(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-def quantize_int8(model_path, out_path) -> Path:
-    """onnxruntime dynamic quantization: int8 weights, per channel, full range."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    quiet = _DropPreprocessingAdvice()
-    root.addFilter(quiet)
-    try:
-        quantize_dynamic(str(model_path), str(out_path), weight_type=QuantType.QInt8,
-                         per_channel=True, reduce_range=False)
-    finally:
-        root.removeFilter(quiet)
-    return Path(out_path)
-
-
-class _DropPreprocessingAdvice(logging.Filter):
-    """onnxruntime's quantizer logs advice to pre-process the graph through the root logger."""
-
-    def filter(self, record) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-
 def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
     """Exports a Hugging Face checkpoint folder of an encoder family (model_type bert, mpnet,
     roberta, xlm-roberta, nomic_bert, modernbert) to an ONNX encoder folder.
@@ -175,8 +153,10 @@ def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
             ``1_Pooling/config.json``, ...).
         dst: the folder to create. It must not exist (or be empty) unless ``overwrite``.
             Written into a temporary folder beside it, then renamed into place.
-        quantize: ``None`` or ``"int8"`` (also write ``onnx/model_qint8.onnx``, onnxruntime
-            dynamic quantization: QInt8 weights, per channel).
+        quantize: ``None`` or ``"int8"``: also write ``onnx/model_qint8.onnx``, the int8 scheme
+            of the native engine in ONNX operators (weights per output channel, activations per
+            token, outlier channels in float; see :mod:`.int8`), checked against the float
+            graph before it is written.
 
     Returns the path of ``dst``. PyTorch is not needed. What a family's loader refuses (a
     config field, a tensor that does not fit) raises ExportError naming it.
@@ -200,7 +180,7 @@ def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
         if not overwrite:
             raise FileExistsError(f"{dst}: already exists and is not empty (pass overwrite=True)")
 
-    model = checkpoint_graph(src)[0]
+    model, cfg = checkpoint_graph(src)[:2]
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
@@ -210,9 +190,15 @@ def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
         os.chmod(tmp, 0o777 & ~umask)
         (tmp / "onnx").mkdir()
         _save(onnx, model, tmp / "onnx" / "model.onnx")
-        del model
         if quantize == "int8":
-            quantize_int8(tmp / "onnx" / "model.onnx", tmp / "onnx" / "model_qint8.onnx")
+            from ..arch import max_tokens
+            from ..native import CALIBRATION_LONGEST, _special_ids
+            from .int8 import quantize_int8
+
+            _, cos = quantize_int8(model, tmp / "onnx" / "model_qint8.onnx",
+                                   min(CALIBRATION_LONGEST, max_tokens(cfg)), _special_ids(src))
+            logger.info("embedrt: int8 graph within cosine %.4f of the float one on the probe", cos)
+        del model
         _copy_side_files(src, tmp)
         if dst.exists():
             shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
