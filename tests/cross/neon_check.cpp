@@ -899,6 +899,25 @@ void enc_row_cases(Rng& rng, int64_t n) {
             for (int64_t j = 0; j < n; ++j)
                 t[size_t(j)] = (double(y[size_t(j)]) - (sp ? double(sp[j]) : 0.0)) * (mp ? double(mp[j]) : 1.0);
             codes_match(qs, qn, t, sv, 1e-4, "enc_quantize_row codes neon vs scalar " + w2);
+            // the scalar path exactly as numpy computes it (each float operation rounded: no
+            // fused multiply-add contracted by the compiler), as on x86
+            std::vector<float> tf(static_cast<size_t>(n));
+            float amax = 0.0f;
+            for (int64_t j = 0; j < n; ++j) {
+                float v = sp ? y[size_t(j)] - sp[j] : y[size_t(j)];
+                tf[size_t(j)] = mp ? v * mp[j] : v;
+                amax = std::max(amax, std::fabs(tf[size_t(j)]));
+            }
+            if (amax > 0.0f) {
+                const float inv = 127.0f / amax;
+                std::vector<uint8_t> ref(static_cast<size_t>(n));
+                for (int64_t j = 0; j < n; ++j) {
+                    const float p = tf[size_t(j)] * inv;
+                    const float r = std::min(std::max(std::nearbyint(p), -127.0f), 127.0f);
+                    ref[size_t(j)] = static_cast<uint8_t>(static_cast<int>(r) + 128);
+                }
+                same(qs, ref, "enc_quantize_row codes scalar vs float32 reference " + w2);
+            }
         }
     }
 
@@ -918,6 +937,29 @@ void enc_row_cases(Rng& rng, int64_t n) {
             ref[size_t(j)] = static_cast<uint8_t>(static_cast<int>(std::nearbyint(x[size_t(j)])) + 128);  // half to even
         same(qn, qs, "enc_quantize_row ties neon vs scalar " + sn);
         same(qn, ref, "enc_quantize_row ties neon vs round-half-even " + sn);
+    }
+    // near-ties: values whose product with 127 / max|x|, rounded to float, rounds to another
+    // integer than the exact product does; a contracted multiply-add (one rounding) would give
+    // the latter. The scalar level gives the former, as numpy and x86-64 do.
+    {
+        const float amax = 100.0f, inv = 127.0f / amax;
+        std::vector<float> x{amax};
+        for (int tries = 0; int64_t(x.size()) < std::max<int64_t>(n, 2) && tries < 20000000; ++tries) {
+            const float t = uniform(rng, -amax, amax);
+            if (std::nearbyint(t * inv) != std::nearbyint(double(t) * double(inv))) x.push_back(t);
+        }
+        expect(x.size() > 1, "near-tie values found " + sn);
+        const int64_t m = int64_t(x.size());
+        std::vector<uint8_t> qs(static_cast<size_t>(m), 1), ref(static_cast<size_t>(m));
+        std::vector<float> tmp(static_cast<size_t>(m));
+        set_isa(Isa::scalar);
+        const float ss = enc_quantize_row(x.data(), m, nullptr, nullptr, qs.data(), tmp.data());
+        expect(ss == amax / 127.0f, "enc_quantize_row near-ties: scale " + sn);
+        for (int64_t j = 0; j < m; ++j) {
+            const float p = x[size_t(j)] * inv;
+            ref[size_t(j)] = static_cast<uint8_t>(static_cast<int>(std::nearbyint(p)) + 128);
+        }
+        same(qs, ref, "enc_quantize_row near-ties scalar vs float32 rounding " + sn);
     }
     // an all-zero row: scale 0, every code 128
     {
