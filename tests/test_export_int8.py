@@ -138,3 +138,28 @@ def test_an_int8_graph_below_the_bar_is_not_written(tmp_path, monkeypatch):
         embedrt.export(src, tmp_path / "out", quantize="int8")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_a_graph_too_large_for_one_message_runs_from_a_file(monkeypatch):
+    m, table, w1, w1b, w2 = _two_linears()
+    ids = np.array([1, 2, 3])
+    inline = q8.calibrate(m, [ids])
+    monkeypatch.setattr(q8, "_INLINE_BYTES", 0)
+    from_file = q8.calibrate(m, [ids])
+    assert set(from_file) == set(inline)
+    for k in inline:
+        np.testing.assert_array_equal(from_file[k], inline[k])
+    assert len(m.graph.initializer[0].raw_data) > 0  # the caller's graph keeps its weights
+
+
+def test_the_native_engine_does_not_take_the_int8_graph_for_one_it_knows(tmp_path):
+    """The rewritten graph is no structure the native engine recognizes: auto runs it on
+    onnxruntime and says why, native raises."""
+    from embedrt.encoder.native import NotRecognized
+
+    src, out = _export("tiny-mpnet", tmp_path, quantize="int8")
+    enc = embedrt.Encoder(out, onnx_file="onnx/model_qint8.onnx")
+    assert enc.backend_info["backend"] == "onnxruntime"
+    assert "does not recognize" in enc.backend_info["reason"]
+    with pytest.raises(NotRecognized):
+        embedrt.Encoder(out, onnx_file="onnx/model_qint8.onnx", backend="native")

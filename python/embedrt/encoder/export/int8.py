@@ -53,15 +53,31 @@ def _weight_matmuls(model) -> dict:
     return out
 
 
+# A graph at least this large cannot be serialized into one protobuf message: it is handed to
+# onnxruntime as a file with its weights beside it.
+_INLINE_BYTES = 2_000_000_000
+
+
 def _runner(model):
-    """(session, input names) of `model` (a ModelProto, or the path of one) on onnxruntime."""
+    """(session, input names) of `model` (a ModelProto) on onnxruntime."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    src = model if isinstance(model, (str, Path)) else model.SerializeToString()
-    s = ort.InferenceSession(str(src) if isinstance(src, Path) else src, opts,
-                             providers=["CPUExecutionProvider"])
+    if model.ByteSize() < _INLINE_BYTES:
+        s = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    else:
+        import tempfile
+
+        import onnx
+
+        with tempfile.TemporaryDirectory(prefix="embedrt-int8-") as tmp:
+            path = Path(tmp) / "graph.onnx"
+            big = onnx.ModelProto()
+            big.CopyFrom(model)  # save_model moves the weights out of the proto it is given
+            onnx.save_model(big, str(path), save_as_external_data=True, location="graph.onnx.data")
+            del big
+            s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return s, [i.name for i in s.get_inputs()]
 
 
