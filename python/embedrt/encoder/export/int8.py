@@ -94,12 +94,16 @@ def _feed(names, ids):
 def calibrate(model, seqs: list) -> dict:
     """Per input channel, the largest |x| each rewritten MatMul's input reaches over `seqs`
     (each run alone), by the float graph: {input name: float32 [channels]}."""
+    return _calibrated(model, seqs)[0]
+
+
+def _calibrated(model, seqs: list) -> tuple:
+    """(calibrate()'s maxima, the float graph's mean-pooled first output per sequence), from one
+    run of each sequence."""
     import onnx
     from onnx import TensorProto, helper
 
     xs = sorted({n.input[0] for n in _weight_matmuls(model).values()})
-    if not xs:
-        return {}
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     have = {o.name for o in probe.graph.output}
@@ -108,12 +112,15 @@ def calibrate(model, seqs: list) -> dict:
             probe.graph.output.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, None))
     session, names = _runner(probe)
     del probe
-    amax = {}
+    first = model.graph.output[0].name
+    amax, pooled = {}, []
     for ids in seqs:
-        for x, v in zip(xs, session.run(xs, _feed(names, ids))):
+        out = session.run([first, *xs], _feed(names, ids))
+        pooled.append(out[0][0].astype(np.float64).mean(axis=0))
+        for x, v in zip(xs, out[1:]):
             a = np.abs(v.reshape(-1, v.shape[-1])).max(axis=0)
             amax[x] = a if x not in amax else np.maximum(amax[x], a)
-    return amax
+    return amax, np.stack(pooled)
 
 
 def rowwise_int8(model, amax: dict):
@@ -233,12 +240,8 @@ def quantize_int8(model, out_path, longest: int = 256, special_ids=(None, None))
 
     if isinstance(model, (str, Path)):
         model = onnx.load(str(model))
-    float_session, names = _runner(model)
-    vocab = _vocabulary(model)
-    seqs = gate.probe_sequences(vocab, max(1, int(longest)), special_ids)
-    want = _pooled(float_session, names, seqs)
-    del float_session
-    amax = calibrate(model, seqs)
+    seqs = gate.probe_sequences(_vocabulary(model), max(1, int(longest)), special_ids)
+    amax, want = _calibrated(model, seqs)
     q = onnx.ModelProto()
     q.CopyFrom(model)
     rowwise_int8(q, amax)
