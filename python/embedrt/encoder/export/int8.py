@@ -59,8 +59,10 @@ _INLINE_BYTES = 2_000_000_000
 
 
 def _runner(model):
-    """(session, input names) of `model` (a ModelProto) on onnxruntime."""
+    """(session, its inputs' {name: dtype}) of `model` (a ModelProto) on onnxruntime."""
     import onnxruntime as ort
+
+    from ..ort_backend import _input_types
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -78,17 +80,14 @@ def _runner(model):
             onnx.save_model(big, str(path), save_as_external_data=True, location="graph.onnx.data")
             del big
             s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return s, [i.name for i in s.get_inputs()]
+    return s, _input_types(s)
 
 
-def _feed(names, ids):
-    ids = np.asarray(ids, np.int64)[None, :]
-    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if "token_type_ids" in names:
-        feed["token_type_ids"] = np.zeros_like(ids)
-    if "position_ids" in names:
-        feed["position_ids"] = np.arange(ids.shape[1], dtype=np.int64)[None, :]
-    return {k: v for k, v in feed.items() if k in names}
+def _feed(types, ids):
+    """The inputs of one sequence alone (no padding), as the onnxruntime backend makes them."""
+    from ..ort_backend import _make_feed
+
+    return _make_feed(types, [np.asarray(ids, np.int64)])[0]
 
 
 def calibrate(model, seqs: list) -> dict:
@@ -110,12 +109,12 @@ def _calibrated(model, seqs: list) -> tuple:
     for x in xs:
         if x not in have:
             probe.graph.output.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, None))
-    session, names = _runner(probe)
+    session, types = _runner(probe)
     del probe
     first = model.graph.output[0].name
     amax, pooled = {}, []
     for ids in seqs:
-        out = session.run([first, *xs], _feed(names, ids))
+        out = session.run([first, *xs], _feed(types, ids))
         pooled.append(out[0][0].astype(np.float64).mean(axis=0))
         for x, v in zip(xs, out[1:]):
             a = np.abs(v.reshape(-1, v.shape[-1])).max(axis=0)
@@ -222,8 +221,8 @@ def rowwise_int8(model, amax: dict):
     return model
 
 
-def _pooled(session, names, seqs) -> np.ndarray:
-    return np.stack([session.run(None, _feed(names, ids))[0][0].astype(np.float64).mean(axis=0)
+def _pooled(session, types, seqs) -> np.ndarray:
+    return np.stack([session.run(None, _feed(types, ids))[0][0].astype(np.float64).mean(axis=0)
                      for ids in seqs])
 
 
@@ -245,8 +244,8 @@ def quantize_int8(model, out_path, longest: int = 256, special_ids=(None, None))
     q = onnx.ModelProto()
     q.CopyFrom(model)
     rowwise_int8(q, amax)
-    session, names = _runner(q)
-    _, cos = gate.deviation(_pooled(session, names, seqs), want, normalize=True)
+    session, types = _runner(q)
+    _, cos = gate.deviation(_pooled(session, types, seqs), want, normalize=True)
     del session
     if not cos >= gate.INT8_MIN_COS:
         raise ExportError(f"int8 quantization reaches a cosine of only {cos:.4f} to the float graph on "
