@@ -15,6 +15,7 @@ namespace embedrt {
 #define ENC_OWN_ATTENTION 1
 #define ENC_OWN_LAYERNORM 1
 #define ENC_OWN_QUANTIZE_GELU 1
+#define ENC_OWN_GLU 1
 #include "kernels/encoder_ops_generic.inc"
 
 namespace {
@@ -593,6 +594,60 @@ float enc_add_layernorm_quantize_row_avx2(const float* y, const float* res, int6
                                           const float* g, const float* b, float eps, float* out,
                                           const float* mul, uint8_t* q) {
     return quantize_known_max(out, n, mul, layernorm256(y, res, n, g, b, eps, out, true, mul), q);
+}
+
+namespace {
+
+// SwiGLU's up * silu(gate), silu(g) = g / (1 + exp(-g)) (exp8 clamps: a large |g| gives g or 0,
+// never NaN); GeGLU's gelu(x) * gate.
+inline __m256 swiglu8(__m256 up, __m256 g) {
+    const __m256 t = _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), g)));
+    return _mm256_mul_ps(up, _mm256_div_ps(g, t));
+}
+
+template <bool kSilu>
+inline __m256 glu8(__m256 a, __m256 b) { return kSilu ? swiglu8(a, b) : _mm256_mul_ps(gelu8(a), b); }
+
+// out = glu(a, b), 8 lanes at a time (out may be a: each block is read before it is written);
+// returns max |out * mul| (mul may be null). The lanes past n load as 0 and give 0.
+template <bool kSilu>
+inline float glu_row256(const float* a, const float* b, int64_t n, float* out, const float* mul) {
+    __m256 amax = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = glu8<kSilu>(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j));
+        _mm256_storeu_ps(out + j, v);
+        if (mul) v = _mm256_mul_ps(v, _mm256_loadu_ps(mul + j));
+        amax = _mm256_max_ps(amax, abs8(v));
+    }
+    if (j < n) {
+        const __m256i m = tail_mask(n - j);
+        __m256 v = glu8<kSilu>(load_m(a + j, m), load_m(b + j, m));
+        store_m(out + j, m, v);
+        if (mul) v = _mm256_mul_ps(v, load_m(mul + j, m));
+        amax = _mm256_max_ps(amax, abs8(v));
+    }
+    return reduce_max(amax);
+}
+
+}  // namespace
+
+void enc_swiglu_row_avx2(const float* up, const float* gate, int64_t n, float* out) {
+    glu_row256<true>(up, gate, n, out, nullptr);
+}
+
+float enc_swiglu_quantize_row_avx2(const float* up, const float* gate, int64_t n, float* out,
+                                   const float* mul, uint8_t* q) {
+    return quantize_known_max(out, n, mul, glu_row256<true>(up, gate, n, out, mul), q);
+}
+
+void enc_geglu_row_avx2(const float* x, const float* gate, int64_t n, float* out) {
+    glu_row256<false>(x, gate, n, out, nullptr);
+}
+
+float enc_geglu_quantize_row_avx2(const float* x, const float* gate, int64_t n, float* out,
+                                  const float* mul, uint8_t* q) {
+    return quantize_known_max(out, n, mul, glu_row256<false>(x, gate, n, out, mul), q);
 }
 
 }  // namespace embedrt

@@ -10,6 +10,7 @@ namespace embedrt {
 #define ENC_OWN_ATTENTION 1
 #define ENC_OWN_LAYERNORM 1
 #define ENC_OWN_QUANTIZE_GELU 1
+#define ENC_OWN_GLU 1
 #include "kernels/encoder_ops_generic.inc"
 
 namespace {
@@ -409,6 +410,53 @@ float enc_add_layernorm_quantize_row_avx512(const float* y, const float* res, in
                                             const float* g, const float* b, float eps, float* out,
                                             const float* mul, uint8_t* q) {
     return quantize_known_max(out, n, mul, layernorm512(y, res, n, g, b, eps, out, true, mul), q);
+}
+
+namespace {
+
+// SwiGLU's up * silu(gate), silu(g) = g / (1 + exp(-g)) (exp512 clamps: a large |g| gives g or
+// 0, never NaN); GeGLU's gelu(x) * gate.
+inline __m512 swiglu16(__m512 up, __m512 g) {
+    const __m512 t = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), g)));
+    return _mm512_mul_ps(up, _mm512_div_ps(g, t));
+}
+
+inline __m512 geglu16(__m512 x, __m512 gate) { return _mm512_mul_ps(gelu16(x), gate); }
+
+// out = glu(a, b), 16 lanes at a time (out may be a: each block is read before it is
+// written); returns max |out * mul| (mul may be null). The lanes past n load as 0 and give 0.
+template <bool kSilu>
+inline float glu_row512(const float* a, const float* b, int64_t n, float* out, const float* mul) {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = tail_mask(n - j);
+        const __m512 x = _mm512_maskz_loadu_ps(m, a + j), y = _mm512_maskz_loadu_ps(m, b + j);
+        __m512 v = kSilu ? swiglu16(x, y) : geglu16(x, y);
+        _mm512_mask_storeu_ps(out + j, m, v);
+        if (mul) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, mul + j));
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+    }
+    return _mm512_reduce_max_ps(amax);
+}
+
+}  // namespace
+
+void enc_swiglu_row_avx512(const float* up, const float* gate, int64_t n, float* out) {
+    glu_row512<true>(up, gate, n, out, nullptr);
+}
+
+float enc_swiglu_quantize_row_avx512(const float* up, const float* gate, int64_t n, float* out,
+                                     const float* mul, uint8_t* q) {
+    return quantize_known_max(out, n, mul, glu_row512<true>(up, gate, n, out, mul), q);
+}
+
+void enc_geglu_row_avx512(const float* x, const float* gate, int64_t n, float* out) {
+    glu_row512<false>(x, gate, n, out, nullptr);
+}
+
+float enc_geglu_quantize_row_avx512(const float* x, const float* gate, int64_t n, float* out,
+                                    const float* mul, uint8_t* q) {
+    return quantize_known_max(out, n, mul, glu_row512<false>(x, gate, n, out, mul), q);
 }
 
 }  // namespace embedrt
