@@ -1,5 +1,5 @@
-"""ONNX export of every encoder family (MPNet, RoBERTa / XLM-RoBERTa, NomicBert, ModernBERT),
-without PyTorch, checked on the tiny random-weight checkpoints of tests/data/<family>/ against
+"""ONNX export of every encoder family (MPNet, RoBERTa / XLM-RoBERTa, NomicBert, ModernBERT,
+JinaBert), without PyTorch, checked on the tiny random-weight checkpoints of tests/data/<family>/ against
 their stored transformers outputs (reference.npz) and the family's numpy reference; and the
 checkpoint-only folder on onnxruntime (its graph exported into the cache).
 
@@ -32,6 +32,7 @@ FAMILIES = {  # folder -> (data subfolder, the script that makes it, token_type_
     "tiny-xlm-roberta": ("roberta", "tests/roberta/make_tiny_roberta.py", False),
     "tiny-nomic-bert": ("nomic_bert", "tests/nomic_bert/make_tiny_nomic_bert.py", True),
     "tiny-modernbert": ("modernbert", "tests/modernbert/make_tiny_modernbert.py", False),
+    "tiny-jina-bert": ("jina_bert", "tests/jina_bert/make_tiny_jina_bert.py", True),
 }
 NAMES = list(FAMILIES)
 COS = 0.99999
@@ -145,7 +146,8 @@ def test_a_text_does_not_depend_on_its_batch_mates(tmp_path, name):
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["tiny-mpnet", "tiny-roberta", "tiny-nomic-bert", "tiny-modernbert"])
+@pytest.mark.parametrize("name", ["tiny-mpnet", "tiny-roberta", "tiny-nomic-bert", "tiny-modernbert",
+                                  "tiny-jina-bert"])
 def test_the_gate_runs_on_the_exported_folder(tmp_path, name, auto_native):
     """auto on the exported folder (no checkpoint): the native engine when it reads and proves
     the graph, else onnxruntime; either way the texts' embeddings."""
@@ -208,7 +210,8 @@ def test_a_tensor_that_does_not_fit_is_named(tmp_path):
 # ----------------------------------------------------------------------------- checkpoint folders on onnxruntime
 
 
-@pytest.mark.parametrize("name", ["tiny-mpnet-sharded", "tiny-xlm-roberta", "tiny-nomic-bert", "tiny-modernbert"])
+@pytest.mark.parametrize("name", ["tiny-mpnet-sharded", "tiny-xlm-roberta", "tiny-nomic-bert", "tiny-modernbert",
+                                  "tiny-jina-bert"])
 def test_onnxruntime_runs_a_checkpoint_folder_from_its_cached_export(tmp_path, name, monkeypatch):
     monkeypatch.setenv("EMBEDRT_CACHE_DIR", str(tmp_path / "cache"))
     src = _copy(name, tmp_path)

@@ -33,7 +33,9 @@ public:
         if (position == "absolute") cfg.position = encoder::PositionScheme::absolute;
         else if (position == "offset") cfg.position = encoder::PositionScheme::offset;
         else if (position == "rotary") cfg.position = encoder::PositionScheme::rotary;
-        else throw py::value_error("position must be 'absolute', 'offset' or 'rotary', got '" + position + "'");
+        else if (position == "none") cfg.position = encoder::PositionScheme::none;
+        else throw py::value_error("position must be 'absolute', 'offset', 'rotary' or 'none', got '" + position +
+                                   "'");
         cfg.rotary_base = static_cast<float>(rotary_base);
         if (ffn == "gelu") cfg.ffn = encoder::FfnKind::gelu;
         else if (ffn == "swiglu") cfg.ffn = encoder::FfnKind::swiglu;
@@ -58,11 +60,12 @@ public:
         model_ = std::make_unique<EncoderModel>(cfg);  // validates the sizes
 
         auto word = f32(arrays, "word_embeddings", {vocab, hidden});
-        const bool rotary = cfg.position == encoder::PositionScheme::rotary;
+        const bool table = cfg.has_position_table();
         py::array_t<float, py::array::c_style> pos;
-        if (!rotary) pos = f32(arrays, "position_embeddings", {max_position, hidden});
+        if (table) pos = f32(arrays, "position_embeddings", {max_position, hidden});
         else if (arrays.contains("position_embeddings"))
-            throw py::value_error("encoder weights: position_embeddings given for rotary positions");
+            throw py::value_error("encoder weights: position_embeddings given for positions without a table "
+                                  "(rotary or none)");
         py::array_t<float, py::array::c_style> type;
         if (type_vocab > 0) type = f32(arrays, "token_type_embeddings", {type_vocab, hidden});
         else if (arrays.contains("token_type_embeddings"))
@@ -71,9 +74,9 @@ public:
         auto g = f32(arrays, "embeddings_ln_g", {hidden});
         auto b = f32(arrays, "embeddings_ln_b", {hidden});
         keep_ = {word};
-        if (!rotary) keep_.push_back(pos);
+        if (table) keep_.push_back(pos);
         if (type_vocab > 0) keep_.push_back(type);
-        model_->set_embeddings(word.data(), rotary ? nullptr : pos.data(), type_vocab > 0 ? type.data() : nullptr, g.data(),
+        model_->set_embeddings(word.data(), table ? pos.data() : nullptr, type_vocab > 0 ? type.data() : nullptr, g.data(),
                                b.data());
         if (cfg.attention_bias == encoder::AttentionBias::relative) {
             auto rel = f32(arrays, "relative_attention_bias", {heads, 2 * cfg.max_tokens() - 1});
@@ -244,8 +247,9 @@ void register_encoder(py::module_& m) {
     py::class_<NativeEncoder>(m, "NativeEncoder",
                               "The native encoder forward pass (weights as prepared by "
                               "embedrt.encoder.native). position: 'absolute', 'offset' (rows "
-                              "past padding_idx) or 'rotary' (no table; q and k rotated, base "
-                              "rotary_base); type_vocab 0: no token types; attention_bias "
+                              "past padding_idx), 'rotary' (no table; q and k rotated, base "
+                              "rotary_base) or 'none' (no table, no rotation: order from the "
+                              "attention bias alone); type_vocab 0: no token types; attention_bias "
                               "'relative': arrays['relative_attention_bias'] [heads, 2 * max_tokens "
                               "- 1] added to the scores by the distance j - i; ffn 'gelu', "
                               "'swiglu' (up weight [2 * intermediate, hidden]: value | gate) or "

@@ -34,6 +34,8 @@ EncoderModel::EncoderModel(const EncoderSpec& cfg) : cfg_(cfg) {
     if (cfg.hidden % cfg.heads != 0)
         throw std::invalid_argument("encoder config: hidden size is not a multiple of the heads");
     if (!(cfg.eps > 0.0f)) throw std::invalid_argument("encoder config: eps must be positive");
+    if (cfg.position == PositionScheme::none && cfg.max_position > (int64_t(1) << 24))
+        throw std::invalid_argument("encoder config: too many positions");
     if (cfg.position == PositionScheme::rotary) {
         const int64_t d = cfg.hidden / cfg.heads;
         if (d % 2 != 0)
@@ -180,7 +182,7 @@ void EncoderModel::set_final_norm(const float* g, const float* b) {
 }
 
 void EncoderModel::finalize() {
-    if (!word_ || (!pos_ && cfg_.position != PositionScheme::rotary) || (cfg_.type_vocab > 0 && !type_) ||
+    if (!word_ || (!pos_ && cfg_.has_position_table()) || (cfg_.type_vocab > 0 && !type_) ||
         emb_g_.empty())
         throw std::invalid_argument("encoder: embeddings were not set");
     if (cfg_.attention_bias == AttentionBias::relative && rel_bias_.empty())
@@ -366,7 +368,7 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
     float* co = grow(ws.co, T * maxout);
     float* x1o = grow(ws.x1o, T * maxout);
     float* ho = grow(ws.ho, T * maxout);
-    if (cfg_.position != PositionScheme::offset) {  // absolute and rotary: 0, 1, 2, ...
+    if (cfg_.position != PositionScheme::offset) {  // absolute, rotary, none: 0, 1, 2, ...
         for (int64_t s = 0; s < nseq; ++s)
             for (int64_t t = offsets[s]; t < offsets[s + 1]; ++t) pos[t] = t - offsets[s];
     } else {  // past the padding index, counting the non-padding tokens (as HF does)
@@ -406,7 +408,7 @@ void EncoderModel::forward_chunk(const int64_t* ids, const int64_t* type_ids, co
         for (int64_t t = t0; t < t1; ++t) {
             float* row = x + t * h;
             const float* w = word_ + ids[t] * h;
-            if (!pos_) {  // rotary: no position rows
+            if (!pos_) {  // rotary, none: no position rows
                 const float* ty = type_ ? type_ + (type_ids ? type_ids[t] : 0) * h : nullptr;
                 if (ty)
                     for (int64_t j = 0; j < h; ++j) row[j] = w[j] + ty[j];

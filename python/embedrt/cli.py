@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export an encoder checkpoint (safetensors) to an ONNX model folder",
                        description="Exports a Hugging Face checkpoint folder (model_type bert, mpnet, "
-                                   "roberta, xlm-roberta, nomic_bert or modernbert) to an ONNX encoder "
+                                   "roberta, xlm-roberta, nomic_bert, modernbert, or bert with ALiBi: "
+                                   "JinaBert) to an ONNX encoder "
                                    "folder embedrt (and onnxruntime users) can load.",
                        epilog=_EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", metavar="SRC", help="checkpoint folder (model.safetensors or a sharded one, config.json, "

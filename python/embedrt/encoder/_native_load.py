@@ -58,7 +58,7 @@ def read_hf_config(model_dir) -> dict | None:
     if not isinstance(raw, dict):
         raise NotRecognized(f"{path}: not a JSON object")
     mt = raw.get("model_type")
-    cfg = arch.family(mt, path).config(raw, path)
+    cfg = arch.family(mt, path, raw).config(raw, path)
     cfg.setdefault("family", "bert")
     return cfg
 
@@ -69,7 +69,7 @@ def check_params(cfg: dict, params: dict) -> None:
     if cfg["heads"] <= 0 or h % cfg["heads"]:
         raise NotRecognized(f"hidden size {h} is not a multiple of {cfg['heads']} heads")
     want = {"word": (cfg["vocab"], h), "emb_g": (h,), "emb_b": (h,)}
-    if cfg.get("position", "absolute") != "rotary":
+    if cfg.get("position", "absolute") in ("absolute", "offset"):
         want["pos"] = (cfg["max_position"], h)
     if cfg.get("type_vocab", 0) > 0:
         want["type"] = (cfg["type_vocab"], h)
@@ -79,6 +79,8 @@ def check_params(cfg: dict, params: dict) -> None:
             or not k.endswith("_b")]
     if cfg.get("ffn", "gelu") != "gelu":
         keys.append("gate_w")
+    if not cfg.get("up_bias", True):  # JinaBert: biases everywhere but the gated up product
+        keys = [k for k in keys if k != "up_b"]
     pre = cfg.get("norm", "post") == "pre"
     if pre:
         want.update(final_g=(h,), final_b=(h,))

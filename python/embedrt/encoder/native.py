@@ -2,7 +2,7 @@
 (BERT: all-MiniLM-L6/L12, BGE-small, E5-small, GTE-small, ...; MPNet: all-mpnet-base-v2;
 RoBERTa and XLM-RoBERTa: all-distilroberta-v1, paraphrase-multilingual-mpnet-base-v2,
 multilingual-e5-base; NomicBert: nomic-embed-text-v1 / v1.5; ModernBERT: ModernBERT-base,
-modernbert-embed) on embedrt's int8 kernels.
+modernbert-embed; JinaBert: jina-embeddings-v2-small-en / -base-en) on embedrt's int8 kernels.
 
     backend = NativeBackend.from_model_dir("all-MiniLM-L6-v2")          # int8
     vectors = backend.embed([ids0, ids1], None, "mean")                  # float32 [2, 384]
@@ -104,12 +104,13 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     that no other runtime can execute, of calibration's sanity and of the tests.
 
     It follows the spec in cfg (see arch/): positions absolute (BERT), past the padding
-    index (MPNet, RoBERTa) or rotary on q and k (NomicBert, ModernBERT), a token-type row when
-    the family has them, MPNet's relative-position bias on every layer's scores, post- or
+    index (MPNet, RoBERTa), rotary on q and k (NomicBert, ModernBERT) or none (JinaBert), a
+    token-type row when the family has them, MPNet's relative-position bias or JinaBert's ALiBi
+    on every layer's scores, post- or
     pre-LayerNorm blocks (ModernBERT, with its local windows and final LayerNorm), erf GELU,
     SwiGLU or GeGLU, and linear layers with or without biases."""
     from . import arch
-    from .arch import mpnet, nomic_bert
+    from .arch import jina_bert, mpnet, nomic_bert
     from .arch._common import position_ids
 
     spec = arch.spec_of(cfg)
@@ -126,14 +127,18 @@ def reference_forward(cfg: dict, params: dict, seq) -> np.ndarray:
     if spec["position"] == "rotary":
         rot = nomic_bert.rotary_tables(spec["rotary_base"], d, L)
         rot_local = nomic_bert.rotary_tables(spec["rotary_base_local"], d, L)
-        x = f64(params["word"][seq])
-    else:
-        x = f64(params["word"][seq]) + f64(params["pos"][pos])
+    x = f64(params["word"][seq])
+    if arch.has_position_table(spec):
+        x = x + f64(params["pos"][pos])
     if cfg.get("type_vocab", 1) > 0 and "type" in params:
         x = x + f64(params["type"][0])
     x = _layer_norm(x, params["emb_g"], params["emb_b"], eps)
     bias = None
-    if spec["attention_bias"] == "relative":
+    if spec["attention_bias"] == "relative" and spec["family"] == "jina_bert":
+        slopes = -np.asarray(jina_bert.alibi_slopes(heads), np.float64)
+        dist = np.abs(np.arange(L)[None, :] - np.arange(L)[:, None])
+        bias = slopes[:, None, None] * dist[None]  # [heads, L, L]: -slope_h * |j - i|
+    elif spec["attention_bias"] == "relative":
         r = np.arange(L)[None, :] - np.arange(L)[:, None]  # j - i
         buckets = mpnet.relative_position_bucket(r, cfg.get("relative_buckets", 32))
         bias = f64(params["rel_bias"])[buckets].transpose(2, 0, 1)  # [heads, L, L]
@@ -239,19 +244,18 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
     if precision == "int8" and stats is None:
         raise ValueError("int8 weights need the calibration statistics")
     from . import arch
-    from .arch import mpnet
 
     h, heads = cfg["hidden"], cfg["heads"]
     qscale = np.float32(1.0 / np.sqrt(h // heads))
     out = {"word_embeddings": params["word"],
            "embeddings_ln_g": params["emb_g"], "embeddings_ln_b": params["emb_b"]}
     spec = arch.spec_of(cfg)
-    if spec["position"] != "rotary":
+    if arch.has_position_table(spec):
         out["position_embeddings"] = params["pos"]
     if cfg["type_vocab"] > 0:
         out["token_type_embeddings"] = params["type"]
     if spec["attention_bias"] == "relative":
-        out["relative_attention_bias"] = mpnet.relative_bias_table(cfg, params, arch.max_tokens(cfg))
+        out["relative_attention_bias"] = arch.relative_bias_table(cfg, params, arch.max_tokens(cfg))
     for i in range(cfg["layers"]):
         p = lambda k: params[f"{i}.{k}"]  # noqa: E731
         biased = f"{i}.q_b" in params  # a family without biases (NomicBert) has none
@@ -261,7 +265,7 @@ def prepare_arrays(cfg: dict, params: dict, precision: str, stats: dict | None =
             "qkv": (np.concatenate([p("q_w") * qscale, p("k_w"), p("v_w")]),
                     np.concatenate([p("q_b") * qscale, p("k_b"), p("v_b")]) if biased else None),
             "attn_out": (p("ao_w"), p("ao_b") if biased else None),
-            "up": (up_w, p("up_b") if biased else None),
+            "up": (up_w, params.get(f"{i}.up_b") if biased else None),
             "down": (p("down_w"), p("down_b") if biased else None),
         }
         for slot, (w, b) in lin.items():

@@ -1,6 +1,7 @@
 """Export of a Hugging Face checkpoint to an ONNX encoder folder, without PyTorch.
 
-Every encoder family of arch/ (BERT, MPNet, RoBERTa / XLM-RoBERTa, NomicBert, ModernBERT) is
+Every encoder family of arch/ (BERT, MPNet, RoBERTa / XLM-RoBERTa, NomicBert, ModernBERT,
+JinaBert) is
 read by its own loader (the one the native engine uses: config.json checked field by field, the
 tensors of ``model.safetensors`` or a sharded checkpoint by the project's one reader) and
 written by one graph writer driven by the family's spec (see :mod:`.graph`), opset 17, dynamic
@@ -63,7 +64,7 @@ def family_config(raw: dict, where) -> tuple:
         act = "gelu" if act == "gelu_python" else act
         raw = dict(raw, hidden_act="gelu")  # the loader knows erf GELU only; the graph computes act
     try:
-        cfg = arch.family(mt, where).config(raw, where)
+        cfg = arch.family(mt, where, raw).config(raw, where)
     except NotRecognized as e:
         raise ExportError(str(e)) from None
     cfg.setdefault("family", "bert")
@@ -144,7 +145,8 @@ def _copy_side_files(src: Path, dst: Path) -> None:
 
 def export(src, dst, quantize=None, overwrite: bool = False) -> Path:
     """Exports a Hugging Face checkpoint folder of an encoder family (model_type bert, mpnet,
-    roberta, xlm-roberta, nomic_bert, modernbert) to an ONNX encoder folder.
+    roberta, xlm-roberta, nomic_bert, modernbert; JinaBert's bert with ALiBi) to an ONNX
+    encoder folder.
 
     Args:
         src: a checkpoint folder: ``model.safetensors`` (F32, F16 or BF16; or a sharded

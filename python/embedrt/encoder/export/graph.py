@@ -48,7 +48,8 @@ def build_graph(cfg: dict, params: dict, act: str = "gelu", name: str | None = N
     gelu_pytorch_tanh, gelu_fast)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..arch import max_tokens, mpnet, nomic_bert, spec_of
+    from .. import arch
+    from ..arch import max_tokens, nomic_bert, spec_of
 
     spec = spec_of(cfg)
     H, heads = int(cfg["hidden"]), int(cfg["heads"])
@@ -114,7 +115,7 @@ def build_graph(cfg: dict, params: dict, act: str = "gelu", name: str | None = N
         else:  # every token takes row 0, as HF adds it when no token_type_ids are given
             e_typ = init("embeddings.token_type_embeddings.row0", table[0].copy())
         x = node("Add", [x, e_typ], "emb/Add1")
-    if spec["position"] != "rotary":
+    if arch.has_position_table(spec):
         pos = init("embeddings.position_embeddings.weight", np.asarray(params["pos"], np.float32))
         idx = pos_ids
         if spec["position"] == "offset":  # cumsum(ids != pad) * (ids != pad) + pad
@@ -134,7 +135,7 @@ def build_graph(cfg: dict, params: dict, act: str = "gelu", name: str | None = N
     mask = node("Unsqueeze", [neg, "const/axes12"], "mask/Unsqueeze")
     longest = max_tokens(cfg)
     if spec["attention_bias"] == "relative":  # MPNet: bias by j - i, one table for every layer
-        table = mpnet.relative_bias_table(cfg, params, longest)  # [heads, 2 * longest - 1]
+        table = arch.relative_bias_table(cfg, params, longest)  # [heads, 2 * longest - 1]
         rel = init("encoder.relative_attention_bias.by_distance", table)
         off = init("const/rel_offset", np.array(longest - 1, dtype=np.int64))
         dist = node("Sub", [node("Unsqueeze", [pos_ids, "const/axis0"], "rel/Keys"),
