@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import family_checks
 from conftest import copy_tiny_model, edit_config, row_cosines, stored_probe_hidden
-from embedrt.encoder._native_load import NotRecognized
 
 DATA = Path(__file__).resolve().parent / "data" / "modernbert"
 NAME = "tiny-modernbert"
@@ -90,20 +90,7 @@ def test_the_reference_tells_the_window_and_the_thetas_apart(tmp_path, change):
 
 @pytest.mark.parametrize("precision,tol", [("fp32", 0.99999), ("int8", 0.99)])
 def test_native_matches_transformers(tmp_path, precision, tol):
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, _, ref = _probe(folder)
-    b = NativeBackend.from_model_dir(folder, precision=precision)
-    assert b.verdict.passed is True and b.max_position == LIMIT
-    got = b.embed(ids, None, "mean")
-    cos = _cos(got, ref["probe_pooled"])
-    assert cos.min() >= tol, (precision, cos)
-    if precision == "fp32":
-        np.testing.assert_allclose(got, ref["probe_pooled"], atol=1e-4)
-    again = NativeBackend.from_model_dir(folder, precision=precision)
-    assert again.load_info["cached"] is True
-    np.testing.assert_array_equal(again.embed(ids, None, "mean"), got)
+    family_checks.native_matches_reference(_copy(tmp_path), precision, tol, LIMIT, 32)
 
 
 @pytest.mark.parametrize("mode", ["cls", "max", "lasttoken", "weightedmean"])
@@ -120,55 +107,20 @@ def test_other_pooling_modes_fp32(tmp_path, mode):
 
 @pytest.mark.isa
 def test_isa_paths_agree(tmp_path, isa):
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, _, ref = _probe(folder)
-    for precision, tol in (("fp32", 0.99999), ("int8", 0.99)):
-        b = NativeBackend.from_model_dir(folder, precision=precision, cache=False)
-        cos = _cos(b.embed(ids, None, "mean"), ref["probe_pooled"])
-        assert cos.min() >= tol, (isa, precision, cos)
+    family_checks.isa_paths_agree(_copy(tmp_path), isa)
 
 
 @pytest.mark.parametrize("backend", ["auto", "native"])
 def test_encoder_runs_the_folder_on_the_native_engine(tmp_path, backend):
-    import embedrt
-
-    folder = _copy(tmp_path)
-    ref = np.load(folder / "reference.npz")
-    texts = [str(t) for t in ref["texts"]]
-    enc = embedrt.Encoder(folder, backend=backend)
-    info = enc.backend_info
-    assert info["backend"] == "native" and info["precision"] == "int8" and info["gate"]["passed"] is True
-    assert enc.dim == 32 and enc.max_seq_length == LIMIT
-    assert [len(x) for x in enc.tokenize(texts)] == ref["lengths"].tolist()
-    cos = _cos(enc.encode(texts), ref["embeddings"])
-    assert cos.min() >= 0.99 and cos.mean() >= 0.997, (cos.min(), cos.mean())
+    family_checks.encoder_runs_the_folder(_copy(tmp_path), backend, 32, LIMIT)
 
 
 def test_fp32_encoding_of_texts_matches_transformers(tmp_path):
-    import embedrt
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ref = np.load(folder / "reference.npz")
-    enc = embedrt.Encoder(folder, backend="native")
-    ids = enc.tokenize([str(t) for t in ref["texts"]])
-    assert max(len(x) for x in ids) == LIMIT  # one text truncated at the position limit
-    got = NativeBackend.from_model_dir(folder, precision="fp32").embed(ids, None, "mean")
-    got = got / np.linalg.norm(got, axis=1, keepdims=True)
-    assert _cos(got, ref["embeddings"]).min() >= 0.99999
+    family_checks.fp32_encoding_of_texts_matches(_copy(tmp_path), LIMIT)
 
 
 def test_a_text_does_not_depend_on_its_batch_mates(tmp_path):
-    import embedrt
-
-    folder = _copy(tmp_path)
-    texts = [str(t) for t in np.load(folder / "reference.npz")["texts"]]
-    enc = embedrt.Encoder(folder, backend="native")
-    together = enc.encode(texts, batch_size=len(texts))
-    alone = np.stack([enc.encode([t], batch_size=1)[0] for t in texts])
-    np.testing.assert_allclose(together, alone, atol=1e-6)
+    family_checks.a_text_does_not_depend_on_its_batch_mates(_copy(tmp_path), lengths=9)
 
 
 def test_the_position_limit(tmp_path):
@@ -196,15 +148,7 @@ def test_the_position_limit(tmp_path):
     ({"intermediate_size": 40}, r"layers\.0\.mlp\.Wi\.weight has shape \(96, 32\).*\(80, 32\)"),
 ])
 def test_configs_the_engine_cannot_run_are_refused(tmp_path, change, match):
-    import embedrt
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    _edit_config(folder, **change)
-    with pytest.raises(NotRecognized, match=match):
-        NativeBackend.from_model_dir(folder)
-    with pytest.raises(NotRecognized, match=match):
-        embedrt.Encoder(folder, backend="auto")
+    family_checks.a_config_the_engine_cannot_run_is_refused(_copy(tmp_path), change, match)
 
 
 def test_the_older_config_spelling_reads_alike(tmp_path):

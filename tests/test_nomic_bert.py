@@ -16,7 +16,6 @@ states of random id sequences (``probe_ids`` split by ``probe_lengths``, up to 6
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import family_checks
 from conftest import copy_tiny_model, edit_config, rewrite_checkpoint, row_cosines, stored_probe_hidden
 from embedrt.encoder._native_load import NotRecognized
 
@@ -148,21 +148,7 @@ def test_the_reference_tells_the_published_choices_apart(tmp_path):
 
 @pytest.mark.parametrize("precision,tol", [("fp32", 0.99999), ("int8", 0.99)])
 def test_native_matches_the_reference(tmp_path, precision, tol):
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, hidden, ref = _probe(folder)
-    b = NativeBackend.from_model_dir(folder, precision=precision)
-    assert b.verdict.passed is True and b.verdict.reference == "numpy"
-    assert b.max_position == LIMIT and b.dim == 32
-    got = b.embed(ids, None, "mean")
-    cos = _cos(got, ref["probe_pooled"])
-    assert cos.min() >= tol, (precision, cos)
-    if precision == "fp32":
-        np.testing.assert_allclose(got, ref["probe_pooled"], atol=1e-4)
-    again = NativeBackend.from_model_dir(folder, precision=precision)
-    assert again.load_info["cached"] is True
-    np.testing.assert_array_equal(again.embed(ids, None, "mean"), got)
+    family_checks.native_matches_reference(_copy(tmp_path), precision, tol, LIMIT, 32)
 
 
 @pytest.mark.parametrize("precision,tol", [("fp32", 0.99999), ("int8", 0.99)])
@@ -187,30 +173,12 @@ def test_every_pooling_mode(tmp_path, precision, tol):
 
 
 def test_token_types_are_row_zero_unless_given(tmp_path):
-    """No token_type_ids: row 0 of the table, as NomicBertModel passes zeros; type 1 is
-    another model input, and the engine takes it."""
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, _, ref = _probe(folder)
-    b = NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
-    zeros = b.embed(ids, [np.zeros(len(s), np.int64) for s in ids], "mean")
-    np.testing.assert_array_equal(zeros, b.embed(ids, None, "mean"))
-    ones = b.embed(ids, [np.ones(len(s), np.int64) for s in ids], "mean")
-    assert _cos(ones, ref["probe_pooled"]).min() < 0.999
+    family_checks.token_types_are_row_zero_unless_given(_copy(tmp_path))
 
 
 @pytest.mark.isa
 def test_isa_paths_agree(tmp_path, isa):
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, _, ref = _probe(folder)
-    for precision, tol in (("fp32", 0.99999), ("int8", 0.99)):
-        b = NativeBackend.from_model_dir(folder, precision=precision, cache=False)
-        assert b.verdict.passed is True
-        cos = _cos(b.embed(ids, None, "mean"), ref["probe_pooled"])
-        assert cos.min() >= tol, (isa, precision, cos)
+    family_checks.isa_paths_agree(_copy(tmp_path), isa)
 
 
 def test_the_engine_refuses_more_tokens_than_the_positions(tmp_path):
@@ -229,35 +197,11 @@ def test_the_engine_refuses_more_tokens_than_the_positions(tmp_path):
 
 @pytest.mark.parametrize("backend", ["auto", "native"])
 def test_encoder_runs_the_folder_on_the_native_engine(tmp_path, backend):
-    import embedrt
-
-    folder = _copy(tmp_path)
-    ref = np.load(folder / "reference.npz")
-    texts = [str(t) for t in ref["texts"]]
-    enc = embedrt.Encoder(folder, backend=backend)
-    info = enc.backend_info
-    assert info["backend"] == "native" and info["precision"] == "int8" and info["gate"]["passed"] is True
-    assert enc.dim == 32 and enc.max_seq_length == LIMIT
-    assert [len(x) for x in enc.tokenize(texts)] == ref["lengths"].tolist()
-    got = enc.encode(texts)
-    cos = _cos(got, ref["embeddings"])
-    assert cos.min() >= 0.99 and cos.mean() >= 0.997, (cos.min(), cos.mean())
+    family_checks.encoder_runs_the_folder(_copy(tmp_path), backend, 32, LIMIT)
 
 
 def test_fp32_encoding_of_texts_matches_the_reference(tmp_path):
-    import embedrt
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ref = np.load(folder / "reference.npz")
-    enc = embedrt.Encoder(folder, backend="native")
-    ids = enc.tokenize([str(t) for t in ref["texts"]])
-    assert max(len(x) for x in ids) == LIMIT  # one text truncated at the position limit
-    fp32 = NativeBackend.from_model_dir(folder, precision="fp32")
-    got = fp32.embed(ids, None, "mean")
-    got = got / np.linalg.norm(got, axis=1, keepdims=True)
-    assert _cos(got, ref["embeddings"]).min() >= 0.99999
-    np.testing.assert_allclose(got, ref["embeddings"], atol=1e-4)
+    family_checks.fp32_encoding_of_texts_matches(_copy(tmp_path), LIMIT)
 
 
 def test_prompts_come_from_the_folder(tmp_path):
@@ -292,18 +236,7 @@ def test_matryoshka_dims(tmp_path):
 
 
 def test_a_text_does_not_depend_on_its_batch_mates(tmp_path):
-    import embedrt
-
-    folder = _copy(tmp_path)
-    texts = [str(t) for t in np.load(folder / "reference.npz")["texts"]]
-    enc = embedrt.Encoder(folder, backend="native")
-    assert len({len(x) for x in enc.tokenize(texts)}) > 10
-    together = enc.encode(texts, batch_size=len(texts))
-    alone = np.stack([enc.encode([t], batch_size=1)[0] for t in texts])
-    np.testing.assert_allclose(together, alone, atol=1e-6)
-    shuffled = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
-    by_text = dict(zip(shuffled, enc.encode(shuffled, batch_size=5)))
-    np.testing.assert_allclose(np.stack([by_text[t] for t in texts]), alone, atol=1e-6)
+    family_checks.a_text_does_not_depend_on_its_batch_mates(_copy(tmp_path))
 
 
 def test_truncation_at_the_position_limit(tmp_path):
@@ -325,13 +258,7 @@ def test_truncation_at_the_position_limit(tmp_path):
 
 
 def test_onnxruntime_runs_the_graph_exported_from_the_checkpoint(tmp_path):
-    import embedrt
-
-    folder = _copy(tmp_path)
-    enc = embedrt.Encoder(folder, backend="onnxruntime")  # the graph exported into the cache
-    assert enc.backend_info["backend"] == "onnxruntime" and not (folder / "onnx").exists()
-    ref = np.load(folder / "reference.npz")
-    assert _cos(enc.encode([str(t) for t in ref["texts"]]), ref["embeddings"]).min() >= 0.99999
+    family_checks.onnxruntime_runs_the_exported_graph(_copy(tmp_path))
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -363,28 +290,12 @@ def test_onnxruntime_runs_the_graph_exported_from_the_checkpoint(tmp_path):
     ({"pad_vocab_size_multiple": 1}, r"word_embeddings\.weight has shape \(640, 32\).*\(600, 32\)"),
 ])
 def test_configs_the_engine_cannot_run_are_refused(tmp_path, change, match):
-    import embedrt
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    _edit_config(folder, **change)
-    with pytest.raises(NotRecognized, match=match):
-        NativeBackend.from_model_dir(folder)
-    # without an ONNX graph, auto has nothing to fall back to: it says why
-    with pytest.raises(NotRecognized, match=match):
-        embedrt.Encoder(folder, backend="auto")
+    family_checks.a_config_the_engine_cannot_run_is_refused(_copy(tmp_path), change, match)
 
 
 def test_a_missing_field_takes_the_published_default_and_is_refused(tmp_path):
     """qkv_proj_bias absent means True in NomicBertConfig: refused, not assumed false."""
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    cfg = json.loads((folder / "config.json").read_text())
-    del cfg["qkv_proj_bias"]
-    (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(NotRecognized, match=r"qkv_proj_bias is True \(the default\)"):
-        NativeBackend.from_model_dir(folder)
+    family_checks.a_missing_field_is_refused(_copy(tmp_path), "qkv_proj_bias", r"qkv_proj_bias is True \(the default\)")
 
 
 def test_a_bias_the_config_does_not_have_is_refused(tmp_path):
@@ -417,18 +328,7 @@ def test_more_layers_than_the_config_says_is_refused(tmp_path):
 
 def test_a_checkpoint_under_a_prefix_loads(tmp_path):
     """NomicBertForPreTraining keeps the base model under ``bert.``."""
-    from embedrt.encoder.native import NativeBackend
-
-    folder = _copy(tmp_path)
-    ids, _, ref = _probe(folder)
-
-    def prefix(t):
-        for k in list(t):
-            t["bert." + k] = t.pop(k)
-
-    _rewrite_checkpoint(folder, prefix)
-    b = NativeBackend.from_model_dir(folder, precision="fp32", cache=False)
-    np.testing.assert_allclose(b.embed(ids, None, "mean"), ref["probe_pooled"], atol=1e-4)
+    family_checks.a_checkpoint_under_a_prefix_loads(_copy(tmp_path), "bert.")
 
 
 def test_the_numpy_probe_stops_at_its_longest(tmp_path, monkeypatch):

@@ -32,44 +32,20 @@ It rewrites everything it owns (deterministically).
 """
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "data"
-OUT = DATA / "jina_bert" / "tiny-jina-bert"
-TOKENIZER_FROM = DATA / "mpnet" / "tiny-mpnet"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_folder  # noqa: E402
+
+OUT = tiny_folder.DATA / "jina_bert" / "tiny-jina-bert"
 
 SEED = 2468
 HIDDEN, HEADS, LAYERS, INTER, POSITIONS = 48, 6, 2, 40, 64
 EPS = 1e-12
-PROBE_LENGTHS = (1, 2, 9, 17, 40, 64)
-
-TEXTS = [
-    "",
-    "hello",
-    "The quick brown fox jumps over the lazy dog.",
-    "!!! ??? ...",
-    "a",
-    "Search for the answer to the question",
-    "dog dog dog dog dog dog dog dog dog dog",
-    "Zyxwvut qqqq jjjj",
-    "UPPER CASE WORDS STAY UPPER",
-    "numbers 1 2 3 42 and 2024",
-    "tabs\tand\nnewlines   and   spaces",
-    " ".join(["the river runs through the old city"] * 30),   # truncated at the limit
-    "walking talking singing dancing",
-    "a b c d e f g h i j k l m n o p",
-    "the",
-    "Thank you very much for the book, see you tomorrow morning!",
-    "?",
-    "green trees and blue sky over the mountain sea",
-]
 
 
 def config_json(vocab: int) -> dict:
@@ -203,65 +179,16 @@ def forward(w: dict, ids) -> np.ndarray:
 
 # --- the folder -----------------------------------------------------------------------------------
 
-def _dump(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def tokenize(texts) -> list:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(OUT / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=POSITIONS)
-    return [np.array(e.ids, dtype=np.int64) for e in tok.encode_batch(list(texts), add_special_tokens=True)]
-
-
 def main() -> int:
     from safetensors.numpy import save_file
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(TOKENIZER_FROM / name, OUT / name)
-    tok_cfg = json.loads((TOKENIZER_FROM / "tokenizer_config.json").read_text())
-    tok_cfg["model_max_length"] = POSITIONS
-    _dump(OUT / "tokenizer_config.json", tok_cfg)
-    vocab = len((OUT / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    _dump(OUT / "config.json", config_json(vocab))
-    _dump(OUT / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    _dump(OUT / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False})
-    _dump(OUT / "sentence_bert_config.json", {"max_seq_length": POSITIONS, "do_lower_case": False})
+    vocab = tiny_folder.new_folder(OUT, POSITIONS)
+    tiny_folder.dump(OUT / "config.json", config_json(vocab))
+    tiny_folder.write_modules(OUT, HIDDEN, POSITIONS)
     weights = make_weights(vocab, SEED)
     save_file(weights, str(OUT / "model.safetensors"), metadata={"format": "pt"})
     (OUT / "model.safetensors").chmod(0o644)
-
-    def embed(texts):
-        out = []
-        for x in tokenize(texts):
-            v = forward(weights, x).mean(0)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out).astype(np.float32)
-
-    ids = tokenize(TEXTS)
-    assert max(len(x) for x in ids) == POSITIONS, "a text must reach the limit"
-    rng = np.random.default_rng(SEED)
-    probe = [rng.integers(0, vocab, size=n).astype(np.int64) for n in PROBE_LENGTHS]
-    hidden = [forward(weights, s) for s in probe]
-    np.savez_compressed(
-        OUT / "reference.npz", texts=np.array(TEXTS), embeddings=embed(TEXTS),
-        lengths=np.array([len(x) for x in ids], dtype=np.int64),
-        probe_ids=np.concatenate(probe), probe_lengths=np.array(PROBE_LENGTHS, np.int64),
-        probe_hidden=np.concatenate(hidden).astype(np.float32),
-        probe_pooled=np.stack([x.mean(0) for x in hidden]).astype(np.float32))
+    ids = tiny_folder.save_reference(OUT, lambda x: forward(weights, x), POSITIONS, vocab, SEED)
     size = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"tiny-jina-bert: vocab {vocab}, {size // 1024} KB, longest text {max(len(x) for x in ids)} tokens")
     return 0

@@ -20,17 +20,16 @@ Needs torch and transformers (neither is a runtime or test dependency); run by h
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "data"
-OUT = DATA / "modernbert" / "tiny-modernbert"
-TOKENIZER_FROM = DATA / "mpnet" / "tiny-mpnet"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_folder  # noqa: E402
+
+OUT = tiny_folder.DATA / "modernbert" / "tiny-modernbert"
 
 SEED = 8642
 HIDDEN, HEADS, LAYERS, INTERMEDIATE, POSITIONS, LOCAL = 32, 4, 4, 48, 128, 8
@@ -107,30 +106,8 @@ def pooled_padded(model, ids: list) -> np.ndarray:
     return (v / v.norm(dim=1, keepdim=True)).float().numpy()
 
 
-def _dump(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def tokenize(texts) -> list:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(OUT / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=POSITIONS)
-    return [np.array(e.ids, dtype=np.int64) for e in tok.encode_batch(list(texts), add_special_tokens=True)]
-
-
 def main() -> int:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(TOKENIZER_FROM / name, OUT / name)
-    tok_cfg = json.loads((TOKENIZER_FROM / "tokenizer_config.json").read_text())
-    tok_cfg["model_max_length"] = POSITIONS
-    _dump(OUT / "tokenizer_config.json", tok_cfg)
-    vocab = len((OUT / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    vocab = tiny_folder.new_folder(OUT, POSITIONS)
     model = build_model(vocab, SEED)
     tmp = OUT / "_save"
     model.save_pretrained(tmp, safe_serialization=True)
@@ -138,21 +115,9 @@ def main() -> int:
     shutil.move(str(tmp / "config.json"), OUT / "config.json")
     (OUT / "model.safetensors").chmod(0o644)
     shutil.rmtree(tmp)
-    _dump(OUT / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    _dump(OUT / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False})
-    _dump(OUT / "sentence_bert_config.json", {"max_seq_length": POSITIONS, "do_lower_case": False})
-    _dump(OUT / "config_sentence_transformers.json", {
-        "__version__": {"sentence_transformers": "3.0.0"}, "prompts": {},
-        "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    tiny_folder.write_modules(OUT, HIDDEN, POSITIONS, prompts={})
 
-    ids = tokenize(TEXTS)
+    ids = tiny_folder.tokenize(OUT, POSITIONS, TEXTS)
     assert max(len(x) for x in ids) == POSITIONS, "a text must reach the limit"
     emb = []
     for x in ids:
