@@ -279,69 +279,6 @@ def test_truncation_header(encoder):
     np.testing.assert_allclose(rows(r), encoder.encode(texts), atol=1e-5, rtol=0)
 
 
-def test_texts_are_tokenized_in_the_worker_with_their_batch_mates(encoder):
-    """Queued requests are tokenized together, in the encode worker (not on the event loop),
-    and each still gets its own rows, token counts and truncation flag."""
-    gated = GatedEncoder(encoder)
-    calls = []
-    tokenize = gated.tokenize
-
-    def recording(texts):
-        calls.append((threading.current_thread().name, list(texts)))
-        return tokenize(texts)
-    gated.tokenize = recording
-    app = create_app(encoder=gated)
-    long = "word " * 200
-    asks = [["first"], ["second text", long], ["third"]]
-
-    async def body(client):
-        busy = asyncio.ensure_future(client.post("/v1/embeddings", json={"input": asks[0]}))
-        await asyncio.get_running_loop().run_in_executor(None, gated.entered.wait, 5)
-        queued = [asyncio.ensure_future(client.post("/v1/embeddings", json={"input": a})) for a in asks[1:]]
-        while app.state.embedrt.batcher.queued < 3:
-            await asyncio.sleep(0.005)
-        gated.gate.set()
-        return [await busy] + [await q for q in queued]
-    answers = run_app(app, body)
-    assert all(name.startswith("embedrt-encode") for name, _ in calls), calls
-    batches = [texts for _, texts in calls if texts != [long]]   # (the untruncated recount aside)
-    assert batches == [["first"], ["second text", long, "third"]]
-    for r, texts in zip(answers, asks):
-        assert r.status_code == 200, r.text
-        np.testing.assert_allclose(rows(r), encoder.encode(texts), atol=1e-5, rtol=0)
-        assert r.json()["usage"]["prompt_tokens"] == sum(len(x) for x in encoder.tokenize(texts))
-        assert r.headers["x-embedrt-truncated"] == ("1" if long in texts else "0")
-
-
-def test_estimates_bound_the_token_counts(encoder):
-    served = create_app(encoder=encoder).state.embedrt
-    texts = ["a", "word " * 200, "héllo wörld ü", "\u4e2d\u6587\u5b57", "x" * 3]
-    est = served.estimate_tokens(texts)
-    real = [len(x) for x in encoder.tokenize(texts)]
-    assert all(e >= r for e, r in zip(est, real)), (est, real)
-    assert max(est) <= encoder.max_seq_length
-
-
-def test_default_prompt_through_the_server(tiny_dir, tmp_path):
-    """A model whose sentence-transformers config adds a default prompt: the server's rows are
-    encode's (prompt included) and usage counts the texts' own tokens."""
-    import json
-
-    folder = tmp_path / "prompted"
-    shutil.copytree(tiny_dir, folder)
-    (folder / "config_sentence_transformers.json").write_text(json.dumps(
-        {"prompts": {"query": "query: "}, "default_prompt_name": "query"}))
-    enc = embedrt.Encoder(folder, threads=1)
-    assert enc.default_prompt_name == "query"
-    texts = ["what is a cat", "the cat sat on the mat"]
-    r = call(create_app(encoder=enc), "POST", "/v1/embeddings", json={"input": texts})
-    assert r.status_code == 200, r.text
-    np.testing.assert_allclose(rows(r), enc.encode(texts), atol=1e-5, rtol=0)
-    without = enc.encode_tokens(enc.tokenize(texts))
-    assert np.abs(rows(r) - without).max() > 1e-3          # the prompt is in the rows
-    assert r.json()["usage"]["prompt_tokens"] == sum(len(x) for x in enc.tokenize(texts))
-
-
 def test_api_key(encoder):
     app = create_app(encoder=encoder, api_key="s3cret")
 

@@ -92,7 +92,7 @@ class _Served:
         self.api_key = api_key or None
         self.model_name = model_name
         self.metrics = ServerMetrics()
-        self.batcher = Batcher(self._encode_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+        self.batcher = Batcher(self._encode, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                                max_queue=max_queue, metrics=self.metrics, workers=workers)
         self.load_error = None
         self.created = int(time.time())
@@ -203,49 +203,6 @@ class _Served:
         return self.encoder.encode(items, batch_size=ENCODE_BATCH_SIZE, truncate_dim=dims,
                                    normalize_embeddings=normalize, show_progress_bar=False)
 
-    def _encode_batch(self, items, key):
-        """In the worker thread: a batch's rows, with each text's token count and whether it was
-        truncated. Texts are tokenized here, all of the batch in one call (the tokenizer
-        releases the GIL); token ids that a request tokenized before (TEI's untruncated check)
-        are encoded as they are."""
-        at = [i for i, x in enumerate(items) if isinstance(x, str)]
-        truncated = np.zeros(len(items), dtype=bool)
-        if self.encoder.default_prompt_name is not None:   # encode adds the prompt: texts only
-            counts, cut, _ = self.tokenize(list(items))
-            truncated[cut] = True
-            return self._encode(list(items), key), np.asarray(counts, dtype=np.int64), truncated
-        if at:
-            counts, cut, ids = self.tokenize([items[i] for i in at])
-            items = list(items)
-            for i, x in zip(at, ids):
-                items[i] = x
-            truncated[[at[j] for j in cut]] = True
-        counts = np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items))
-        return self._encode(items, key), counts, truncated
-
-    def estimate_tokens(self, texts, param: str = "input") -> list:
-        """An upper bound of each text's token count, to size batches before the worker
-        tokenizes them: its UTF-8 length, the prompt's and the special tokens, capped at the
-        model's limit. Checks that each text is valid Unicode (a 400 naming it otherwise)."""
-        limit = getattr(self.encoder, "max_seq_length", None) or 0
-        extra = 4
-        prompt = getattr(self.encoder, "prompts", {}).get(self.encoder.default_prompt_name or "", None)
-        if isinstance(prompt, str):
-            extra += len(prompt.encode("utf-8", "replace"))
-        out = []
-        for i, t in enumerate(texts):
-            if t.isascii():
-                n = len(t)
-            else:
-                try:
-                    n = len(t.encode("utf-8"))
-                except UnicodeEncodeError:
-                    raise ApiError(400, f"'{param}[{i}]' is not valid Unicode (a lone surrogate)",
-                                   param=f"{param}[{i}]", code="invalid_value") from None
-            n += extra
-            out.append(min(n, limit) if limit else n)
-        return out
-
     def _count_untruncated(self, text: str) -> int:
         if self._untruncated is None:
             from tokenizers import Tokenizer
@@ -290,10 +247,8 @@ class _Served:
             raise ApiError(400, f"'{param}' could not be tokenized: {e}", param=param,
                            code="invalid_value") from None
 
-    async def embed(self, request, texts, counts, dims, normalize) -> tuple:
-        """(rows, token counts, indexes of the truncated texts) of `texts` from the batcher;
-        drops them if the client disconnects first. `counts` size the batches (estimates
-        will do: the worker gives the true counts)."""
+    async def embed(self, request, texts, counts, dims, normalize) -> np.ndarray:
+        """The rows of `texts` from the batcher; drops them if the client disconnects first."""
         try:
             job = self.batcher.submit(texts, counts, (dims, normalize))
         except QueueFull as e:
@@ -335,9 +290,7 @@ class _Served:
             logger.error("embedrt serve: encoding failed: %s: %s", type(exc).__name__, exc)
             raise ApiError(500, f"encoding failed: {type(exc).__name__}: {exc}", type="server_error",
                            code="encoding_failed")
-        if job.tokens_out is None:
-            return job.future.result(), np.asarray(counts, dtype=np.int64), []
-        return job.future.result(), job.tokens_out, np.flatnonzero(job.truncated).tolist()
+        return job.future.result()
 
 
 async def _wait_disconnect(receive) -> None:
@@ -602,12 +555,9 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
         return await asyncio.get_running_loop().run_in_executor(None, _json_bytes, obj)
 
     async def encode_texts(request, texts, dims, normalize, param="input", tokenized=None):
-        if tokenized is None:   # tokenized in the worker, with its batch mates
-            items, estimates = texts, served.estimate_tokens(texts, param)
-        else:
-            estimates, _, items = tokenized
-        emb, counts, truncated = await served.embed(request, items, estimates, dims, normalize)
-        tokens = int(np.sum(counts))
+        counts, truncated, items = tokenized or await served.tokenize_async(texts, param)
+        emb = await served.embed(request, items, counts, dims, normalize)
+        tokens = sum(counts)
         metrics.inputs.inc(len(texts))
         metrics.tokens.inc(tokens)
         if truncated:
@@ -659,10 +609,8 @@ def create_app(model=None, *, encoder=None, backend: str = "auto", threads=None,
                 raise ApiError(422, f"'{key}' must be a boolean, got {_json_type(value)}", param=key)
         served.ready()
         dims = _dimensions(body.get("dimensions"), served.encoder.dim)
-        tokenized = None
-        if not truncate:   # a text over the limit is refused before it is queued
-            tokenized = await served.tokenize_async(texts, "inputs")
-        if tokenized is not None and tokenized[1]:
+        tokenized = await served.tokenize_async(texts, "inputs")
+        if not truncate and tokenized[1]:
             raise ApiError(413, f"inputs[{tokenized[1][0]}] is longer than the model's limit of "
                                 f"{served.encoder.max_seq_length} tokens (send \"truncate\": true)",
                            param="inputs")

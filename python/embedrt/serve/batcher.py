@@ -8,11 +8,6 @@ batches, up to ``max_batch_tokens`` tokens each; with a worker idle a batch star
 after up to ``max_wait_ms`` when that is set (to gather more texts per batch). A batch holds
 texts of one kind only (the same output dimensions and normalization); a request longer than a
 batch is split over several. Each request gets its own rows back, in order.
-
-The token counts given with the texts size the batches; they may be estimates (the server
-gives an upper bound from each text's UTF-8 length and tokenizes a whole batch at once in its
-worker, off the event loop). An ``encode`` that returns the true counts with the rows puts them
-in ``job.tokens_out`` and ``job.truncated`` for the request to report.
 """
 from __future__ import annotations
 
@@ -37,8 +32,7 @@ class Stopping(Exception):
 
 
 class _Job:
-    __slots__ = ("texts", "tokens", "key", "future", "out", "taken", "done", "cancelled", "t0",
-                 "tokens_out", "truncated")
+    __slots__ = ("texts", "tokens", "key", "future", "out", "taken", "done", "cancelled", "t0")
 
     def __init__(self, texts, tokens, key, future):
         self.texts = texts
@@ -50,17 +44,13 @@ class _Job:
         self.done = 0       # texts whose rows are in
         self.cancelled = False
         self.t0 = time.perf_counter()
-        self.tokens_out = None  # the true token counts, when encode gives them
-        self.truncated = None   # which texts were truncated, when encode says
 
 
 class Batcher:
     """Collects texts from concurrent requests into encoder batches.
 
     Args:
-        encode: ``encode(texts, key)``, run in the worker thread: a float32 array
-            ``(len(texts), dim)``, or ``(rows, tokens, truncated)`` with each text's true token
-            count (int array) and whether it was truncated (bool array).
+        encode: ``encode(texts, key) -> float32 array (len(texts), dim)``, run in the worker thread.
         max_batch_tokens: a batch stops growing at this many tokens (it always takes one text).
         max_wait_ms: with the worker idle, how long a batch below ``max_batch_tokens`` may wait
             for more texts (0: it starts at once).
@@ -324,15 +314,11 @@ class Batcher:
                     self._set_waiting(self._waiting - (len(job.texts) - job.taken))
         else:
             emb = future.result()
-            tokens = truncated = None
-            if isinstance(emb, tuple):
-                emb, tokens, truncated = emb
             m = self._metrics
             if m is not None:
                 m.batch_seconds.observe(time.perf_counter() - t0)
                 m.batch_size.observe(count)
-                m.batch_tokens.observe(int(np.sum(tokens)) if tokens is not None
-                                       else sum(sum(job.tokens[lo:hi]) for job, lo, hi in parts))
+                m.batch_tokens.observe(sum(sum(job.tokens[lo:hi]) for job, lo, hi in parts))
             row = 0
             for job, lo, hi in parts:
                 k = hi - lo
@@ -340,12 +326,6 @@ class Batcher:
                     if job.out is None:
                         job.out = np.empty((len(job.texts), emb.shape[1]), dtype=np.float32)
                     job.out[lo:hi] = emb[row:row + k]
-                    if tokens is not None:
-                        if job.tokens_out is None:
-                            job.tokens_out = np.zeros(len(job.texts), dtype=np.int64)
-                            job.truncated = np.zeros(len(job.texts), dtype=bool)
-                        job.tokens_out[lo:hi] = tokens[row:row + k]
-                        job.truncated[lo:hi] = truncated[row:row + k]
                     job.done += k
                     if job.done == len(job.texts):
                         job.future.set_result(job.out)
