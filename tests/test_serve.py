@@ -279,6 +279,26 @@ def test_truncation_header(encoder):
     np.testing.assert_allclose(rows(r), encoder.encode(texts), atol=1e-5, rtol=0)
 
 
+def test_default_prompt_through_the_server(tiny_dir, tmp_path):
+    """A model whose sentence-transformers config adds a default prompt: the server's rows are
+    encode's (prompt included) and usage counts the texts' own tokens."""
+    import json
+
+    folder = tmp_path / "prompted"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: "}, "default_prompt_name": "query"}))
+    enc = embedrt.Encoder(folder, threads=1)
+    assert enc.default_prompt_name == "query"
+    texts = ["what is a cat", "the cat sat on the mat"]
+    r = call(create_app(encoder=enc), "POST", "/v1/embeddings", json={"input": texts})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(rows(r), enc.encode(texts), atol=1e-5, rtol=0)
+    without = enc.encode_tokens(enc.tokenize(texts))
+    assert np.abs(rows(r) - without).max() > 1e-3          # the prompt is in the rows
+    assert r.json()["usage"]["prompt_tokens"] == sum(len(x) for x in enc.tokenize(texts))
+
+
 def test_api_key(encoder):
     app = create_app(encoder=encoder, api_key="s3cret")
 
