@@ -39,12 +39,13 @@ COMMON_FLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"
 NEON_FLAGS = ["-march=armv8.2-a+dotprod"]
 
 
-# The portable files (all but <family>_<isa>.cpp) are not contracted to FMA (CMakeLists.txt).
+# The portable files (all but <family>_<isa>.cpp) and the NEON ones are not contracted to FMA
+# (CMakeLists.txt).
 PORTABLE_FLAGS = ["-ffp-contract=off"]
 
 
 def _flags(src: Path) -> list[str]:
-    return COMMON_FLAGS + (NEON_FLAGS if src.stem.endswith("_neon") else PORTABLE_FLAGS)
+    return COMMON_FLAGS + (NEON_FLAGS if src.stem.endswith("_neon") else []) + PORTABLE_FLAGS
 
 
 def _require(*tools: str) -> None:
