@@ -65,11 +65,13 @@ def read_hf_config(model_dir) -> dict | None:
 
 def check_params(cfg: dict, params: dict) -> None:
     """Raises NotRecognized unless every array is present with the shape cfg implies."""
+    from . import arch
+
     h, inter = cfg["hidden"], cfg["intermediate"]
     if cfg["heads"] <= 0 or h % cfg["heads"]:
         raise NotRecognized(f"hidden size {h} is not a multiple of {cfg['heads']} heads")
     want = {"word": (cfg["vocab"], h), "emb_g": (h,), "emb_b": (h,)}
-    if cfg.get("position", "absolute") in ("absolute", "offset"):
+    if arch.has_position_table(cfg):
         want["pos"] = (cfg["max_position"], h)
     if cfg.get("type_vocab", 0) > 0:
         want["type"] = (cfg["type_vocab"], h)
